@@ -1,0 +1,40 @@
+"""FusionSpec: the frozen description of one fusion model (where each parent is cut, branch and head widths)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+# The seed's fusion: the CNN keeps everything before its 4th conv ("conv2d_8" in the seed's notebook,
+# output 32x32x128 at 256 px); ResNet50V2 is cut at conv3_block4_2_relu (16x16x128).
+SEED_CNN_CUT = "block3_drop"
+SEED_RESNET_CUT = "conv3_block4_2_relu"
+
+
+@dataclasses.dataclass(frozen=True)
+class FusionSpec:
+    """One fusion model. A cut of None drops that branch (a single-backbone model)."""
+
+    cnn_cut: str | None = SEED_CNN_CUT
+    resnet_cut: str | None = SEED_RESNET_CUT
+    branch_width: int = 2048
+    cnn_branch_activation: Literal["linear", "relu", "softmax"] = "linear"
+    resnet_branch_activation: Literal["linear", "relu", "softmax"] = "softmax"
+    head_width: int = 2048
+    dropout: float = 0.5
+    pool: Literal["gap", "flatten"] = "gap"
+    num_classes: int = 2
+    image_size: int = 256
+    channels: int = 3
+
+    def replace(self, **changes) -> "FusionSpec":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def label(self) -> str:
+        """A short human-readable name, e.g. 'cnn:block3_drop+rn:conv3_block4_2_relu/b2048/h2048'."""
+        parts = []
+        if self.cnn_cut:
+            parts.append(f"cnn:{self.cnn_cut}")
+        if self.resnet_cut:
+            parts.append(f"rn:{self.resnet_cut}")
+        return "+".join(parts) + f"/b{self.branch_width}/h{self.head_width}"

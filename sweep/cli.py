@@ -1,0 +1,57 @@
+"""The `fusion-sweep` command: a table of subcommands, each in its own module under sweep/commands."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Modules import heavy packages (jax, ray, shap) inside run() only,
+# so `fusion-sweep --help` stays fast and each command loads just what it needs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("sweep.commands.run", "run a sweep of fusion models with Ray Tune (the main job)"),
+    "report": ("sweep.commands.report", "rebuild plots and report.md of a sweep from its tables"),
+    "explain": ("sweep.commands.explain", "SHAP explanations and shortcut scores for a sweep's models"),
+    "train": ("sweep.commands.train", "train and evaluate one model"),
+    "reproduce": ("sweep.commands.reproduce", "train the seed paper's three models beside its numbers"),
+    "evaluate": ("sweep.commands.evaluate", "evaluate a trained run on another dataset"),
+    "data": ("sweep.commands.data", "prepare or show a dataset"),
+    "layers": ("sweep.commands.layers", "list the cut points of a backbone"),
+    "profile": ("sweep.commands.profile", "params, FLOPs and latency of one model"),
+    "bench": ("sweep.commands.bench", "measure training/eval speed against peers and the machine's peak"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fusion-sweep",
+        description="Cut a CNN and ResNet50V2 at many depths, fuse them, and measure accuracy against size.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name != module_name:
+                raise
+            continue  # command not built yet
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(sub_parser)
+        sub_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
