@@ -1,0 +1,187 @@
+"""Keras-named layer graphs: cut-name checks, the sub-graph a cut needs, shapes and params without building."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Literal, Sequence
+
+import flax.nnx as nnx
+import jax
+import jax.numpy as jnp
+
+Kind = Literal["input", "pad", "conv", "bn", "relu", "maxpool", "dropout", "add", "flatten", "gap", "dense"]
+WEIGHTED_KINDS = ("conv", "bn", "dense")
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """One Keras layer: its name, what it does and which layers feed it (none: the model input)."""
+
+    name: str
+    kind: Kind
+    inputs: tuple[str, ...] = ()
+    features: int = 0  # conv/dense output channels
+    kernel: int = 1  # conv kernel, maxpool window
+    stride: int = 1
+    padding: Literal["SAME", "VALID"] = "VALID"
+    pad: int = 0  # zero padding on each side (ZeroPadding2D)
+    use_bias: bool = True
+    activation: Literal["linear", "relu"] = "linear"  # dense
+    rate: float = 0.0  # dropout
+    epsilon: float = 1e-3  # bn
+
+
+def check_cut(cut: str, valid: Sequence[str], model: str) -> None:
+    """Raise ValueError naming the closest valid cut names when `cut` is not one of `valid`."""
+    if cut in valid:
+        return
+    close = difflib.get_close_matches(str(cut), list(valid), n=5, cutoff=0.5)
+    hint = f"closest: {', '.join(close)}" if close else f"valid names start with: {', '.join(valid[:5])}, ..."
+    raise ValueError(
+        f"unknown {model} cut {cut!r}; {hint} (see `fusion-sweep layers {model}` for all {len(valid)})"
+    )
+
+
+def check_image(image_size: int, channels: int) -> None:
+    if not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+
+
+def check_num_classes(num_classes: int) -> None:
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+
+
+def needed_layers(layers: Sequence[Layer], cut: str) -> tuple[Layer, ...]:
+    """The layers `cut` depends on (itself included), in graph order: what Keras' Model(input, cut) keeps."""
+    by_name = {layer.name: layer for layer in layers}
+    keep, todo = set(), [cut]
+    while todo:
+        name = todo.pop()
+        if name not in keep:
+            keep.add(name)
+            todo.extend(by_name[name].inputs)
+    return tuple(layer for layer in layers if layer.name in keep)
+
+
+def _spatial(size: int, layer: Layer) -> int:
+    if layer.kind == "pad":
+        return size + 2 * layer.pad
+    if layer.kind in ("conv", "maxpool"):
+        if layer.padding == "SAME":
+            return -(-size // layer.stride)
+        return (size - layer.kernel) // layer.stride + 1 if size >= layer.kernel else 0
+    return size
+
+
+def infer_shapes(layers: Sequence[Layer], image_size: int, channels: int, model: str) -> dict[str, tuple[int, ...]]:
+    """Per-image output shape of every layer; ValueError when a spatial size reaches 0 on the way."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer in layers:
+        src = shapes[layer.inputs[0]] if layer.inputs else (image_size, image_size, channels)
+        if layer.kind in ("flatten", "gap"):
+            n = src[0] * src[1] * src[2] if layer.kind == "flatten" else src[-1]
+            shape = (n,)
+        elif layer.kind == "dense":
+            shape = (layer.features,)
+        elif len(src) == 3:
+            size = _spatial(src[0], layer)
+            if size < 1:
+                raise ValueError(
+                    f"image_size {image_size} is too small for {model} up to {layer.name!r}: its "
+                    f"{src[0]}x{src[1]} input shrinks to nothing; use a larger image or an earlier cut"
+                )
+            shape = (size, size, layer.features if layer.kind == "conv" else src[-1])
+        else:
+            shape = src
+        shapes[layer.name] = shape
+    return shapes
+
+
+def layer_params(layer: Layer, in_channels: int) -> tuple[int, int]:
+    """(total, non-trainable) params that Keras counts for this layer."""
+    if layer.kind == "conv":
+        n = layer.kernel * layer.kernel * in_channels * layer.features + (layer.features if layer.use_bias else 0)
+        return n, 0
+    if layer.kind == "dense":
+        return in_channels * layer.features + (layer.features if layer.use_bias else 0), 0
+    if layer.kind == "bn":
+        return 4 * in_channels, 2 * in_channels
+    return 0, 0
+
+
+def cumulative_params(layers: Sequence[Layer], shapes: dict[str, tuple[int, ...]], cut: str, channels: int) -> tuple[int, int]:
+    """(total, non-trainable) params of the graph cut at `cut`, counted from the layer specs."""
+    total = frozen = 0
+    for layer in needed_layers(layers, cut):
+        in_channels = shapes[layer.inputs[0]][-1] if layer.inputs else channels
+        n, f = layer_params(layer, in_channels)
+        total, frozen = total + n, frozen + f
+    return total, frozen
+
+
+def build_layer(layer: Layer, in_channels: int, rngs: nnx.Rngs, dtype=None) -> nnx.Module | None:
+    """The nnx module holding this layer's weights or RNG (None for stateless layers)."""
+    glorot = nnx.initializers.glorot_uniform()
+    if layer.kind == "conv":
+        return nnx.Conv(
+            in_channels, layer.features, (layer.kernel, layer.kernel), strides=layer.stride,
+            padding=layer.padding, use_bias=layer.use_bias, kernel_init=glorot, dtype=dtype, rngs=rngs,
+        )
+    if layer.kind == "bn":
+        return nnx.BatchNorm(in_channels, momentum=0.99, epsilon=layer.epsilon, dtype=dtype, rngs=rngs)
+    if layer.kind == "dense":
+        return nnx.Linear(in_channels, layer.features, use_bias=layer.use_bias, kernel_init=glorot, dtype=dtype, rngs=rngs)
+    if layer.kind == "dropout":
+        return nnx.Dropout(layer.rate, rngs=rngs)
+    return None
+
+
+def build_layers(owner: nnx.Module, layers: Sequence[Layer], shapes, channels: int, rngs: nnx.Rngs, dtype=None) -> None:
+    """Set each stateful layer on `owner` as an attribute named like the Keras layer."""
+    for layer in layers:
+        in_channels = shapes[layer.inputs[0]][-1] if layer.inputs else channels
+        module = build_layer(layer, in_channels, rngs, dtype)
+        if module is not None:
+            setattr(owner, layer.name, module)
+
+
+def run_layers(owner: nnx.Module, layers: Sequence[Layer], x: jax.Array) -> jax.Array:
+    """Run the graph on x (B, H, W, C); returns the last layer's output. Python here runs at trace time only."""
+    values: dict[str, jax.Array] = {}
+    for layer in layers:
+        args = [values[name] for name in layer.inputs] or [x]
+        h = args[0]
+        kind = layer.kind
+        if kind == "input":
+            y = h
+        elif kind in ("conv", "bn", "dropout"):
+            y = getattr(owner, layer.name)(h)
+        elif kind == "dense":
+            y = getattr(owner, layer.name)(h)
+            y = jax.nn.relu(y) if layer.activation == "relu" else y
+        elif kind == "relu":
+            y = jax.nn.relu(h)
+        elif kind == "pad":
+            p = layer.pad
+            y = jnp.pad(h, ((0, 0), (p, p), (p, p), (0, 0)))
+        elif kind == "maxpool":
+            window, stride = (layer.kernel, layer.kernel), (layer.stride, layer.stride)
+            y = nnx.max_pool(h, window, strides=stride, padding="VALID")
+        elif kind == "add":
+            y = args[0] + args[1]
+        elif kind == "flatten":
+            y = h.reshape(h.shape[0], -1)
+        elif kind == "gap":
+            y = jnp.mean(h, axis=(1, 2))
+        else:
+            raise AssertionError(f"unknown layer kind {kind!r}")
+        values[layer.name] = y
+    return values[layers[-1].name]
+
+
+def weighted_modules(owner: nnx.Module, layers: Sequence[Layer]) -> dict[str, nnx.Module]:
+    """Keras layer name -> the nnx.Conv / nnx.BatchNorm / nnx.Linear holding its weights."""
+    return {layer.name: getattr(owner, layer.name) for layer in layers if layer.kind in WEIGHTED_KINDS}
