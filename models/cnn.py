@@ -62,6 +62,10 @@ class TorresCNN(nnx.Module):
         y = run_layers(self, self.graph, x)
         return y.astype(jnp.float32) if self.cut is None else y
 
+    def features(self, x: jax.Array) -> dict[str, jax.Array]:
+        """Every built layer's output by Keras name (for inspection and tests)."""
+        return run_layers(self, self.graph, x, keep_all=True)
+
     def keras_layers(self) -> dict[str, nnx.Module]:
         """Keras layer name -> nnx module holding its weights (block{i}_conv, block{i}_bn, dense, predictions)."""
         return weighted_modules(self, self.graph)

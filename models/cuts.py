@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import numbers
 from typing import Literal, Sequence
 
 import flax.nnx as nnx
@@ -11,6 +12,11 @@ import jax.numpy as jnp
 
 Kind = Literal["input", "pad", "conv", "bn", "relu", "maxpool", "dropout", "add", "flatten", "gap", "dense"]
 WEIGHTED_KINDS = ("conv", "bn", "dense")
+KERAS_TYPES = {
+    "input": "InputLayer", "pad": "ZeroPadding2D", "conv": "Conv2D", "bn": "BatchNormalization",
+    "relu": "Activation", "maxpool": "MaxPooling2D", "dropout": "Dropout", "add": "Add", "flatten": "Flatten",
+    "gap": "GlobalAveragePooling2D", "dense": "Dense",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,14 +49,14 @@ def check_cut(cut: str, valid: Sequence[str], model: str) -> None:
 
 
 def check_image(image_size: int, channels: int) -> None:
-    if not isinstance(image_size, int) or image_size < 1:
+    if not isinstance(image_size, numbers.Integral) or image_size < 1:
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
 
 
 def check_num_classes(num_classes: int) -> None:
-    if not isinstance(num_classes, int) or num_classes < 2:
+    if not isinstance(num_classes, numbers.Integral) or num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
 
 
@@ -80,7 +86,7 @@ def infer_shapes(layers: Sequence[Layer], image_size: int, channels: int, model:
     """Per-image output shape of every layer; ValueError when a spatial size reaches 0 on the way."""
     shapes: dict[str, tuple[int, ...]] = {}
     for layer in layers:
-        src = shapes[layer.inputs[0]] if layer.inputs else (image_size, image_size, channels)
+        src = shapes[layer.inputs[0]] if layer.inputs else (int(image_size), int(image_size), int(channels))
         if layer.kind in ("flatten", "gap"):
             n = src[0] * src[1] * src[2] if layer.kind == "flatten" else src[-1]
             shape = (n,)
@@ -139,17 +145,32 @@ def build_layer(layer: Layer, in_channels: int, rngs: nnx.Rngs, dtype=None) -> n
     return None
 
 
+class _ParamKeys:
+    """Stands in for nnx.Rngs when creating weights: `.params()` folds a Python counter into one key.
+    Advancing an nnx RngStream per layer makes nnx.eval_shape quadratic in depth (every traced
+    counter update builds an error message from the whole jaxpr so far)."""
+
+    def __init__(self, key: jax.Array):
+        self._key, self._count = key, 0
+
+    def params(self) -> jax.Array:
+        self._count += 1
+        return jax.random.fold_in(self._key, self._count)
+
+
 def build_layers(owner: nnx.Module, layers: Sequence[Layer], shapes, channels: int, rngs: nnx.Rngs, dtype=None) -> None:
     """Set each stateful layer on `owner` as an attribute named like the Keras layer."""
+    keys = _ParamKeys(rngs.params())
     for layer in layers:
         in_channels = shapes[layer.inputs[0]][-1] if layer.inputs else channels
-        module = build_layer(layer, in_channels, rngs, dtype)
+        module = build_layer(layer, in_channels, keys if layer.kind in WEIGHTED_KINDS else rngs, dtype)
         if module is not None:
             setattr(owner, layer.name, module)
 
 
-def run_layers(owner: nnx.Module, layers: Sequence[Layer], x: jax.Array) -> jax.Array:
-    """Run the graph on x (B, H, W, C); returns the last layer's output. Python here runs at trace time only."""
+def run_layers(owner: nnx.Module, layers: Sequence[Layer], x: jax.Array, *, keep_all: bool = False):
+    """Run the graph on x (B, H, W, C); returns the last layer's output (keep_all: every layer's, by name).
+    The Python here runs at trace time only."""
     values: dict[str, jax.Array] = {}
     for layer in layers:
         args = [values[name] for name in layer.inputs] or [x]
@@ -179,7 +200,7 @@ def run_layers(owner: nnx.Module, layers: Sequence[Layer], x: jax.Array) -> jax.
         else:
             raise AssertionError(f"unknown layer kind {kind!r}")
         values[layer.name] = y
-    return values[layers[-1].name]
+    return values if keep_all else values[layers[-1].name]
 
 
 def weighted_modules(owner: nnx.Module, layers: Sequence[Layer]) -> dict[str, nnx.Module]:

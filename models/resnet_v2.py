@@ -15,7 +15,6 @@ from models.cuts import (
 BN_EPSILON = 1.001e-5  # keras.applications ResNetV2
 STAGES = ((64, 3, 2), (128, 4, 2), (256, 6, 2), (512, 3, 1))  # filters, blocks, stride of the stage's last block
 HEADS = ("flatten", "gap")
-MIN_IMAGE_SIZE = 32  # keras.applications refuses smaller inputs
 
 
 def _block(prefix: str, x: str, filters: int, stride: int, conv_shortcut: bool, pool_name: str) -> list[Layer]:
@@ -93,8 +92,6 @@ class ResNet50V2(nnx.Module):
     def __init__(self, *, cut: str | None = None, head: Literal["flatten", "gap"] | None = "flatten",
                  num_classes: int = 2, image_size: int = 256, channels: int = 3, dtype=None, rngs: nnx.Rngs):
         check_image(image_size, channels)
-        if image_size < MIN_IMAGE_SIZE:
-            raise ValueError(f"image_size {image_size} is too small for resnet50v2: Keras allows >= {MIN_IMAGE_SIZE}")
         if cut is not None:
             check_cut(cut, RESNET50V2_LAYERS, "resnet50v2")
             graph, last = resnet50v2_graph(), cut
@@ -117,6 +114,10 @@ class ResNet50V2(nnx.Module):
     def __call__(self, x: jax.Array, *, resnet_x: jax.Array | None = None) -> jax.Array:
         y = run_layers(self, self.graph, x)
         return y.astype(jnp.float32) if self.head is not None else y
+
+    def features(self, x: jax.Array) -> dict[str, jax.Array]:
+        """Every built layer's output by Keras name (for inspection and tests)."""
+        return run_layers(self, self.graph, x, keep_all=True)
 
     def keras_layers(self) -> dict[str, nnx.Module]:
         """Keras layer name -> nnx module holding its weights: backbone names as in Keras' ResNet50V2

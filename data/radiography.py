@@ -1,0 +1,201 @@
+"""Scan and load chest X-ray folders: the Kaggle COVID-19 Radiography Database layout, the seed's split folders, or any
+folder-per-class tree; patient-grouped (metadata.csv) or duplicate-grouped splits."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from data.pipeline import resize_image
+from data.splits import SPLITS, grouped_split, merge_groups
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# the seed's hand-made split folders (case-insensitive) -> our split names
+SEED_SPLIT_FOLDERS = {"train": "train", "training": "train", "validation": "val", "val": "val", "valid": "val",
+                      "test": "test", "testing": "test"}
+IGNORED_FOLDERS = {"masks", "mask"}
+
+
+def _norm(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFile:
+    path: Path
+    relpath: str  # posix, relative to the data dir (the image's stable id)
+    label: int
+    split: int | None  # from the seed's folders, else None (assigned later)
+
+
+@dataclasses.dataclass
+class Scan:
+    root: Path
+    layout: str  # "kaggle", "seed-splits" or "folder-per-class"
+    files: list[ImageFile]
+    patient_of: dict[str, str]  # relpath -> patient_id from metadata.csv (empty when none)
+    notes: list[str]
+
+    def fingerprint(self) -> str:
+        """Cheap identity of the source: every chosen file's path, size and mtime, plus metadata.csv's bytes."""
+        h = hashlib.sha256(self.layout.encode())
+        for f in self.files:
+            st = f.path.stat()
+            h.update(f"{f.relpath}|{f.label}|{f.split}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        meta = self.root / "metadata.csv"
+        if meta.is_file():
+            h.update(meta.read_bytes())
+        return h.hexdigest()[:16]
+
+
+def _subdirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _images_under(folder: Path) -> list[Path]:
+    """Image files under a class folder: its images/ subfolder when present (Kaggle), else everything below it
+    except masks/ folders."""
+    images_dir = next((d for d in _subdirs(folder) if d.name.lower() == "images"), None)
+    base = images_dir or folder
+    out = []
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = sorted(d for d in dirnames if d.lower() not in IGNORED_FOLDERS and not d.startswith("."))
+        out.extend(Path(dirpath) / name for name in sorted(filenames) if name.lower().endswith(IMAGE_SUFFIXES))
+    return out
+
+
+def _match_classes(parent: Path, classes: Sequence[str], where: str) -> list[Path]:
+    found = _subdirs(parent)
+    by_norm = {_norm(d.name): d for d in found}
+    missing = [c for c in classes if _norm(c) not in by_norm]
+    if missing:
+        names = ", ".join(repr(d.name) for d in found) or "none"
+        raise FileNotFoundError(f"no folder for class(es) {', '.join(map(repr, missing))} in {where}; folders found: {names}")
+    return [by_norm[_norm(c)] for c in classes]
+
+
+def scan(data_dir: str | os.PathLike | None, classes: Sequence[str]) -> Scan:
+    """Find the chosen classes' images and the layout; raises before any image is read."""
+    if not data_dir:
+        raise ValueError("radiography data needs a data dir (--data-dir): the folder you downloaded")
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"data dir {str(root)!r} does not exist or is not a folder")
+    if not classes or len({_norm(c) for c in classes}) != len(classes):
+        raise ValueError(f"classes must be non-empty and distinct, got {tuple(classes)}")
+    notes: list[str] = []
+    top = {d.name.lower(): d for d in _subdirs(root)}
+    split_dirs = {SEED_SPLIT_FOLDERS[name]: d for name, d in top.items() if name in SEED_SPLIT_FOLDERS}
+    files: list[ImageFile] = []
+    if set(split_dirs) == set(SPLITS):
+        layout = "seed-splits"
+        for s, split in enumerate(SPLITS):
+            folder = split_dirs[split]
+            for label, class_dir in enumerate(_match_classes(folder, classes, f"{str(folder)!r}")):
+                files += [ImageFile(p, p.relative_to(root).as_posix(), label, s) for p in _images_under(class_dir)]
+    else:
+        if split_dirs and not set(split_dirs) >= set(SPLITS):
+            notes.append(f"split folders {sorted(split_dirs)} found but not all of train/validation/test; "
+                         "treating them as ordinary folders")
+        class_dirs = _match_classes(root, classes, f"data dir {str(root)!r}")
+        layout = "kaggle" if all(any(d.name.lower() == "images" for d in _subdirs(c)) for c in class_dirs) \
+            else "folder-per-class"
+        for label, class_dir in enumerate(class_dirs):
+            files += [ImageFile(p, p.relative_to(root).as_posix(), label, None) for p in _images_under(class_dir)]
+    counts = np.bincount([f.label for f in files], minlength=len(classes))
+    empty = [classes[i] for i in range(len(classes)) if counts[i] == 0]
+    if empty:
+        raise ValueError(f"class(es) {', '.join(map(repr, empty))} have no images ({'/'.join(IMAGE_SUFFIXES)}) "
+                         f"under {str(root)!r}")
+    return Scan(root, layout, files, _read_metadata(root, notes), notes)
+
+
+def _read_metadata(root: Path, notes: list[str]) -> dict[str, str]:
+    """relpath -> patient_id from <root>/metadata.csv (columns file, patient_id); rows naming missing files raise."""
+    meta = root / "metadata.csv"
+    if not meta.is_file():
+        return {}
+    with open(meta, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        fields = [f.strip() for f in reader.fieldnames or []]
+        if "file" not in fields or "patient_id" not in fields:
+            notes.append(f"{meta.name} has no 'file' and 'patient_id' columns (has {fields}); grouping by content")
+            return {}
+        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+    missing = [r["file"] for r in rows if not (root / r["file"]).is_file()]
+    if missing:
+        raise ValueError(f"{str(meta)!r}: {len(missing)} of {len(rows)} rows name files that do not exist, "
+                         f"e.g. {', '.join(map(repr, missing[:5]))}")
+    return {Path(r["file"]).as_posix(): r["patient_id"] for r in rows if r["patient_id"]}
+
+
+def decode_grey(data: bytes, name: str) -> np.ndarray:
+    """Decode PNG/JPEG bytes to a 2-D uint8 grey image; raises ValueError naming the file when it is unreadable."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()  # full decode: truncated files fail here, not later
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float64)
+                hi = arr.max() if arr.max() > 0 else 1.0
+                return np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            return np.asarray(im.convert("L"), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        raise ValueError(f"unreadable image {name!r}: {err}") from None
+
+
+def load(scan_result: Scan, *, image_size: int, fractions: Sequence[float], split_seed: int, subset: int | None,
+         skip_bad: bool, progress: Callable | None = None) -> dict:
+    """Read, resize and split the scanned images. Returns {split: arrays dict} and a report of skipped files.
+    Unreadable images raise (naming the file) unless skip_bad, which skips them and lists them in 'bad'."""
+    files = list(scan_result.files)
+    if subset is not None:
+        rng = np.random.default_rng((split_seed, 0x50B5E7))
+        keep = []
+        for label in sorted({f.label for f in files}):
+            members = [f for f in files if f.label == label]
+            chosen = sorted(rng.choice(len(members), size=min(subset, len(members)), replace=False))
+            keep += [members[i] for i in chosen]
+        files = keep
+    images, hashes, kept, bad = [], [], [], []
+    iterator = progress(files) if progress else files
+    for f in iterator:
+        data = f.path.read_bytes()
+        try:
+            grey = decode_grey(data, f.relpath)
+        except ValueError as err:
+            if not skip_bad:
+                raise ValueError(f"{err} (under {str(scan_result.root)!r}; use --skip-bad to skip such files)") from None
+            bad.append(f.relpath)
+            continue
+        images.append(resize_image(grey, image_size))
+        hashes.append(hashlib.sha1(data).hexdigest())
+        kept.append(f)
+    if not kept:
+        raise ValueError(f"no readable images under {str(scan_result.root)!r}")
+    labels = np.array([f.label for f in kept], np.int32)
+    ids = np.array([f.relpath for f in kept], dtype=object).astype(str)
+    patients = [scan_result.patient_of.get(f.relpath, "") for f in kept]
+    patient_keys = [f"patient:{p}" if p else f"image:{h}" for p, h in zip(patients, hashes)]
+    groups = merge_groups(patient_keys, [f"image:{h}" for h in hashes])
+    if all(f.split is not None for f in kept):
+        split_of = np.array([f.split for f in kept])
+    else:
+        split_of = grouped_split(labels, groups, fractions, split_seed)
+    stack = np.stack(images)
+    out = {}
+    for s, name in enumerate(SPLITS):
+        rows = np.nonzero(split_of == s)[0]
+        if rows.size == 0:
+            raise ValueError(f"the {name} split is empty under {str(scan_result.root)!r}")
+        out[name] = {"images": stack[rows], "labels": labels[rows], "ids": ids[rows], "groups": groups[rows]}
+    n_meta = sum(1 for p in patients if p)
+    return {"splits": out, "bad": bad, "with_patient_id": n_meta}

@@ -1,0 +1,39 @@
+"""build_model: the one entry point that builds `cnn`, `resnet50v2` or a fusion model from a name or FusionSpec."""
+from __future__ import annotations
+
+import difflib
+
+import flax.nnx as nnx
+
+from models.cnn import TorresCNN
+from models.fusion import FusionNet
+from models.resnet_v2 import HEADS, ResNet50V2
+from models.spec import FusionSpec
+
+MODEL_NAMES = ("cnn", "resnet50v2", "fusion")
+
+
+def check_model_name(name: str) -> None:
+    if name not in MODEL_NAMES:
+        close = difflib.get_close_matches(str(name), MODEL_NAMES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown model {name!r}{hint}; choose one of {', '.join(MODEL_NAMES)} or pass a FusionSpec")
+
+
+def build_model(name_or_spec: str | FusionSpec, *, num_classes: int = 2, image_size: int = 256, channels: int = 3,
+                resnet_head: str = "flatten", dtype=None, rngs: nnx.Rngs) -> nnx.Module:
+    """Build a model with fresh (glorot-uniform) weights; call it as model(x, resnet_x=None) -> logits (B, classes).
+    "fusion" is FusionSpec() with the given num_classes/image_size/channels; a FusionSpec is used as given.
+    `dtype` is the compute dtype (e.g. jnp.bfloat16); params stay float32 and logits are float32."""
+    if isinstance(name_or_spec, FusionSpec):
+        return FusionNet(name_or_spec, dtype=dtype, rngs=rngs)
+    check_model_name(name_or_spec)
+    if name_or_spec == "fusion":
+        spec = FusionSpec(num_classes=num_classes, image_size=image_size, channels=channels)
+        return FusionNet(spec, dtype=dtype, rngs=rngs)
+    if name_or_spec == "cnn":
+        return TorresCNN(num_classes=num_classes, image_size=image_size, channels=channels, dtype=dtype, rngs=rngs)
+    if resnet_head not in HEADS:
+        raise ValueError(f"resnet_head must be one of {', '.join(HEADS)}, got {resnet_head!r}")
+    return ResNet50V2(head=resnet_head, num_classes=num_classes, image_size=image_size, channels=channels,
+                      dtype=dtype, rngs=rngs)

@@ -1,0 +1,107 @@
+"""Pure-numpy scores of one attribution map: where its mass falls (border, marker, lesion) and how two maps agree."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+BORDER_FRACTION = 0.10  # the outer band whose attribution share is border_share
+# A model is a "possible shortcut" when its mean share is more than SHORTCUT_RATIO x the median of the
+# other models' shares AND above an absolute floor (so tiny shares that double by noise are not flagged).
+SHORTCUT_RATIO = 2.0
+SHORTCUT_FLOOR = {"border_share": 0.40, "marker_share": 0.10}
+
+
+def _as_map(values: np.ndarray) -> np.ndarray:
+    """(H,W) or (H,W,C) -> (H,W) float64, summing channels."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 3:
+        values = values.sum(axis=-1)
+    if values.ndim != 2:
+        raise ValueError(f"an attribution map must be (H,W) or (H,W,C), got shape {values.shape}")
+    return values
+
+
+def _share(weights: np.ndarray, region: np.ndarray) -> float:
+    total = weights.sum()
+    return float(weights[region].sum() / total) if total > 0 else float("nan")
+
+
+def border_mask(shape: tuple[int, int], fraction: float = BORDER_FRACTION) -> np.ndarray:
+    """True in the outer band that is `fraction` of the height (top/bottom) and width (left/right) wide."""
+    h, w = shape
+    by, bx = max(1, int(round(h * fraction))), max(1, int(round(w * fraction)))
+    mask = np.ones((h, w), dtype=bool)
+    mask[by:h - by, bx:w - bx] = False
+    return mask
+
+
+def box_mask(shape: tuple[int, int], box) -> np.ndarray | None:
+    """Boolean mask of the box [y0, x0, y1, x1) (end-exclusive); None for a missing box (-1 row or None)."""
+    if box is None:
+        return None
+    y0, x0, y1, x1 = (int(v) for v in box)
+    if min(y0, x0, y1, x1) < 0 or y1 <= y0 or x1 <= x0:
+        return None
+    mask = np.zeros(shape, dtype=bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def border_share(values: np.ndarray, fraction: float = BORDER_FRACTION) -> float:
+    """Share of |attribution| mass in the outer band (a uniform map gives 1 - (1 - 2*fraction)^2 = 0.36)."""
+    v = np.abs(_as_map(values))
+    return _share(v, border_mask(v.shape, fraction))
+
+
+def marker_share(values: np.ndarray, box) -> float:
+    """Share of |attribution| mass inside the marker box; NaN when the image has no marker."""
+    v = np.abs(_as_map(values))
+    mask = box_mask(v.shape, box)
+    return float("nan") if mask is None else _share(v, mask)
+
+
+def lesion_share(values: np.ndarray, lesion_mask: np.ndarray | None) -> float:
+    """Share of POSITIVE attribution inside the lesion mask; NaN when there is no (non-empty) lesion mask."""
+    if lesion_mask is None or not np.any(lesion_mask):
+        return float("nan")
+    v = np.clip(_as_map(values), 0, None)
+    return _share(v, np.asarray(lesion_mask, dtype=bool))
+
+
+def pointing_hit(values: np.ndarray, lesion_mask: np.ndarray | None) -> float:
+    """1.0 when the map's maximum falls inside the lesion mask, 0.0 when not, NaN without a lesion mask."""
+    if lesion_mask is None or not np.any(lesion_mask):
+        return float("nan")
+    v = _as_map(values)
+    y, x = np.unravel_index(int(np.argmax(v)), v.shape)
+    return float(bool(np.asarray(lesion_mask)[y, x]))
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two maps of the same shape (NaN if either is constant)."""
+    from scipy.stats import spearmanr
+
+    a, b = _as_map(a).ravel(), _as_map(b).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"maps differ in size: {a.size} vs {b.size}")
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+def shortcut_flags(mean_shares: dict[str, float], score: str,
+                   ratio: float = SHORTCUT_RATIO, floor: float | None = None) -> dict[str, bool]:
+    """Per model: is its mean `score` > ratio x the median of the OTHER models' and above `floor`?
+
+    With a single model there is nothing to compare against, so only the floor is a guide and the flag
+    is False. NaN shares are never flagged."""
+    floor = SHORTCUT_FLOOR.get(score, 0.0) if floor is None else floor
+    flags = {}
+    for name, share in mean_shares.items():
+        others = [v for k, v in mean_shares.items() if k != name and not math.isnan(v)]
+        if math.isnan(share) or not others:
+            flags[name] = False
+            continue
+        flags[name] = bool(share > ratio * float(np.median(others)) and share > floor)
+    return flags

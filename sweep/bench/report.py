@@ -1,0 +1,138 @@
+"""Bench results: machine and version facts, the stdout table, and the atomically written JSON."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+
+def hardware() -> dict:
+    """CPU model, cores (all and usable), memory, load; accelerator devices when jax sees any."""
+    info = {"machine": platform.machine(), "system": platform.system(), "cpu_count": os.cpu_count(),
+            "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                info["memory_gib"] = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    try:
+        import jax
+
+        info["jax_devices"] = [str(d) for d in jax.devices()]
+        info["jax_backend"] = jax.default_backend()
+    except Exception as err:  # noqa: BLE001 - reported, not fatal
+        info["jax_devices_error"] = str(err)
+    return info
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for module in ("jax", "jaxlib", "flax", "optax", "numpy"):
+        try:
+            out[module] = __import__(module).__version__
+        except ImportError:
+            pass
+    return out
+
+
+def write_json(path: str | os.PathLike, result: dict) -> Path:
+    """Write `result` to `path` via a temp file in the same folder and os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(result, handle, indent=2, sort_keys=False, default=str)
+        handle.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _fmt(value, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def table(result: dict, epoch_images: int = 15_500) -> str:
+    """A short text table: one row per (model, size, batch), then peak, overheads and peer ratios."""
+    lines = [f"{'model':<11}{'px':>5}{'batch':>6}{'train img/s':>13}{'eval img/s':>12}{'GFLOP/img':>11}"
+             f"{'GFLOP/s':>9}{'% peak':>8}{'compile s':>11}{'s/epoch':>9}"]
+    for row in result.get("models", []):
+        if "error" in row:
+            lines.append(f"{row['model']:<11}{row['image_size']:>5}{row['batch_size']:>6}  error: {row['error'][:70]}")
+            continue
+        train = row["train"]["images_per_s"]
+        per_image = row.get("train_flops_per_image")
+        lines.append(
+            f"{row['model']:<11}{row['image_size']:>5}{row['batch_size']:>6}{_fmt(train):>13}"
+            f"{_fmt(row.get('eval', {}).get('images_per_s')):>12}{_fmt(per_image and per_image / 1e9, 2):>11}"
+            f"{_fmt(row.get('train_flops_per_s') and row['train_flops_per_s'] / 1e9):>9}"
+            f"{_fmt(row.get('train_fraction_of_peak') and 100 * row['train_fraction_of_peak']):>8}"
+            f"{_fmt(row.get('train_compile_s')):>11}{_fmt(epoch_images / train, 0):>9}")
+    peak = result.get("peak", {})
+    if peak.get("flops_per_s"):
+        lines.append(f"peak: {peak['dtype']} {peak['n']}x{peak['n']} matmul {peak['flops_per_s'] / 1e9:,.1f} GFLOP/s median, "
+                     f"{peak.get('best_flops_per_s', peak['flops_per_s']) / 1e9:,.1f} best (the % peak basis)")
+    extras = {
+        "compile from cache": lambda r: f"{r['cold']['compile_s']:.1f} s cold -> {r['cached']['compile_s']:.2f} s cached",
+        "input pipeline": lambda r: f"{r['images_per_s']:,.0f} images/s",
+        "shap": lambda r: f"overhead ratio {r.get('ratio', float('nan')):.2f}",
+        "ray": lambda r: f"{r['overhead_per_trial_s']:.2f} s overhead per trial (K={r['trials']})",
+    }
+    keys = {"compile from cache": "compile_cache", "input pipeline": "pipeline", "shap": "shap", "ray": "ray"}
+    for label, render in extras.items():
+        entry = result.get(keys[label])
+        if not entry:
+            continue
+        text = f"skipped ({entry['skipped']})" if "skipped" in entry else (
+            f"error ({entry['error'][:80]})" if "error" in entry else render(entry))
+        lines.append(f"{label}: {text}")
+    for key, ratio in result.get("ratios", {}).items():
+        if "px_b" not in key:
+            lines.append(f"{key}: {ratio:.2f}x")
+    load = result.get("load", {})
+    if load:
+        lines.append(f"load average before/after: {load.get('before')} / {load.get('after')}")
+    return "\n".join(lines)
+
+
+def stdout_table(result: dict) -> None:
+    print(table(result), file=sys.stdout, flush=True)
+
+
+def markdown(result: dict, epoch_images: int = 15_500) -> str:
+    """results/README.md material: per seed model images/s and seconds per seed-sized epoch, peer ratios, params vs FLOPs."""
+    lines = [f"| model | px | batch | train img/s | s per {epoch_images:,}-image epoch | eval img/s | "
+             "GFLOP per train image | % of f32 matmul peak |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in result.get("models", []):
+        if "train" not in row:
+            continue
+        train = row["train"]["images_per_s"]
+        per_image = row.get("train_flops_per_image")
+        fraction = row.get("train_fraction_of_peak")
+        lines.append(f"| {row['model']} | {row['image_size']} | {row['batch_size']} | {train:,.1f} | "
+                     f"{epoch_images / train:,.0f} | {row.get('eval', {}).get('images_per_s', float('nan')):,.1f} | "
+                     f"{_fmt(per_image and per_image / 1e9, 2)} | {_fmt(fraction and 100 * fraction)} |")
+    ratios = {k: v for k, v in result.get("ratios", {}).items() if "px_b" not in k}
+    if ratios:
+        lines += ["", "| ours / Keras 3 | ratio |", "|---|---:|"] + [f"| {k} | {v:.2f}x |" for k, v in ratios.items()]
+    story = result.get("flops_vs_params")
+    if story and "models" in story:
+        lines += ["", f"| model at {story['image_size']} px | params | forward GFLOP per image | FLOPs per param |",
+                  "|---|---:|---:|---:|"]
+        for name, m in story["models"].items():
+            lines.append(f"| {name} | {m['params']:,} | {m['forward_flops_per_image'] / 1e9:.2f} | {m['flops_per_param']:.0f} |")
+        branches = story.get("fusion_branches", {})
+        for key in ("cnn_branch", "resnet_branch"):
+            if key in branches:
+                b = branches[key]
+                lines.append(f"\nfusion {key}: Dense({b['units']}) per pixel on a {'x'.join(map(str, b['map']))} map: "
+                             f"{b['params']:,} params, {b['forward_flops'] / 1e9:.3f} GFLOP forward per image, "
+                             f"{b['output_floats_per_image']:,} output floats per image")
+    return "\n".join(lines)

@@ -1,0 +1,199 @@
+"""One benchmark run: peak, every model's steps, compile cache, pipeline, SHAP, Ray and the Keras peer."""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import time
+import traceback
+from typing import Callable
+
+DEVICES = ("cpu", "gpu")
+PEERS = ("keras",)
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchOptions:
+    """What to measure. Defaults are the full CPU run; quick() and for_device() derive the others."""
+
+    device: str = "cpu"
+    quick: bool = False
+    models: tuple[str, ...] = ("cnn", "resnet50v2", "fusion")
+    sizes: tuple[int, ...] = (64, 128)
+    batch_sizes: tuple[int, ...] = (32, 16)
+    windows: int = 5
+    window_s: float = 3.0
+    peer: str | None = None
+    peer_python: str | None = None
+    peer_models: tuple[str, ...] = ("cnn", "resnet50v2", "fusion")
+    compile_model: str = "resnet50v2"
+    ray_trials: int = 4
+    shap_images: int = 2
+    shap_max_evals: int = 64
+    pipeline_seconds: float = 5.0
+    peak_n: int | None = None  # matmul size for the peak (default 2048 on CPU, 4096 on GPU)
+    skip: tuple[str, ...] = ()  # any of: compile, pipeline, shap, ray, flops
+
+    @staticmethod
+    def for_device(device: str, quick: bool, **overrides) -> "BenchOptions":
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+        base: dict = {"device": device, "quick": quick}
+        if device == "gpu":
+            base.update(sizes=(256,), batch_sizes=(128, 32))
+        if quick:
+            base.update(sizes=base.get("sizes", (64,))[:1] if device == "gpu" else (64,),
+                        batch_sizes=base.get("batch_sizes", (32,))[:1] if device == "gpu" else (32,),
+                        windows=3, window_s=1.0, ray_trials=2, pipeline_seconds=2.0, shap_max_evals=32,
+                        peer_models=("resnet50v2",), compile_model="cnn", skip=("flops",))
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return BenchOptions(**base)
+
+
+def _guard(name: str, fn: Callable[[], dict], log: Callable[[str], None]) -> dict:
+    """Run one section; an exception becomes {"error": ...} so one broken part does not lose the rest."""
+    log(f"[bench] {name} ...")
+    start = time.perf_counter()
+    try:
+        out = fn()
+    except Exception as err:  # noqa: BLE001 - recorded in the JSON
+        out = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=4)}
+    out["section_s"] = round(time.perf_counter() - start, 2)
+    log(f"[bench] {name} done in {out['section_s']:.1f} s")
+    return out
+
+
+def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
+              checkpoint: Callable[[dict], None] | None = None) -> dict:
+    """Every figure of one run, as a JSON-ready dict (see sweep/commands/bench.py for the CLI).
+    Order: peak, the models at the first image size, the overheads, the peer, then the larger sizes (slowest last);
+    `checkpoint(result)` is called after each section, so a run cut short still leaves what it measured."""
+    from sweep.bench import report
+    from sweep.bench.peak import matmul_peak
+    from sweep.bench.steps import MODELS, measure_model
+
+    bad = [m for m in options.models if m not in MODELS]
+    if bad:
+        raise ValueError(f"unknown bench models {bad}; choose from {MODELS}")
+    if options.peer not in (None, *PEERS):
+        raise ValueError(f"peer must be one of {PEERS}, got {options.peer!r}")
+    gpu = options.device == "gpu"
+    precision = "bfloat16" if gpu else "float32"
+    result: dict = {
+        "started_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "complete": False, "options": dataclasses.asdict(options), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "load": {"before": [round(x, 2) for x in os.getloadavg()], "cores_note":
+                 "1-minute load average above the usable core count means other processes shared the CPU"},
+    }
+    import jax
+
+    def save() -> None:
+        result["targets"] = targets(result)
+        result["load"]["after"] = [round(x, 2) for x in os.getloadavg()]
+        if checkpoint is not None:
+            checkpoint(result)
+
+    result["hardware"] = report.hardware()
+    result["versions"] = report.versions()
+    if gpu and jax.default_backend() != "gpu":
+        raise RuntimeError(f"--device gpu asked for, but jax's backend is {jax.default_backend()!r}")
+    result["peak"] = _guard("peak matmul", lambda: matmul_peak(
+        precision, n=options.peak_n or (4096 if gpu else 2048)), log)
+    # The best window: on a shared box the median peak drops with other processes' load, and a model measured in
+    # a quieter moment would then appear to beat the machine.
+    peak = result["peak"].get("best_flops_per_s") or result["peak"].get("flops_per_s")
+    result["peak"]["fraction_basis"] = "best_flops_per_s"
+    rows: list[dict] = []
+    result["models"] = rows
+
+    def measure_size(size: int) -> None:
+        for batch in options.batch_sizes:
+            for name in options.models:
+                row = _guard(f"{name} {size}px batch {batch}", lambda: measure_model(
+                    name, image_size=size, batch_size=batch, window_s=options.window_s, windows=options.windows,
+                    precision=precision, peak_flops_per_s=peak), log)
+                row.setdefault("model", name)
+                row.setdefault("image_size", size)
+                row.setdefault("batch_size", batch)
+                row["load_after"] = [round(x, 2) for x in os.getloadavg()]
+                rows.append(row)
+                save()
+
+    size0, batch0 = options.sizes[0], options.batch_sizes[0]
+    measure_size(size0)
+    if "compile" not in options.skip:
+        from sweep.bench.compile import compile_cache_check
+
+        result["compile_cache"] = _guard("compile cache", lambda: compile_cache_check(
+            options.compile_model, size0, batch0), log)
+        save()
+    if "pipeline" not in options.skip:
+        from sweep.bench.pipeline import pipeline_speed
+
+        result["pipeline"] = _guard("input pipeline", lambda: pipeline_speed(
+            size0, batch0, options.pipeline_seconds, allow_prepare=not gpu), log)
+        save()
+    if gpu:
+        note = "skipped on the GPU path: it keeps ray, shap and tensorflow_datasets out of the process"
+        result["shap"], result["ray"] = {"skipped": note}, {"skipped": note}
+    else:
+        if "shap" not in options.skip:
+            from sweep.bench.explain_cost import shap_cost
+
+            result["shap"] = _guard("shap overhead", lambda: shap_cost(
+                "cnn", size0, images=options.shap_images, max_evals=options.shap_max_evals), log)
+            save()
+        if "ray" not in options.skip:
+            from sweep.bench.ray_overhead import ray_overhead
+
+            result["ray"] = _guard("ray overhead", lambda: ray_overhead(options.ray_trials), log)
+            save()
+    if "flops" not in options.skip:
+        from sweep.bench.flops_story import seed_flops_vs_params
+
+        result["flops_vs_params"] = _guard("params vs FLOPs at 256 px", lambda: seed_flops_vs_params(256), log)
+        save()
+    if options.peer == "keras":
+        from sweep.bench.peer import peer_pythons, peer_ratios, run_peer
+
+        peers: dict = {}
+        result["peers"] = peers
+        for backend, python in peer_pythons(options.peer_python).items():
+            peers["keras_" + backend] = _guard(f"keras {backend} peer", lambda: run_peer(
+                backend, python, models=list(options.peer_models), sizes=[size0], batch_size=batch0,
+                steps=1 if options.quick else 2, windows=options.windows, timeout=900), log)
+            result["ratios"] = peer_ratios([r for r in rows if "train" in r],
+                                           {k.removeprefix("keras_"): v for k, v in peers.items()})
+            save()
+    for size in options.sizes[1:]:
+        measure_size(size)
+    result["complete"] = True
+    result["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    save()
+    return result
+
+
+def targets(result: dict) -> dict:
+    """Issue 7's CPU targets, each with the measured value and whether it was met (None: not measured)."""
+    def row(model, size=64):
+        return next((r for r in result.get("models", []) if r["model"] == model and r["image_size"] == size
+                     and "train" in r), None)
+
+    rn = row("resnet50v2")
+    ratios = result.get("ratios", {})
+    fastest = max((r["train"]["images_per_s"] for r in result.get("models", []) if "train" in r), default=None)
+    checks = {
+        "resnet50v2_64px_vs_keras_jax >= 1.5": ratios.get("resnet50v2_train_vs_keras_jax"),
+        "resnet50v2_64px_vs_keras_tensorflow >= 2.5": ratios.get("resnet50v2_train_vs_keras_tensorflow"),
+        "resnet50v2_train_fraction_of_peak >= 0.25": rn and rn.get("train_fraction_of_peak"),
+        "pipeline_vs_fastest_model >= 10": (result.get("pipeline", {}).get("images_per_s") or 0) / fastest
+        if fastest and result.get("pipeline", {}).get("images_per_s") else None,
+        "shap_time_over_forward_time <= 1.25": result.get("shap", {}).get("ratio"),
+        "ray_overhead_per_trial_s <= 3": result.get("ray", {}).get("overhead_per_trial_s"),
+    }
+    out = {}
+    for key, value in checks.items():
+        limit = float(key.split()[-1])
+        met = None if value is None else (value >= limit if ">=" in key else value <= limit)
+        out[key] = {"value": value, "met": met}
+    return out

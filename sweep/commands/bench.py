@@ -1,0 +1,71 @@
+"""`fusion-sweep bench`: train/eval images/s, FLOP/s vs measured peak, compile cache, pipeline, SHAP, Ray, Keras peer."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 64,128, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers like 64,128, got {text!r}")
+    return values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="under 5 minutes on 2 CPU cores: 64 px, batch 32, few windows")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="gpu: bfloat16, 256 px, no ray/shap/tensorflow_datasets imports")
+    parser.add_argument("--out", default=None, help="JSON path (default results/bench/<device>[-quick].json)")
+    parser.add_argument("--peer", choices=("keras",), default=None,
+                        help="also time the same models in Keras 3 (JAX and TensorFlow backends, subprocesses)")
+    parser.add_argument("--peer-python", default=None,
+                        help="interpreter for the TensorFlow peer (default .venv-peer-tf/bin/python when present)")
+    parser.add_argument("--peer-models", default=None,
+                        help="models the Keras peer builds (default: all three; --quick: resnet50v2)")
+    parser.add_argument("--sizes", type=_ints, default=None, help="image sizes, e.g. 64,128")
+    parser.add_argument("--batch-sizes", type=_ints, default=None, help="batch sizes, e.g. 32,16")
+    parser.add_argument("--models", default=None, help="comma-separated subset of cnn,resnet50v2,fusion")
+    parser.add_argument("--windows", type=int, default=None, help="timed windows per measurement (median)")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: compile,pipeline,shap,ray,flops")
+    parser.add_argument("--fast-flags", action="store_true",
+                        help="apply sweep.bench.fast_cpu_flags() to XLA_FLAGS before JAX starts")
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from sweep.bench.flags import fast_cpu_flags
+    from sweep.bench.runner import BenchOptions, run_bench
+
+    skip = tuple(s for s in args.skip.split(",") if s)
+    unknown = [s for s in skip if s not in ("compile", "pipeline", "shap", "ray", "flops")]
+    if unknown:
+        print(f"fusion-sweep bench: unknown --skip sections {unknown}; valid: compile,pipeline,shap,ray,flops", file=sys.stderr)
+        return 2
+    models = tuple(m for m in args.models.split(",") if m) if args.models else None
+    peer_models = tuple(m for m in args.peer_models.split(",") if m) if args.peer_models else None
+    try:
+        options = BenchOptions.for_device(args.device, args.quick, sizes=args.sizes, batch_sizes=args.batch_sizes,
+                                          models=models, windows=args.windows, peer=args.peer,
+                                          peer_python=args.peer_python, peer_models=peer_models,
+                                          skip=skip or None)
+    except (TypeError, ValueError) as err:
+        print(f"fusion-sweep bench: {err}", file=sys.stderr)
+        return 2
+    if args.fast_flags:
+        os.environ["XLA_FLAGS"] = fast_cpu_flags()
+    from sweep.bench.report import stdout_table, write_json
+
+    # The persistent compile cache stays OFF here so compile_s is a real compile; the compile-cache section
+    # measures the cached compile in fresh processes with their own empty cache dir.
+    out = args.out or f"results/bench/{args.device}{'-quick' if args.quick else ''}.json"
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731 - progress on stderr
+    result = run_bench(options, log=log, checkpoint=lambda partial: write_json(out, partial))
+    path = write_json(out, result)
+    stdout_table(result)
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,65 @@
+"""models.profile: Keras-style param counts of the seed's models, FLOPs, latency and the cut table."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import flax.nnx as nnx
+import pytest
+
+from models.cnn import TorresCNN
+from models.profile import count_params, cut_table, forward_flops, latency_ms, profile_model
+from models.registry import build_model
+from models.resnet_v2 import ResNet50V2
+
+REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"{REFERENCE} is absent")
+SEED_BUILDS = {
+    "cnn": lambda: build_model("cnn", rngs=nnx.Rngs(0)),
+    "resnet50v2": lambda: build_model("resnet50v2", rngs=nnx.Rngs(0)),
+    "seed_fusion": lambda: build_model("fusion", rngs=nnx.Rngs(0)),
+    "resnet50v2_backbone": lambda: ResNet50V2(head=None, rngs=nnx.Rngs(0)),
+}
+
+
+@needs_reference
+@pytest.mark.parametrize("name", list(SEED_BUILDS))
+def test_seed_model_totals(name):
+    expected = json.loads((REFERENCE / "seed_models.json").read_text())[name]
+    counts = count_params(nnx.eval_shape(SEED_BUILDS[name]))
+    assert (counts.total, counts.non_trainable) == (expected["params"], expected["non_trainable"])
+    assert counts.trainable == counts.total - counts.non_trainable
+
+
+@needs_reference
+@pytest.mark.parametrize("backbone, file", [("cnn", "torres_cnn_layers.csv"), ("resnet50v2", "resnet50v2_layers.csv")])
+def test_cut_table_is_the_keras_table(backbone, file):
+    expected = list(csv.DictReader((REFERENCE / file).open()))
+    rows = [{**row, "output_shape": "x".join(map(str, row["output_shape"]))} for row in cut_table(backbone)]
+    assert [{k: str(v) for k, v in row.items()} for row in rows] == expected
+
+
+def test_flops_count_the_convolution():
+    model = nnx.eval_shape(lambda: TorresCNN(cut="block1_conv", image_size=32, rngs=nnx.Rngs(0)))
+    macs = 32 * 32 * 32 * (3 * 3 * 3)  # output pixels x filters x kernel volume
+    flops = forward_flops(model, (2, 32, 32, 3))  # per image
+    assert 1.9 * macs <= flops <= 2.2 * macs  # XLA skips the taps that fall on SAME padding, adds the bias
+
+
+def test_latency_is_a_positive_median():
+    model = TorresCNN(cut="block1_pool", image_size=16, rngs=nnx.Rngs(0))
+    assert latency_ms(model, (1, 16, 16, 3), repeats=3) > 0
+
+
+def test_profile_model_keys_and_values():
+    from models.spec import FusionSpec
+
+    spec = FusionSpec(cnn_cut="block1_drop", resnet_cut="pool1_pool", branch_width=4, head_width=4, image_size=32)
+    result = profile_model(spec, repeats=2)
+    assert set(result) == {"params", "trainable_params", "non_trainable_params", "flops", "latency_ms",
+                           "output_shape"}
+    assert result["params"] == result["trainable_params"] + result["non_trainable_params"]
+    assert result["non_trainable_params"] == 64  # block1_bn's moving mean and variance
+    assert result["output_shape"] == [1, 2] and result["flops"] > 0 and result["latency_ms"] > 0
+    assert profile_model("cnn", image_size=32, flops=False, latency=False)["flops"] is None
