@@ -21,10 +21,25 @@ def check_model_name(name: str) -> None:
 
 
 def build_model(name_or_spec: str | FusionSpec, *, num_classes: int = 2, image_size: int = 256, channels: int = 3,
-                resnet_head: str = "flatten", dtype=None, rngs: nnx.Rngs) -> nnx.Module:
+                resnet_head: str = "flatten", dtype=None, bn_momentum: float | None = None,
+                rngs: nnx.Rngs) -> nnx.Module:
     """Build a model with fresh (glorot-uniform) weights; call it as model(x, resnet_x=None) -> logits (B, classes).
     "fusion" is FusionSpec() with the given num_classes/image_size/channels; a FusionSpec is used as given.
-    `dtype` is the compute dtype (e.g. jnp.bfloat16); params stay float32 and logits are float32."""
+    `dtype` is the compute dtype (e.g. jnp.bfloat16); params stay float32 and logits are float32.
+    `bn_momentum` overrides Keras' BatchNorm momentum of 0.99 (which needs ~500 steps before the moving
+    statistics forget their initial values: short CPU runs want a lower value)."""
+    model = _build(name_or_spec, num_classes=num_classes, image_size=image_size, channels=channels,
+                   resnet_head=resnet_head, dtype=dtype, rngs=rngs)
+    if bn_momentum is not None:
+        if not 0.0 <= bn_momentum < 1.0:
+            raise ValueError(f"bn_momentum must be in [0, 1), got {bn_momentum!r}")
+        for _, module in model.iter_modules():
+            if isinstance(module, nnx.BatchNorm):
+                module.momentum = bn_momentum
+    return model
+
+
+def _build(name_or_spec, *, num_classes, image_size, channels, resnet_head, dtype, rngs):
     if isinstance(name_or_spec, FusionSpec):
         return FusionNet(name_or_spec, dtype=dtype, rngs=rngs)
     check_model_name(name_or_spec)

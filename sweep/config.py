@@ -47,6 +47,9 @@ class TrainConfig:
     seed: int = 0
     precision: Literal["float32", "bfloat16"] = "float32"  # bfloat16: compute in bf16, params in f32 (GPU)
     augment_cnn_only: bool = False  # the seed: augmentation reached only the CNN branch of its fusion
+    # None keeps Keras' 0.99; with only tens of steps per run the moving statistics would still be mostly
+    # their initial values (0.99**100 = 0.37) and eval-mode outputs collapse, so short runs use e.g. 0.9.
+    bn_momentum: float | None = None
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
@@ -91,8 +94,9 @@ def _quick() -> SweepConfig:
     `fusion-sweep run` (< 5 min on 2 cores; compile time, not training, dominates at this size)."""
     return SweepConfig(
         name="quick",
-        train=TrainConfig(data=DataSpec(source="synthetic", image_size=32, num_images=600, difficulty=0.3),
-                          optim=OptimConfig(learning_rate=1e-3), batch_size=16, epochs=3, early_stopping=None),
+        train=TrainConfig(data=DataSpec(source="synthetic", image_size=32, num_images=1000, difficulty=0.2),
+                          optim=OptimConfig(learning_rate=1e-3), batch_size=16, epochs=7,
+                          early_stopping=EarlyStopping(patience=7, restore_best=True), bn_momentum=0.9),
         space=SearchSpace(cnn_cuts=("block1_drop", "block2_drop", SEED_CNN_CUT, "block4_drop"),
                           resnet_cuts=(None,), branch_widths=(16, 512), head_widths=(2048,)),
         seeds=1, cpus_per_trial=1.0, explain_images=2, explain_max_evals=100,
@@ -104,7 +108,7 @@ def _cpu_real() -> SweepConfig:
     return SweepConfig(
         name="cpu-real-dev",
         train=TrainConfig(data=DataSpec(source="radiography", data_dir="../shared/data/cxr-real-dev", image_size=64),
-                          batch_size=16, epochs=4, early_stopping=None),
+                          batch_size=16, epochs=4, early_stopping=None, bn_momentum=0.9),
         space=SearchSpace(cnn_cuts=("block1_drop", "block2_drop", SEED_CNN_CUT, "block4_drop"),
                           resnet_cuts=("conv2_block3_out", SEED_RESNET_CUT), branch_widths=(64, 2048),
                           head_widths=(2048,)),

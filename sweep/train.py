@@ -79,7 +79,8 @@ def build_model(config: TrainConfig, num_classes: int, image_size: int):
         spec = config.fusion.replace(num_classes=num_classes, image_size=image_size, channels=config.pipeline.channels)
     return registry_build(spec, num_classes=num_classes, image_size=image_size, channels=config.pipeline.channels,
                           resnet_head=config.resnet_head, rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1),
-                          dtype=jnp.bfloat16 if config.precision == "bfloat16" else None)
+                          dtype=jnp.bfloat16 if config.precision == "bfloat16" else None,
+                          bn_momentum=config.bn_momentum)
 
 
 def model_label(config: TrainConfig) -> str:
