@@ -7,6 +7,8 @@ from typing import Callable
 
 import numpy as np
 
+from sweep.space import config_label
+
 CONFIG_KEYS = ("model", "cnn_cut", "resnet_cut", "branch_width", "head_width")
 SIZE_COLUMNS = ("params", "flops", "latency_ms")
 FORMS = ("linear", "log", "power")
@@ -48,14 +50,8 @@ def _isna(value) -> bool:
 
 
 def label(config: dict) -> str:
-    if config["model"] != "fusion":
-        return str(config["model"])
-    parts = []
-    if config.get("cnn_cut"):
-        parts.append(f"cnn:{config['cnn_cut']}")
-    if config.get("resnet_cut"):
-        parts.append(f"rn:{config['resnet_cut']}")
-    return "+".join(parts) + f"/b{int(config['branch_width'])}/h{int(config['head_width'])}"
+    """The configuration's short name (table rows from CSV carry widths as floats)."""
+    return config_label(config)
 
 
 def pareto_front(configs, size: str = "params", quality: str = "test_accuracy_mean"):

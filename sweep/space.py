@@ -123,7 +123,7 @@ def config_label(trial: dict[str, Any]) -> str:
         parts.append(f"cnn:{trial['cnn_cut']}")
     if trial.get("resnet_cut"):
         parts.append(f"rn:{trial['resnet_cut']}")
-    return "+".join(parts) + f"/b{trial['branch_width']}/h{trial['head_width']}"
+    return "+".join(parts) + f"/b{int(trial['branch_width'])}/h{int(trial['head_width'])}"
 
 
 def train_config_for(trial: dict[str, Any], base: TrainConfig) -> TrainConfig:
