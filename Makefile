@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-all test-slow clean-venv
+.PHONY: setup run test test-all test-slow clean-venv peer
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fusion-sweep needs Python 3.11 or newer, found " + sys.version.split()[0])'
@@ -33,3 +33,10 @@ test-all: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Optional: Keras 3 peers for `fusion-sweep bench --peer keras` (JAX backend in .venv, TensorFlow in its own venv
+# so TensorFlow never changes how tensorflow-datasets behaves in .venv).
+peer: $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet -e '.[keras]'
+	test -x .venv-peer-tf/bin/python || $(PYTHON) -m venv .venv-peer-tf
+	.venv-peer-tf/bin/python -m pip install --quiet "keras>=3.5" tensorflow-cpu numpy
