@@ -65,6 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--patience", type=int, default=5, help="early stopping patience on val accuracy (0: off)")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--bn-momentum", type=float, default=None,
+                       help="BatchNorm momentum (default: Keras' 0.99; runs of a few hundred steps want 0.9)")
     train.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
     out = parser.add_argument_group("output")
     out.add_argument("--out", default=None, help=f"run folder (default: {DEFAULT_OUT_ROOT}/<model>-<data>-<size>px)")
@@ -99,6 +101,7 @@ def config_from_args(args):
         batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, epochs=args.epochs,
         early_stopping=EarlyStopping(patience=args.patience) if args.patience > 0 else None,
         seed=args.seed, precision=args.precision, augment_cnn_only=args.augment_cnn_only,
+        bn_momentum=args.bn_momentum,
     )
 
 
