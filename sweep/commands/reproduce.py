@@ -16,13 +16,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subset", type=int, default=None, help="at most this many images per class")
     parser.add_argument("--models", default=",".join(SEED_MODELS), help="comma-separated subset of cnn,resnet50v2,fusion")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bn-momentum", type=float, default=None,
+                        help="BatchNorm momentum (default: Keras' 0.99 as the seed; scaled-down CPU runs of a few "
+                             "hundred steps need 0.9, or eval-mode predictions collapse to one class)")
     parser.add_argument("--out", default="results/reproduce", help="one run folder per model inside")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     add_runtime_arguments(parser)
 
 
-def seed_config(model: str, *, data_dir: str, image_size: int, epochs: int, subset: int | None, seed: int = 0):
+def seed_config(model: str, *, data_dir: str, image_size: int, epochs: int, subset: int | None, seed: int = 0,
+                bn_momentum: float | None = None):
     """The seed's recipe for one of its three models."""
     from data.spec import DataSpec, PipelineSpec
     from models.spec import FusionSpec
@@ -40,7 +44,7 @@ def seed_config(model: str, *, data_dir: str, image_size: int, epochs: int, subs
         optim=OptimConfig(name=RECIPE["optimizer"], learning_rate=RECIPE["learning_rate"]),
         batch_size=RECIPE["batch_size"], epochs=epochs,
         early_stopping=EarlyStopping(metric="val_accuracy", mode="max", patience=RECIPE["patience"], restore_best=True),
-        seed=seed, augment_cnn_only=model == "fusion",
+        seed=seed, augment_cnn_only=model == "fusion", bn_momentum=bn_momentum,
     )
 
 
@@ -74,7 +78,7 @@ def run(args) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     try:
         configs = {m: seed_config(m, data_dir=args.data_dir, image_size=args.image_size, epochs=args.epochs,
-                                  subset=args.subset, seed=args.seed) for m in models}
+                                  subset=args.subset, seed=args.seed, bn_momentum=args.bn_momentum) for m in models}
         from sweep.train import check_config
 
         for config in configs.values():
