@@ -23,7 +23,7 @@ SOURCES = ("synthetic", "radiography")
 
 
 def user_cache_dir() -> Path:
-    """$FUSION_SWEEP_CACHE, else $XDG_CACHE_HOME/fusion-sweep, else ~/.cache/fusion-sweep (same rule as sweep.runtime)."""
+    """$FUSION_SWEEP_CACHE, else $XDG_CACHE_HOME/fusion-sweep, else ~/.cache/fusion-sweep (sweep.runtime re-exports it)."""
     if os.environ.get("FUSION_SWEEP_CACHE"):
         return Path(os.environ["FUSION_SWEEP_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"

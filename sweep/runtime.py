@@ -4,13 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
-def user_cache_dir() -> Path:
-    """$FUSION_SWEEP_CACHE, else $XDG_CACHE_HOME/fusion-sweep, else ~/.cache/fusion-sweep."""
-    if os.environ.get("FUSION_SWEEP_CACHE"):
-        return Path(os.environ["FUSION_SWEEP_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "fusion-sweep"
+from data.builder import user_cache_dir  # one rule for every cache; data/ may not import sweep/
 
 
 def pin_cores(n: int | None = None, cores: list[int] | None = None) -> list[int]:

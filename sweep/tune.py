@@ -387,12 +387,11 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
     out.mkdir(parents=True, exist_ok=True)
     say = lambda text: print(f"[{int(time.time() - start) // 60:02d}:{int(time.time() - start) % 60:02d}] {text}",
                              flush=True)
-    from data.builder import prepare  # not `import data`: under pytest a tests/data folder can shadow the package
-    from sweep.runtime import user_cache_dir
+    from data.builder import cache_root, prepare, user_cache_dir
 
+    # trials must read the very dataset the driver prepared: pin the cache folder as an absolute path
     spec = sweep.train.data
-    if spec.cache_dir is None:  # trials must read the very dataset the driver prepared
-        spec = spec.replace(cache_dir=str((user_cache_dir() / "datasets").resolve()))
+    spec = spec.replace(cache_dir=str(cache_root(spec).resolve()))
     say(f"preparing data: {spec.source} at {spec.image_size}px" + (f" from {spec.data_dir}" if spec.data_dir else ""))
     prepared = prepare(spec)
     sweep = sweep.replace(train=sweep.train.replace(data=spec))
