@@ -28,8 +28,8 @@ class BenchOptions:
     peer_models: tuple[str, ...] = ("cnn", "resnet50v2", "fusion")
     compile_model: str = "resnet50v2"
     ray_trials: int = 4
-    shap_images: int = 2
-    shap_max_evals: int = 64
+    shap_images: int = 8  # the sweep's settings: >= 8 images, >= 200 evaluations each
+    shap_max_evals: int = 200
     pipeline_seconds: float = 5.0
     peak_n: int | None = None  # matmul size for the peak (default 2048 on CPU, 4096 on GPU)
     skip: tuple[str, ...] = ()  # any of: compile, pipeline, shap, ray, flops
@@ -44,7 +44,7 @@ class BenchOptions:
         if quick:
             base.update(sizes=base.get("sizes", (64,))[:1] if device == "gpu" else (64,),
                         batch_sizes=base.get("batch_sizes", (32,))[:1] if device == "gpu" else (32,),
-                        windows=3, window_s=1.0, ray_trials=2, pipeline_seconds=2.0, shap_max_evals=32,
+                        windows=3, window_s=1.0, ray_trials=2, pipeline_seconds=2.0,
                         peer_models=("resnet50v2",), compile_model="cnn", skip=("flops",))
         base.update({k: v for k, v in overrides.items() if v is not None})
         return BenchOptions(**base)
@@ -141,7 +141,8 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
             from sweep.bench.explain_cost import shap_cost
 
             result["shap"] = _guard("shap overhead", lambda: shap_cost(
-                "cnn", size0, images=options.shap_images, max_evals=options.shap_max_evals), log)
+                "cnn", size0, images=options.shap_images, max_evals=options.shap_max_evals,
+                windows=options.windows), log)
             save()
         if "ray" not in options.skip:
             from sweep.bench.ray_overhead import ray_overhead
