@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from sweep.analysis.fits import FORM_WORDS, describe, head_fractions, scaling_fits
+from sweep.analysis.html import build_html
 from sweep.analysis.plots import plot_accuracy_vs
 from sweep.analysis.tables import config_table, pareto_front
 from sweep.configs.naming import is_seed_fusion
@@ -37,7 +38,8 @@ def _reference_size(configs, column: str) -> float | None:
 
 
 def build_report(results_dir: str | Path, *, bootstrap: int = 200) -> dict[str, Path]:
-    """Write pareto.csv, plots/accuracy_vs_{params,flops,latency}.png, scaling.json and report.md into results_dir."""
+    """Write pareto.csv, plots/accuracy_vs_{params,flops,latency}.png, scaling.json, report.md and report.html
+    into results_dir."""
     results_dir = Path(results_dir)
     trials = read_trials(results_dir)
     manifest = read_manifest(results_dir)
@@ -55,6 +57,7 @@ def build_report(results_dir: str | Path, *, bootstrap: int = 200) -> dict[str, 
     written["scaling"] = write_json_atomic(results_dir / "scaling.json", fits)
     text = render(results_dir, trials, configs, pareto, fits, manifest)
     written["report"] = write_text_atomic(results_dir / "report.md", text)
+    written["html"] = build_html(results_dir)
     return written
 
 

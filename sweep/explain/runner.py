@@ -169,12 +169,22 @@ def _trial_labels(results_dir: Path) -> dict[str, str]:
     return {r["trial_id"]: config_label(r) for r in _read_csv(path) if r.get("model")}
 
 
+def _save_images(folder: Path, x: np.ndarray, ids: list[str], lesions, boxes) -> None:
+    """Synthetic images only (never real X-rays): uint8 image, lesion mask and marker box [y0,x0,y1,x1) (-1: none)."""
+    for i, image_id in enumerate(ids):
+        save_npz(folder / f"{re.sub(r'[^A-Za-z0-9._-]', '_', image_id)}.npz",
+                 image=np.round(x[i, ..., 0] * 255).astype(np.uint8),
+                 lesion_mask=np.zeros(x.shape[1:3], bool) if lesions is None else np.asarray(lesions[i], bool),
+                 marker_box=np.full(4, -1, np.int32) if boxes is None else np.asarray(boxes[i], np.int32))
+
+
 def explain_results(results_dir: str | Path, *, trials: str | Sequence[str] = "pareto+parents", images: int = 4,
                     max_evals: int = 300, masker: str = "blur(16,16)", class_mode: str = "true", seed: int = 0,
                     batch_size: int = DEFAULT_BATCH_SIZE, out_dir: str | Path | None = None,
                     log: Callable[[str], None] = print) -> ExplainSummary:
     """Explain the chosen trials of a sweep on one fixed, class-balanced sample of test images; write
-    RESULTS/explanations/{summary.csv, agreement.csv, section.md, <trial>/<image>.npz (+ .png if synthetic)}."""
+    RESULTS/explanations/{summary.csv, agreement.csv, section.md, <trial>/<image>.npz (+ .png if synthetic)}, and
+    for synthetic data images/<image>.npz (the image, lesion mask and marker box that report.html draws)."""
     results_dir = Path(results_dir)
     masker = check_masker(masker)
     check_class_mode(class_mode)
@@ -221,6 +231,7 @@ def explain_results(results_dir: str | Path, *, trials: str | Sequence[str] = "p
     titles = _trial_labels(results_dir)
     grid = None
     if synthetic:
+        _save_images(out_dir / "images", x, ids, lesions, boxes)
         write_grid(out_dir / "grid.png", x[..., 0], ids, maps, {t: t for t in maps})
         grid = f"{out_dir.name}/grid.png" if out_dir.parent == results_dir else str(out_dir / "grid.png")
     section = render_section(means, flags, agreement, forward, synthetic=synthetic, images=len(idx),
