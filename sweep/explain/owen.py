@@ -18,6 +18,8 @@ import time
 from typing import Callable
 
 import numpy as np
+from shap.explainers._partition import lower_credit  # shap's own credit lowering, for identical maps
+from shap.utils import make_masks
 
 Rows = Callable[[np.ndarray], np.ndarray]  # (n,M) bool masks of one image -> (n,H,W,C) masked copies
 
@@ -36,8 +38,6 @@ class PartitionTree:
 
     @staticmethod
     def of(masker) -> "PartitionTree":
-        from shap.utils import make_masks
-
         matrix = make_masks(masker.clustering)
         return PartitionTree(masker.clustering, matrix.indptr, matrix.indices)
 
@@ -122,8 +122,6 @@ class ImageGame:
 
     def values(self) -> np.ndarray:
         """Per-feature attributions (M,): the tree's credit lowered onto its leaves, as shap does."""
-        from shap.explainers._partition import lower_credit
-
         out = self.dvalues.copy()
         lower_credit(len(out) - 1, 0, self.tree.features, out, self.tree.clustering)
         return out[:self.tree.features]

@@ -8,7 +8,9 @@ import time
 from typing import Callable, Sequence
 
 import numpy as np
+import shap
 
+from sweep import UsageError
 from sweep.explain import scores
 from sweep.explain.predict import DEFAULT_BATCH_SIZE, CountingPredict, Predict, forward_seconds_per_image
 
@@ -28,12 +30,12 @@ def check_masker(masker):
         return f"blur({int(match.group(1))},{int(match.group(2))})"
     if text in ("inpaint_telea", "inpaint_ns"):
         return text
-    raise ValueError(f"unknown masker {masker!r}; allowed forms: {', '.join(MASKER_FORMS)} (k a positive int)")
+    raise UsageError(f"unknown masker {masker!r}; allowed forms: {', '.join(MASKER_FORMS)} (k a positive int)")
 
 
 def check_class_mode(class_mode: str) -> str:
     if class_mode not in CLASS_MODES:
-        raise ValueError(f"unknown class mode {class_mode!r}; choose one of {', '.join(CLASS_MODES)}")
+        raise UsageError(f"unknown class mode {class_mode!r}; choose one of {', '.join(CLASS_MODES)}")
     return class_mode
 
 
@@ -75,8 +77,6 @@ def explain_images(predict: Predict, images: np.ndarray, *, labels: Sequence[int
     The maps equal shap.PartitionExplainer's with the same masker, max_evals and batch_size. `predict` maps
     (N,H,W,1) float32 in [0,1] to (N,K) probabilities. An image's `seconds` and `model_seconds` are its share
     (by evaluations) of the whole explanation's time."""
-    import shap
-
     from sweep.explain.owen import ImageGame, play
 
     masker = check_masker(masker)
@@ -107,8 +107,6 @@ def explain_images(predict: Predict, images: np.ndarray, *, labels: Sequence[int
 @functools.lru_cache(maxsize=4)
 def _partition_tree(shape: tuple[int, ...]):
     """shap's image partition for `shape` (built by numba; the same for every image of that shape)."""
-    import shap
-
     from sweep.explain.owen import PartitionTree
 
     return PartitionTree.of(shap.maskers.Image(0.0, shape))
