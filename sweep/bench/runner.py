@@ -1,4 +1,5 @@
-"""One benchmark run: peak, every model's steps, compile cache, pipeline, SHAP, Ray and the Keras peer."""
+"""One benchmark run: peak, every model's steps (with the Keras peers interleaved), conv layers, compile cache,
+pipeline, SHAP, Ray."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +13,7 @@ from models.registry import MODEL_NAMES
 
 DEVICES = ("cpu", "gpu")
 PEERS = ("keras",)
-SECTIONS = ("compile", "pipeline", "shap", "ray", "flops")  # what --skip may leave out
+SECTIONS = ("conv_layers", "compile", "pipeline", "shap", "ray", "flops")  # what --skip may leave out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +27,7 @@ class BenchOptions:
     batch_sizes: tuple[int, ...] = (32, 16)
     windows: int = 5
     window_s: float = 3.0
+    conv_window_s: float = 0.5  # one conv layer's windows (conv_layers section)
     peer: str | None = None
     peer_python: str | None = None
     peer_models: tuple[str, ...] = MODEL_NAMES
@@ -35,7 +37,7 @@ class BenchOptions:
     shap_max_evals: int = 200
     pipeline_seconds: float = 5.0
     peak_n: int | None = None  # matmul size for the peak (default 2048 on CPU, 4096 on GPU)
-    skip: tuple[str, ...] = ()  # any of: compile, pipeline, shap, ray, flops
+    skip: tuple[str, ...] = ()  # any of SECTIONS
 
     @staticmethod
     def for_device(device: str, quick: bool, **overrides) -> "BenchOptions":
@@ -47,13 +49,13 @@ class BenchOptions:
         if quick:
             base.update(sizes=base.get("sizes", (64,))[:1] if device == "gpu" else (64,),
                         batch_sizes=base.get("batch_sizes", (32,))[:1] if device == "gpu" else (32,),
-                        windows=3, window_s=1.0, ray_trials=2, pipeline_seconds=2.0,
+                        windows=3, window_s=1.0, conv_window_s=0.25, ray_trials=2, pipeline_seconds=2.0,
                         peer_models=("resnet50v2",), compile_model="cnn", skip=("flops",))
         base.update({k: v for k, v in overrides.items() if v is not None})
         return BenchOptions(**base)
 
 
-def _guard(name: str, fn: Callable[[], dict], log: Callable[[str], None]) -> dict:
+def run_section(name: str, fn: Callable[[], dict], log: Callable[[str], None]) -> dict:
     """Run one section; an exception becomes {"error": ...} so one broken part does not lose the rest."""
     log(f"[bench] {name} ...")
     start = time.perf_counter()
@@ -69,12 +71,12 @@ def _guard(name: str, fn: Callable[[], dict], log: Callable[[str], None]) -> dic
 def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
               checkpoint: Callable[[dict], None] | None = None) -> dict:
     """Every figure of one run, as a JSON-ready dict (see sweep/commands/bench.py for the CLI).
-    Order: peak, the models at the first image size, the overheads, the peer, then the larger sizes (slowest last);
-    `checkpoint(result)` is called after each section, so a run cut short still leaves what it measured."""
+    Order: peak, the models at the first image size (the Keras peers' windows interleaved with ours), the conv
+    layers, the overheads, then the larger sizes (slowest last); `checkpoint(result)` is called after each
+    section, so a run cut short still leaves what it measured."""
     from sweep import runtime
     from sweep.bench import report
     from sweep.bench.peak import matmul_peak
-    from sweep.bench.steps import measure_model
 
     bad = [m for m in options.models if m not in MODEL_NAMES]
     if bad:
@@ -82,12 +84,12 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
     if options.peer not in (None, *PEERS):
         raise ValueError(f"peer must be one of {PEERS}, got {options.peer!r}")
     gpu = options.device == "gpu"
-    precision = "bfloat16" if gpu else "float32"
     result: dict = {
         "started_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "complete": False, "options": dataclasses.asdict(options), "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "load": {"before": [round(x, 2) for x in os.getloadavg()], "cores_note":
                  "1-minute load average above the usable core count means other processes shared the CPU"},
+        "timing": "per figure: median of interleaved windows (candidates take turns), with min/max/quartiles",
     }
     import jax
 
@@ -101,40 +103,92 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
     result["versions"] = runtime.versions()
     if gpu and jax.default_backend() != "gpu":
         raise RuntimeError(f"--device gpu asked for, but jax's backend is {jax.default_backend()!r}")
-    result["peak"] = _guard("peak matmul", lambda: matmul_peak(
-        precision, n=options.peak_n or (4096 if gpu else 2048)), log)
+    result["peak"] = run_section("peak matmul", lambda: matmul_peak(
+        "bfloat16" if gpu else "float32", n=options.peak_n or (4096 if gpu else 2048)), log)
     # The best window: on a shared box the median peak drops with other processes' load, and a model measured in
     # a quieter moment would then appear to beat the machine.
-    peak = result["peak"].get("best_flops_per_s") or result["peak"].get("flops_per_s")
     result["peak"]["fraction_basis"] = "best_flops_per_s"
-    rows: list[dict] = []
-    result["models"] = rows
+    result["models"] = []
+    peers, skipped = ({}, {})
+    if options.peer == "keras":
+        from sweep.bench.peer import open_peers
 
-    def measure_size(size: int) -> None:
-        for batch in options.batch_sizes:
-            for name in options.models:
-                row = _guard(f"{name} {size}px batch {batch}", lambda: measure_model(
-                    name, image_size=size, batch_size=batch, window_s=options.window_s, windows=options.windows,
-                    precision=precision, peak_flops_per_s=peak), log)
-                row.setdefault("model", name)
-                row.setdefault("image_size", size)
-                row.setdefault("batch_size", batch)
-                row["load_after"] = [round(x, 2) for x in os.getloadavg()]
-                rows.append(row)
-                save()
+        peers, skipped = open_peers(options.peer_python, log)
+    try:
+        _measure_size(result, options, options.sizes[0], peers, save, log)
+        if options.peer == "keras":
+            _collect_peers(result, peers, skipped)
+        if not gpu and "conv_layers" not in options.skip:
+            from sweep.bench.conv_layers import SEED_MODELS, time_conv_layers
 
+            result["conv_layers"] = run_section("conv layers", lambda: time_conv_layers(
+                SEED_MODELS, options.sizes[0], options.batch_sizes[0], windows=options.windows,
+                window_s=options.conv_window_s, tf_peer=peers.get("tensorflow"), log=log), log)
+            save()
+    finally:
+        for peer in peers.values():
+            peer.close()
+    _overheads(result, options, save, log)
+    for size in options.sizes[1:]:
+        _measure_size(result, options, size, {}, save, log)
+    result["complete"] = True
+    result["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    save()
+    return result
+
+
+def _measure_size(result: dict, options: BenchOptions, size: int, peers: dict, save, log) -> None:
+    """Every model at every batch size at this image size; the peers (if any) build the models they cover."""
+    from sweep.bench.steps import measure_model
+
+    peak = result["peak"].get("best_flops_per_s") or result["peak"].get("flops_per_s")
+    precision = "bfloat16" if options.device == "gpu" else "float32"
+    for batch in options.batch_sizes:
+        for name in options.models:
+            mine = {b: p for b, p in peers.items() if name in options.peer_models and batch == options.batch_sizes[0]}
+            row = run_section(f"{name} {size}px batch {batch}" + (f" with keras {', '.join(mine)}" if mine else ""),
+                         lambda: measure_model(name, image_size=size, batch_size=batch, window_s=options.window_s,
+                                               windows=options.windows, precision=precision,
+                                               peak_flops_per_s=peak, peers=mine), log)
+            row.setdefault("model", name)
+            row.setdefault("image_size", size)
+            row.setdefault("batch_size", batch)
+            row["load_after"] = [round(x, 2) for x in os.getloadavg()]
+            result["models"].append(row)
+            save()
+
+
+def _collect_peers(result: dict, peers: dict, skipped: dict) -> None:
+    """Move each row's peer figures into result["peers"] and its per-window ratios into result["ratios"]
+    ('<model>_<phase>_vs_keras_<backend>': median, as before) and result["ratio_spread"] (all windows)."""
+    result["peers"] = dict(skipped)
+    for backend, peer in peers.items():
+        result["peers"][f"keras_{backend}"] = {"python": peer.python, **peer.hello, "results": []}
+    ratios, spreads = {}, {}
+    for row in result["models"]:
+        for backend, figures in row.pop("peers", {}).items():
+            result["peers"][f"keras_{backend}"]["results"].append(figures)
+        for key, ratio in row.pop("peer_ratios", {}).items():
+            name = f"{row['model']}_{key}"
+            ratios[name], spreads[name] = ratio["ratio"], ratio
+            ratios[f"{name}_{row['image_size']}px_b{row['batch_size']}"] = ratio["ratio"]
+    result["ratios"], result["ratio_spread"] = ratios, spreads
+
+
+def _overheads(result: dict, options: BenchOptions, save, log) -> None:
+    """Compile cache, input pipeline, SHAP and Ray (the last two not on the GPU path), FLOPs vs params."""
+    gpu = options.device == "gpu"
     size0, batch0 = options.sizes[0], options.batch_sizes[0]
-    measure_size(size0)
     if "compile" not in options.skip:
         from sweep.bench.compile import compile_cache_check
 
-        result["compile_cache"] = _guard("compile cache", lambda: compile_cache_check(
+        result["compile_cache"] = run_section("compile cache", lambda: compile_cache_check(
             options.compile_model, size0, batch0), log)
         save()
     if "pipeline" not in options.skip:
         from sweep.bench.pipeline import pipeline_speed
 
-        result["pipeline"] = _guard("input pipeline", lambda: pipeline_speed(
+        result["pipeline"] = run_section("input pipeline", lambda: pipeline_speed(
             size0, batch0, options.pipeline_seconds, allow_prepare=not gpu), log)
         save()
     if gpu:
@@ -144,61 +198,44 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
         if "shap" not in options.skip:
             from sweep.bench.explain_cost import shap_cost
 
-            result["shap"] = _guard("shap overhead", lambda: shap_cost(
+            result["shap"] = run_section("shap overhead", lambda: shap_cost(
                 "cnn", size0, images=options.shap_images, max_evals=options.shap_max_evals,
                 windows=options.windows), log)
             save()
         if "ray" not in options.skip:
             from sweep.bench.ray_overhead import ray_overhead
 
-            result["ray"] = _guard("ray overhead", lambda: ray_overhead(options.ray_trials), log)
+            result["ray"] = run_section("ray overhead", lambda: ray_overhead(options.ray_trials), log)
             save()
     if "flops" not in options.skip:
         from sweep.bench.flops_story import seed_flops_vs_params
 
-        result["flops_vs_params"] = _guard("params vs FLOPs at 256 px", lambda: seed_flops_vs_params(256), log)
+        result["flops_vs_params"] = run_section("params vs FLOPs at 256 px", lambda: seed_flops_vs_params(256), log)
         save()
-    if options.peer == "keras":
-        from sweep.bench.peer import peer_pythons, peer_ratios, run_peer
 
-        peers: dict = {}
-        result["peers"] = peers
-        for backend, python in peer_pythons(options.peer_python).items():
-            peers["keras_" + backend] = _guard(f"keras {backend} peer", lambda: run_peer(
-                backend, python, models=list(options.peer_models), sizes=[size0], batch_size=batch0,
-                steps=1 if options.quick else 2, windows=options.windows, timeout=900), log)
-            result["ratios"] = peer_ratios([r for r in rows if "train" in r],
-                                           {k.removeprefix("keras_"): v for k, v in peers.items()})
-            save()
-    for size in options.sizes[1:]:
-        measure_size(size)
-    result["complete"] = True
-    result["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    save()
-    return result
+
+TARGETS = {  # issue 16: "<figure> <op> <limit>" -> where the figure lives in the result
+    "shap.ratio <= 1.25": ("shap", "ratio"),
+    "ray.overhead_per_trial_excluding_init_s <= 2.0": ("ray", "overhead_per_trial_excluding_init_s"),
+    "ray.overhead_per_trial_s <= 3.0": ("ray", "overhead_per_trial_s"),
+    "resnet50v2_train_vs_keras_tensorflow >= 1.2": ("ratios", "resnet50v2_train_vs_keras_tensorflow"),
+    "resnet50v2_eval_vs_keras_tensorflow >= 1.2": ("ratios", "resnet50v2_eval_vs_keras_tensorflow"),
+    "cnn_train_vs_keras_tensorflow >= 1.0": ("ratios", "cnn_train_vs_keras_tensorflow"),
+    "cnn_eval_vs_keras_tensorflow >= 1.0": ("ratios", "cnn_eval_vs_keras_tensorflow"),
+}
+REQUIRED_SECTIONS = ("seeds", "conv_layers")  # issue 16: present in every run
 
 
 def targets(result: dict) -> dict:
-    """Issue 7's CPU targets, each with the measured value and whether it was met (None: not measured)."""
-    def row(model, size=64):
-        return next((r for r in result.get("models", []) if r["model"] == model and r["image_size"] == size
-                     and "train" in r), None)
-
-    rn = row("resnet50v2")
-    ratios = result.get("ratios", {})
-    fastest = max((r["train"]["images_per_s"] for r in result.get("models", []) if "train" in r), default=None)
-    checks = {
-        "resnet50v2_64px_vs_keras_jax >= 1.5": ratios.get("resnet50v2_train_vs_keras_jax"),
-        "resnet50v2_64px_vs_keras_tensorflow >= 2.5": ratios.get("resnet50v2_train_vs_keras_tensorflow"),
-        "resnet50v2_train_fraction_of_peak >= 0.25": rn and rn.get("train_fraction_of_peak"),
-        "pipeline_vs_fastest_model >= 10": (result.get("pipeline", {}).get("images_per_s") or 0) / fastest
-        if fastest and result.get("pipeline", {}).get("images_per_s") else None,
-        "shap_time_over_forward_time <= 1.25": result.get("shap", {}).get("ratio"),
-        "ray_overhead_per_trial_s <= 3": result.get("ray", {}).get("overhead_per_trial_s"),
-    }
+    """Issue 16's targets, each with the measured value and whether it was met (None: not measured), and
+    whether the sections it requires are present (without an error)."""
     out = {}
-    for key, value in checks.items():
+    for key, (section, field) in TARGETS.items():
+        value = result.get(section, {}).get(field)
         limit = float(key.split()[-1])
         met = None if value is None else (value >= limit if ">=" in key else value <= limit)
         out[key] = {"value": value, "met": met}
+    for section in REQUIRED_SECTIONS:
+        present = section in result and "error" not in result[section] and "skipped" not in result[section]
+        out[f"{section} section present"] = {"value": present, "met": present}
     return out
