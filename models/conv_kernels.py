@@ -1,13 +1,14 @@
 """2-D convolutions in the form that runs fastest on this backend, chosen per layer shape (same maths, same params).
 
-On GPU every conv is XLA's own. On CPU (measured with `fusion-sweep bench`'s `conv_layers` section against
-TensorFlow/oneDNN; results/bench/README.md has the figures):
-- XLA:CPU computes the *weight* gradient of a k x k conv on a large map many times slower than a matmul would:
-  on the CNN's 32x32x32 -> 64 5x5 conv it is most of the train step. "xla+dw_im2col" keeps XLA's forward and
-  input gradient and computes the weight gradient per image as im2col patches^T @ dy, accumulated over the batch
-  in a loop, so each image's patches stay in cache instead of one batch-sized patch matrix.
-- On small, wide maps (ResNet50V2's later stages at 64-128 px) both gradients are slow in XLA: "im2col" writes the
-  whole conv as one matmul over the k*k shifted slices and lets autodiff derive its gradients.
+A form is a plan for the three products of a conv layer in training: the forward output, the input gradient (dx)
+and the weight gradient (dw), each computed either by XLA's own convolution or as matmuls over im2col patches
+(the k*k shifted, strided slices of the input side by side). On GPU every conv is XLA's own ("xla"). On CPU,
+XLA's convolutions lose to the same arithmetic as matmuls in places (`fusion-sweep bench`'s `conv_layers` section
+times each layer; results/bench/README.md has the figures):
+- the weight gradient of a k x k conv on a large map: "xla/xla/im2col_per_image" computes it per image as
+  patches^T @ dy, accumulated over the batch in a loop, so each image's patches stay in cache;
+- both gradients on small, wide maps (ResNet50V2's later stages at 64-128 px): "im2col" writes the whole conv
+  as one matmul and lets autodiff derive its gradients.
 """
 from __future__ import annotations
 
@@ -17,10 +18,14 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-FORMS = ("xla", "im2col", "xla+dw_im2col")
+FORWARD = ("xla", "im2col")
+INPUT_GRAD = ("xla", "im2col")
+WEIGHT_GRAD = ("xla", "im2col", "im2col_per_image")
+FORMS = ("xla", "im2col") + tuple(f"{f}/{dx}/{dw}" for f in FORWARD for dx in INPUT_GRAD for dw in WEIGHT_GRAD
+                                  if (f, dx, dw) not in (("xla", "xla", "xla"), ("im2col", "im2col", "im2col")))
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 IM2COL_MAX_OUT_PIXELS = 64  # output maps up to 8x8: the whole conv as one matmul
-DW_IM2COL_MIN_OUT_PIXELS = 256  # output maps from 16x16: XLA forward, weight gradient per image
+PER_IMAGE_DW_MIN_OUT_PIXELS = 256  # output maps from 16x16: XLA forward and dx, weight gradient per image
 
 
 def output_size(size: int, kernel: int, stride: int, padding: str) -> int:
@@ -36,8 +41,8 @@ def cpu_form(in_size: int, kernel: int, stride: int, padding: str) -> str:
     pixels = output_size(in_size, kernel, stride, padding) ** 2
     if pixels <= IM2COL_MAX_OUT_PIXELS:
         return "im2col"
-    if pixels >= DW_IM2COL_MIN_OUT_PIXELS and stride == 1:
-        return "xla+dw_im2col"
+    if pixels >= PER_IMAGE_DW_MIN_OUT_PIXELS:
+        return "xla/xla/im2col_per_image"
     return "xla"
 
 
@@ -49,13 +54,13 @@ def form_for(in_size: int, kernel: int, stride: int, padding: str, backend: str 
 def conv2d(x: jax.Array, kernel: jax.Array, *, stride: int, padding: str, form: str | None = None) -> jax.Array:
     """NHWC x (B,H,W,C) with an HWIO `kernel` (k,k,C,O) -> (B,H',W',O), no bias. `form` None: form_for(...)."""
     form = form or form_for(x.shape[1], kernel.shape[0], stride, padding)
+    if form not in FORMS:
+        raise ValueError(f"unknown conv form {form!r}; choose one of {', '.join(FORMS)}")
     if form == "xla":
         return _xla_conv(x, kernel, stride, padding)
     if form == "im2col":
         return _im2col_conv(x, kernel, stride, padding)
-    if form == "xla+dw_im2col":
-        return _conv_dw_im2col(x, kernel, stride, padding)
-    raise ValueError(f"unknown conv form {form!r}; choose one of {', '.join(FORMS)}")
+    return _planned_conv(x, kernel, stride, padding, tuple(form.split("/")))
 
 
 def _xla_conv(x, kernel, stride, padding):
@@ -81,19 +86,27 @@ def _im2col_conv(x, kernel, stride, padding):
     return jnp.einsum("bhwc,co->bhwo", _patches(x, k, stride), kernel.reshape(k * k * channels, features))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv_dw_im2col(x, kernel, stride, padding):
-    return _xla_conv(x, kernel, stride, padding)
+_FORWARD = {"xla": _xla_conv, "im2col": _im2col_conv}
 
 
-def _conv_dw_im2col_fwd(x, kernel, stride, padding):
-    return _xla_conv(x, kernel, stride, padding), (x, kernel)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _planned_conv(x, kernel, stride, padding, plan):
+    return _FORWARD[plan[0]](x, kernel, stride, padding)
 
 
-def _conv_dw_im2col_bwd(stride, padding, residuals, dy):
+def _planned_fwd(x, kernel, stride, padding, plan):
+    return _FORWARD[plan[0]](x, kernel, stride, padding), (x, kernel)
+
+
+def _planned_bwd(stride, padding, plan, residuals, dy):
     x, kernel = residuals
-    _, input_vjp = jax.vjp(lambda x: _xla_conv(x, kernel, stride, padding), x)
-    return input_vjp(dy)[0], _weight_grad_per_image(x, dy, kernel.shape, stride, padding).astype(kernel.dtype)
+    _, input_vjp = jax.vjp(lambda x: _FORWARD[plan[1]](x, kernel, stride, padding), x)
+    if plan[2] == "im2col_per_image":
+        dw = _weight_grad_per_image(x, dy, kernel.shape, stride, padding)
+    else:
+        _, weight_vjp = jax.vjp(lambda w: _FORWARD[plan[2]](x, w, stride, padding), kernel)
+        dw = weight_vjp(dy)[0]
+    return input_vjp(dy)[0], dw.astype(kernel.dtype)
 
 
 def _weight_grad_per_image(x, dy, kernel_shape, stride, padding):
@@ -111,4 +124,4 @@ def _weight_grad_per_image(x, dy, kernel_shape, stride, padding):
     return total.reshape(kernel_shape)
 
 
-_conv_dw_im2col.defvjp(_conv_dw_im2col_fwd, _conv_dw_im2col_bwd)
+_planned_conv.defvjp(_planned_fwd, _planned_bwd)
