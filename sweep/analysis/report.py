@@ -10,6 +10,7 @@ import pandas as pd
 from sweep.analysis.fits import FORM_WORDS, describe, head_fractions, scaling_fits
 from sweep.analysis.html import build_html
 from sweep.analysis.plots import plot_accuracy_vs
+from sweep.analysis.shift_report import shift_outputs
 from sweep.analysis.tables import config_table, pareto_front
 from sweep.configs.naming import is_seed_fusion
 from sweep.configs.seed_paper import PAPER_IMAGE_SIZE
@@ -55,7 +56,8 @@ def build_report(results_dir: str | Path, *, bootstrap: int = 200) -> dict[str, 
     fits = {size: scaling_fits(trials, size=size, reference_size=_reference_size(configs, size), bootstrap=bootstrap)
             for size in ("params", "flops")}
     written["scaling"] = write_json_atomic(results_dir / "scaling.json", fits)
-    text = render(results_dir, trials, configs, pareto, fits, manifest)
+    under_shift = shift_outputs(results_dir, trials, manifest)
+    text = render(results_dir, trials, configs, pareto, fits, manifest, under_shift)
     written["report"] = write_text_atomic(results_dir / "report.md", text)
     written["html"] = build_html(results_dir)
     return written
@@ -103,7 +105,8 @@ def _head_section(manifest: dict) -> list[str]:
     return lines
 
 
-def render(results_dir: Path, trials, configs, pareto, fits: dict, manifest: dict) -> str:
+def render(results_dir: Path, trials, configs, pareto, fits: dict, manifest: dict,
+           under_shift: list[str] | None = None) -> str:
     config = manifest.get("sweep_config") or {}
     data = config.get("train", {}).get("data", {})
     done = trials["test_accuracy"].notna().sum()
@@ -138,6 +141,7 @@ def render(results_dir: Path, trials, configs, pareto, fits: dict, manifest: dic
               "The parents' sizes are dominated by their Flatten/Dense heads rather than the convolutional "
               "backbones, so 'size' largely measures the head (counted from the models' layer graphs):", ""]
     lines += _head_section(manifest) + [""]
+    lines += under_shift or []
     section = results_dir / "explanations" / "section.md"
     if section.is_file():
         lines += [section.read_text().rstrip(), ""]

@@ -171,10 +171,12 @@ def _confound_lines(shift_data: dict, trials) -> list[str]:
     if probe and probe.get("auc") is not None:
         best = trials["test_auc"].astype(float).max() if "test_auc" in trials else float("nan")
         share = share_of_model_auc(probe["auc"], best)
+        n_features = f"{probe['n_features']} " if probe.get("n_features") else ""
+        n_images = f"all {probe['n_images']} " if probe.get("n_images") else "all "
         lines += ["### The confound probe", "",
-                  f"A {probe.get('model', 'small model')} on {probe.get('n_features', '?')} image statistics that carry "
-                  f"no anatomy, {probe.get('cv', 'cross-validated')} over all {probe.get('n_images', '?')} images, "
-                  f"predicts the label with AUC **{_num(probe['auc'])}**{_interval(probe.get('lo'), probe.get('hi'), '.3f')}. "
+                  f"A {probe.get('model', 'small model')} on {n_features}image statistics that carry no anatomy, "
+                  f"{probe.get('cv', 'cross-validated')} over {n_images}images of the dataset, predicts the label with "
+                  f"AUC **{_num(probe['auc'])}**{_interval(probe.get('lo'), probe.get('hi'), '.3f')}. "
                   f"Features: {'; '.join(probe.get('features') or [])}."]
         if math.isfinite(best) and math.isfinite(share):
             lines += ["", f"The best model's test AUC is {best:.3f}: the probe already reaches {share:.0%} of its "
@@ -205,3 +207,25 @@ def _rare_cells(shift_data: dict, at_most: int = 30) -> list[str]:
              "| configuration | source | class | test images | accuracy (mean over seeds) |", "|---|---|---|---:|---:|"]
     lines += [f"| {r['config']} | {r['source']} | {r['class']} | {r['n']} | {_num(r['accuracy'])} |" for r in rows]
     return lines + [""]
+
+
+def shift_outputs(results_dir: str | Path, trials, manifest: dict, scaling: dict | None = None) -> list[str]:
+    """Write shift.json and plots/shift_vs_{params,flops}.png (when there are external or counterfactual sets);
+    return report.md's "Under shift" lines."""
+    from sweep.analysis.shift_plot import plot_shift
+
+    results_dir = Path(results_dir)
+    predictions_path = results_dir / "predictions.parquet"
+    predictions = pd.read_parquet(predictions_path) if predictions_path.is_file() else None
+    data = build_shift(results_dir, trials, predictions, manifest, scaling)
+    externals, counterfactuals = shift.external_names(trials), shift.counterfactual_names(trials)
+    plot = None
+    if externals or counterfactuals:
+        for size in ("params", "flops"):
+            if size in trials and trials[size].notna().any():
+                plot_shift(trials, size, results_dir / "plots" / f"shift_vs_{size}.png", externals=externals,
+                           counterfactuals=counterfactuals, predictions=predictions)
+        plot = "plots/shift_vs_params.png"
+    models_path = results_dir / "explanations" / "models.csv"
+    models = pd.read_csv(models_path) if models_path.is_file() else None
+    return section(data, trials, models, plot)

@@ -64,13 +64,4 @@ def build_sample(spec: DataSpec, test, rows: np.ndarray) -> Sample:
     if spec.source == "radiography" and spec.data_dir:
         lungs = folder_lung_masks(spec.data_dir, sample.ids, spec.image_size)
         sample.lungs = lungs if any(m is not None for m in lungs) else None
-    elif spec.source == "synthetic":
-        from data.synthetic import regenerate
-
-        drawn = regenerate(spec, sample.ids)
-        sample.lungs = list(drawn["lung_masks"])
-        if sample.boxes is not None and np.any(sample.boxes[:, 0] >= 0):
-            marked = [i for i in range(len(sample)) if sample.boxes[i, 0] >= 0]
-            copies = regenerate(spec, [sample.ids[i] for i in marked], markers=False)
-            sample.marker_free = {i: copies["images"][k] for k, i in enumerate(marked)}
     return sample

@@ -104,7 +104,13 @@ def _trial_names(results_dir: Path) -> dict[str, tuple[str, str]]:
     path = results_dir / "trials.csv"
     if not path.is_file():
         return {}
-    return {r["trial_id"]: (config_label(r), r.get("seed", "")) for r in read_csv(path) if r.get("model")}
+    names = {}
+    for row in read_csv(path):
+        try:
+            names[row["trial_id"]] = (config_label(row), row.get("seed", ""))
+        except (KeyError, TypeError, ValueError):  # a table without the configuration columns
+            names[row["trial_id"]] = (row.get("model") or row["trial_id"], row.get("seed", ""))
+    return names
 
 
 def _safe(image_id: str) -> str:
@@ -195,7 +201,8 @@ def explain_results(results_dir: str | Path, *, trials: str | Sequence[str] = "p
     dirs, not_explained, first, spec, sample = _choose(results_dir, trials, out_dir, images, seed, log)
     synthetic = spec.source == "synthetic"
     names = _trial_names(results_dir)
-    titles = {t: (f"{names[t][0]} seed {names[t][1]}" if t in names else t) for t in list(dirs) + list(not_explained)}
+    titles = {t: (f"{names[t][0]} seed {names[t][1]}".strip() if t in names else t)
+              for t in list(dirs) + list(not_explained)}
 
     rows, maps, models, forward = [], {}, [], {}
     for trial_id, run_dir in dirs.items():

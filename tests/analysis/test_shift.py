@@ -113,3 +113,22 @@ def test_shift_json_keeps_the_probe_and_the_section_says_who_keeps_accuracy(tmp_
     text = "\n".join(section(data, trials))
     assert "## Under shift" in text and "AUC **0.840**" in text
     assert "Lose it (interval wholly below 0): cnn:block2_drop" in text and "/b512/" in text.split("Lose it")[1]
+
+
+def test_report_has_the_under_shift_section_plot_and_shift_json(tmp_path):
+    from sweep.analysis.report import build_report
+    from sweep.files import write_json_atomic
+    from sweep.tune.results import write_trials
+
+    trials, predictions = _sweep({16: 0.9, 512: 0.5})
+    write_trials(trials, tmp_path)
+    predictions.to_parquet(tmp_path / "predictions.parquet")
+    write_json_atomic(tmp_path / "manifest.json", {"sweep_config": {"name": "shifted", "train": {
+        "data": {"source": "synthetic", "image_size": 32, "classes": list(CLASSES)}}}})
+    keep_measurements(tmp_path, confound_probe={"auc": 0.7, "lo": 0.6, "hi": 0.8, "features": ["histogram"]})
+    build_report(tmp_path, bootstrap=0)
+    report = (tmp_path / "report.md").read_text()
+    assert "## Under shift" in report and "![in-source and external accuracy against size](plots/shift_vs_params.png)" in report
+    assert (tmp_path / "plots" / "shift_vs_params.png").stat().st_size > 5000
+    shift_json = json.loads((tmp_path / "shift.json").read_text())
+    assert shift_json["confound_probe"]["auc"] == 0.7 and len(shift_json["externals"]["other"]["gap"]) == 2
