@@ -105,7 +105,7 @@ def test_planted_marker_is_found_and_flagged(marker_rows):
     marker, clean = (models_table.model_row(k, marker_rows[k]) for k in ("marker", "clean"))
     assert marker["marker_share"] > 4 * clean["marker_share"]
     assert marker["marker_share_lo"] > marker["marker_share_reference"]  # boxes cover ~1.3% of the image
-    assert marker["flag"] == "marker_share" and "marker_share" not in clean["flag"]
+    assert "marker_share" in marker["flag"] and "marker_share" not in clean["flag"]  # (its corner is border too)
 
 
 def test_crop_border_training_clears_the_flag(marker_rows):
