@@ -97,7 +97,8 @@ def plan(name: str, spec: ExternalSpec, data: DataSpec) -> tuple[str, Callable[[
         key = {"source": "radiography", "files": _fingerprint(images)}
         return cache_key(key, data), lambda: _load_folder(images, data.image_size, name)
     if spec.source == "synthetic":
-        from data.sites import check_site, draw_site
+        from data.sites import check_site
+        from data.synthetic import draw_site
 
         check_site(spec.site, len(data.classes), f"external set {name!r}")
         if spec.num_images < 1:

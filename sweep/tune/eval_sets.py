@@ -40,7 +40,7 @@ def counterfactual_sets(data: DataSpec, prepared, folder: Path) -> dict[str, Pat
     test = prepared.split("test")
     out = {}
     for name, change in (("no_marker", {"markers": False}), ("no_shift", {"shift": False})):
-        ids = counterfactual_ids(data, [str(i) for i in test.ids], **change)
+        ids = counterfactual_ids(data, [str(i) for i in test.ids], test.marker_boxes, **change)
         if not ids:
             continue
         key = external.cache_key({"counterfactual": name, "dataset": Path(prepared.path).name}, data)
