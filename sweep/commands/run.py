@@ -50,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override any SweepConfig field by dotted path, e.g. train.optim.learning_rate=1e-3 "
                         "or train.data.num_images=400 (repeatable)")
+    track = parser.add_argument_group("tracking (TensorBoard event files are always written per trial)")
+    track.add_argument("--mlflow", default=None, metavar="URI",
+                       help="also record one MLflow run per row (configuration x seed) at this tracking URI, e.g. "
+                            "sqlite:///mlflow.db or http://HOST:5000 (needs `pip install 'fusion-sweep[track]'`)")
+    track.add_argument("--mlflow-experiment", default=None, metavar="NAME",
+                       help="MLflow experiment (default: the sweep's name)")
     explain = parser.add_argument_group("explanations")
     explain.add_argument("--no-explain", action="store_true", help="skip SHAP explanations at the end")
     explain.add_argument("--explain-images", type=int, default=None)
@@ -151,6 +157,15 @@ def _check_data(sweep):
     return sweep.replace(train=sweep.train.replace(data=spec))
 
 
+def _check_mlflow(uri: str | None) -> None:
+    if uri is None:
+        return
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        raise ValueError(f"--mlflow {uri}: MLflow is not installed; pip install 'fusion-sweep[track]'") from None
+
+
 def _prepare_out(out: Path, resume: bool) -> None:
     """A fresh run replaces a previous fusion-sweep results folder; anything else non-empty is refused."""
     if resume or not out.exists():
@@ -171,6 +186,7 @@ def run(args) -> int:
         sweep = build_sweep(args)
         trials = expand(sweep)  # validates the space before anything expensive
         sweep = _check_data(sweep)
+        _check_mlflow(args.mlflow)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -184,4 +200,5 @@ def run(args) -> int:
 
     return run_sweep(sweep, trials, out=out, address=args.address, storage=args.storage,
                                resume=args.resume, explain=not args.no_explain, start=start,
+                               mlflow=args.mlflow, mlflow_experiment=args.mlflow_experiment,
                                command=["fusion-sweep", "run", *sys.argv[2:]] if sys.argv[1:2] == ["run"] else None)

@@ -126,26 +126,47 @@ def _clear(out_dir: Path | None, checkpoint_dir: Path | None) -> None:
 
 # ---------------------------------------------------------------- progress
 
-class _Progress:
-    """One line per epoch on stderr: steps, loss, accuracy, images/s, ETA (redrawn in place on a terminal)."""
+STEP_LISTENER_SECONDS = 2.0  # how often `on_step` hears about a running epoch
 
-    def __init__(self, enabled: bool, epochs: int, steps: int, batch_size: int):
+
+class _Progress:
+    """Within an epoch: a line on stderr redrawn in place on a terminal (`progress`), and every couple of seconds
+    a status dict for an `on_step` listener (a sweep's live view); one line per finished epoch."""
+
+    def __init__(self, enabled: bool, epochs: int, steps: int, batch_size: int,
+                 listener: Callable[[dict], None] | None = None):
         self.enabled, self.epochs, self.steps, self.batch_size = enabled, epochs, steps, batch_size
         self.tty = enabled and sys.stderr.isatty()
+        self.listener = listener
         self.last = 0.0
+        self.mark: tuple[float, int, int] | None = None  # (time, epoch, step) of the last update
 
     def due(self) -> bool:
-        return self.tty and time.perf_counter() - self.last > 1.0
+        if not (self.tty or self.listener):
+            return False
+        return time.perf_counter() - self.last > (1.0 if self.tty else STEP_LISTENER_SECONDS)
 
     def update(self, epoch: int, step: int, totals: dict, start: float) -> None:
-        self.last = time.perf_counter()
-        elapsed = self.last - start
+        now = time.perf_counter()
+        self.last = now
+        if self.mark is None:  # the run's first update comes right after the step that compiled: no rate yet
+            step_seconds = None
+        elif self.mark[1] == epoch and step > self.mark[2]:
+            step_seconds = (now - self.mark[0]) / (step - self.mark[2])
+        else:
+            step_seconds = (now - start) / max(step, 1)
+        self.mark = (now, epoch, step)
         count = max(float(totals["count"]), 1.0)
-        rate = step * self.batch_size / max(elapsed, 1e-9)
-        eta = (self.steps - step) * elapsed / max(step, 1)
-        line = (f"epoch {epoch}/{self.epochs}  {step}/{self.steps} steps  loss {float(totals['loss_sum']) / count:.4f}"
-                f"  acc {float(totals['correct']) / count:.3f}  {rate:.1f} img/s  ETA {_clock(eta)}")
-        print("\r" + line.ljust(100), end="", file=sys.stderr, flush=True)
+        loss, accuracy = float(totals["loss_sum"]) / count, float(totals["correct"]) / count
+        rate = None if step_seconds is None else self.batch_size / max(step_seconds, 1e-9)
+        if self.tty:
+            line = f"epoch {epoch}/{self.epochs}  {step}/{self.steps} steps  loss {loss:.4f}  acc {accuracy:.3f}"
+            if step_seconds is not None:
+                line += f"  {rate:.1f} img/s  ETA {_clock((self.steps - step) * step_seconds)}"
+            print("\r" + line.ljust(100), end="", file=sys.stderr, flush=True)
+        if self.listener:
+            self.listener({"epoch": epoch, "epochs": self.epochs, "step": step, "steps": self.steps, "loss": loss,
+                           "accuracy": accuracy, "images_per_second": rate, "step_seconds": step_seconds})
 
     def epoch_done(self, row: dict, best: bool) -> None:
         if not self.enabled:
@@ -222,12 +243,13 @@ class _Progression:
 def train_and_evaluate(config: TrainConfig, *, out_dir: str | Path | None = None,
                        on_epoch: Callable[[int, dict], None] | None = None,
                        checkpoint_dir: str | Path | None = None, overwrite: bool = False, progress: bool = False,
-                       prepared=None) -> Result:
+                       prepared=None, on_step: Callable[[dict], None] | None = None) -> Result:
     """Train `config`, evaluate the best weights on the test split, write the run's files into out_dir.
 
     checkpoint_dir defaults to out_dir/checkpoints; when it holds checkpoints of the same config, training
     continues after the last finished epoch (a different config is refused unless overwrite). on_epoch(epoch,
-    metrics) runs after that epoch's checkpoint is on disk. `prepared` skips data.prepare(config.data)."""
+    metrics) runs after that epoch's checkpoint is on disk; on_step(status) every ~2 s within an epoch (epoch,
+    step, steps, running loss and accuracy, images/s, seconds per step). `prepared` skips data.prepare(config.data)."""
     import jax
     import jax.numpy as jnp
 
@@ -288,7 +310,7 @@ def train_and_evaluate(config: TrainConfig, *, out_dir: str | Path | None = None
             run = _Progression(**{k: meta[k] for k in ("epoch", "history", "best_epoch", "best_value", "wait", "stopped")})
             _say(progress, f"resuming after epoch {run.epoch} from {checkpoints.directory}")
 
-        bar = _Progress(progress, config.epochs, steps, config.batch_size)
+        bar = _Progress(progress, config.epochs, steps, config.batch_size, listener=on_step)
         keys = ("image", "label", "valid") + (("clean_image",) if config.augment_cnn_only else ())
         compile_seconds = 0.0
         first_step_done = False

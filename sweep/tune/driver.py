@@ -7,8 +7,10 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 from sweep.configs.schema import SweepConfig
+from sweep.tune.board import BOARD_ENV, BoardClient, board_name
 from sweep.tune.progress import Progress
 from sweep.tune.space import config_label
 from sweep.tune.trial import run_trial
@@ -30,8 +32,10 @@ def experiment_path(out_dir: str, storage: str | None) -> str:
     return storage_for(out_dir, storage).rstrip("/") + "/" + EXPERIMENT
 
 
-def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str, str] | None = None) -> bool:
-    """Connect to `address` (auto, ray://...) or start a quiet local Ray. Returns True if this call started it."""
+def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str, str] | None = None,
+             on_dashboard: Callable[[str], None] | None = None) -> bool:
+    """Connect to `address` (auto, ray://...) or start a quiet local Ray. Returns True if this call started it.
+    on_dashboard(url) hears the Ray dashboard's address where one runs (a cluster's head; not a local Ray)."""
     import logging
 
     import ray
@@ -40,12 +44,18 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str,
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
+    # Ray would add its own TensorBoard logger next to each trial's event files (sweep.tune.tensorboard_log):
+    # make_run_config adds back the JSON and CSV loggers that Ray's experiment analysis reads
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     if ray.is_initialized():
         return False
     runtime_env = {"env_vars": dict(env or {})}
     if address:
-        ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
-                 log_to_driver=False, configure_logging=True)
+        context = ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
+                           log_to_driver=False, configure_logging=True)
+        url = getattr(context, "dashboard_url", None)
+        if url and on_dashboard:
+            on_dashboard(url if "://" in url else f"http://{url}")
         return False
     # Ray nices workers (15) to favour its own daemons; on a shared workstation that starves the trials, which
     # are the work. A local run keeps them at normal priority.
@@ -96,13 +106,14 @@ def make_scheduler(sweep: SweepConfig):
 
 def make_run_config(sweep: SweepConfig, *, results_dir: str, storage: str | None, callbacks: list):
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     return tune.RunConfig(
         name=EXPERIMENT,
         storage_path=storage_for(results_dir, storage),
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=callbacks,
+        callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()],
         verbose=0,
         log_to_file=True,
     )
@@ -197,7 +208,8 @@ def _write_partial(out: Path, rows: dict[str, dict]) -> None:
 
 def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str | None = None,
               storage: str | None = None, resume: bool = False, explain: bool = True,
-              start: float | None = None, command: list[str] | None = None) -> int:
+              start: float | None = None, command: list[str] | None = None, mlflow: str | None = None,
+              mlflow_experiment: str | None = None) -> int:
     """Prepare data once, run the trials on Ray (local or a cluster), then write the results contract into `out`."""
     start = start or time.time()
     out = Path(out)
@@ -217,8 +229,10 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
     say(f"data ready: " + ", ".join(f"{s} {sum(c.values())}" for s, c in counts.items()) + f" images ({prepared.path})")
 
     compile_cache = str((user_cache_dir() / "jax-compile").resolve())
-    env = {"FUSION_SWEEP_CACHE": str(user_cache_dir().resolve()), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    started = init_ray(address, num_cpus=None if address else len(os.sched_getaffinity(0)), env=env)
+    env = {"FUSION_SWEEP_CACHE": str(user_cache_dir().resolve()), "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           BOARD_ENV: board_name()}
+    started = init_ray(address, num_cpus=None if address else len(os.sched_getaffinity(0)), env=env,
+                       on_dashboard=lambda url: say(f"Ray dashboard: {url}"))
     import ray
 
     resources = ray.cluster_resources()
@@ -235,7 +249,8 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
         except Exception as err:  # a table write must never stop the sweep
             say(f"warning: could not update trials.csv: {err}")
 
-    progress = Progress(len(trials), on_complete=record)
+    progress = Progress(len(trials), on_complete=record, board=open_board(env[BOARD_ENV], say), start=start)
+    say = progress.say  # from here on, lines go above the live status block
     callbacks = [progress.callback()]
     try:
         if resume:
@@ -246,6 +261,7 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
                                callbacks=callbacks, base_dict=base_config_dict(sweep))
         grid = tuner.fit()
     finally:
+        progress.close()
         if started:
             ray.shutdown()
     from sweep.analysis.report import build_report, scaling_headline, summary_table
@@ -276,13 +292,37 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
     write_json_atomic(out / "manifest.json", manifest(sweep, data_fingerprint=fingerprint, command=command,
                                                       cluster_resources=resources, wall_seconds=wall, extra=info))
     build_report(out)
+    recorded = record_mlflow(out, frame, mlflow, mlflow_experiment or sweep.name, say) if mlflow else True
     print()
     print(summary_table(out))
     print()
     print(scaling_headline(out))
     print(f"\nresults in {out}/: trials.csv, trials.parquet, pareto.csv, plots/, report.md, manifest.json"
           + (", explanations/" if (out / "explanations").is_dir() else "") + f"  ({wall:.0f} s)")
-    return 0 if not errors else 1
+    return 0 if not errors and recorded else 1
+
+
+def open_board(name: str, say) -> BoardClient | None:
+    """The progress board trials post to; None (epoch-level lines only) if the actor cannot start."""
+    try:
+        return BoardClient(name)
+    except Exception as err:  # live progress is a view: the sweep runs without it
+        say(f"live progress shows epochs only: the progress board did not start ({type(err).__name__}: {err})")
+        return None
+
+
+def record_mlflow(out: Path, frame, uri: str, experiment: str, say) -> bool:
+    """One MLflow run per row; False (the run then exits 1) if MLflow refused, with the tables kept."""
+    from sweep.analysis.html.points import row_label
+    from sweep.tune.mlflow_log import log_sweep
+
+    rows = [{**row, "label": row_label(row)} for row in frame.to_dict("records")]
+    try:
+        log_sweep(out, uri, experiment=experiment, rows=rows, say=say)
+        return True
+    except Exception as err:
+        say(f"MLflow recording failed at {uri}: {type(err).__name__}: {err}")
+        return False
 
 
 def _explain(out: Path, sweep: SweepConfig, say) -> None:

@@ -59,7 +59,8 @@ def run_trial(config: dict[str, Any]) -> None:
     from sweep.configs.io import config_from_dict
 
     _setup_trial_process(config["cpus"], config["gpus"], config.get("compile_cache"))
-    from sweep.tune.space import train_config_for
+    from sweep.tune.space import config_label, train_config_for
+    from sweep.tune.watch import RowWatch
     from sweep.engine.train import train_and_evaluate
 
     trial = config["trial"]
@@ -74,8 +75,10 @@ def run_trial(config: dict[str, Any]) -> None:
         restored.to_directory(str(checkpoint_dir))  # e.g. a restarted trial on another node without shared --out
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
+    watch = RowWatch(trial_id, trial_id, f"{config_label(trial)} seed {trial['seed']}", train_config.epochs, out_dir)
 
     def on_epoch(epoch: int, metrics: dict) -> None:
+        watch.epoch(epoch, metrics)
         report = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
         report.update(epoch=int(epoch), final=False, node_id=ray_node_id())
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
@@ -84,11 +87,13 @@ def run_trial(config: dict[str, Any]) -> None:
     if finished is not None:  # Ray restarted a trial whose run had already finished (e.g. after a driver crash)
         metrics, status = finished, finished.get("status", "completed")
     else:
-        result = train_and_evaluate(train_config, out_dir=out_dir, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch)
+        result = train_and_evaluate(train_config, out_dir=out_dir, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch,
+                                    on_step=watch.step)
         metrics, status = result.metrics, result.status
     final = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
     final.update(final=True, train_status=status, wall_seconds=time.time() - start, node_id=ray_node_id(),
                  classes=",".join(metrics.get("classes", []) or []))
+    watch.finish(final)
     tune.report(final)
 
 
