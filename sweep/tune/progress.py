@@ -6,8 +6,10 @@ import math
 import time
 from typing import Any, Callable
 
+from ray.tune import Callback
+
+from sweep.configs.naming import config_label
 from sweep.tune.live_view import LiveView, clock, stamp, status_line
-from sweep.tune.space import config_label
 
 
 class Progress:
@@ -81,8 +83,6 @@ class Progress:
                        **{k: result[k] for k in ("epoch", "val_accuracy", "images_per_second") if k in result})
 
     def callback(self):
-        from ray.tune import Callback
-
         progress = self
 
         class _ProgressCallback(Callback):

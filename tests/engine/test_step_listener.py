@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import time
 
-from sweep.engine.train import _Progress
+from sweep.engine.progress import EpochProgress
 
 TOTALS = {"count": 40.0, "loss_sum": 20.0, "correct": 30.0}
 
 
 def test_the_listener_hears_epoch_step_loss_and_a_rate_that_leaves_the_compiling_step_out():
     heard = []
-    progress = _Progress(False, epochs=3, steps=10, batch_size=8, listener=heard.append)
+    progress = EpochProgress(False, epochs=3, steps=10, batch_size=8, listener=heard.append)
     assert progress.due()  # the first step after compiling is reported at once
     start = time.perf_counter() - 30.0  # the compiling step took 30 s
     progress.update(1, 1, TOTALS, start)
@@ -26,4 +26,4 @@ def test_the_listener_hears_epoch_step_loss_and_a_rate_that_leaves_the_compiling
 
 
 def test_without_a_terminal_or_listener_nothing_is_due():
-    assert not _Progress(False, epochs=1, steps=1, batch_size=1).due()
+    assert not EpochProgress(False, epochs=1, steps=1, batch_size=1).due()
