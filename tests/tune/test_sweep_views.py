@@ -1,5 +1,6 @@
 """A real tiny `fusion-sweep run` seen the ways a person sees it: the log's live status and summary lines,
-report.html in headless Chromium, TensorBoard event files per row, and one MLflow run per row."""
+report.html (with its explanation browser) in headless Chromium, TensorBoard event files per row, and one MLflow
+run per row."""
 from __future__ import annotations
 
 import os
@@ -15,7 +16,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "analysis"))  # the Chromium driver of the report.html tests
 TINY = ["--num-images", "90", "--image-size", "16", "--batch-size", "8", "--cnn-cuts", "block1_drop,block2_drop",
         "--resnet-cuts", "none", "--branch-widths", "8,16", "--head-widths", "16", "--no-parents",
-        "--set", "space.include_seed_fusion=false", "--no-explain", "--epochs", "3"]
+        "--set", "space.include_seed_fusion=false", "--epochs", "3", "--explain-images", "2",
+        "--explain-max-evals", "20"]
 STATUS_LINE = re.compile(r"^  cnn:block\d_drop/b\d+/h16 seed 0  epoch \d/3  step \d+/\d+  loss \d\.\d{3}.* img/s",
                          re.M)
 
@@ -55,6 +57,8 @@ def test_a_tiny_sweep_shows_progress_report_html_tensorboard_and_mlflow(tmp_path
     if find_chromium() is None and not os.environ.get("CI"):
         pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)")
     page = load_page(out / "report.html", "document.body.dataset.reportReady === 'true' && "
-                                          "typeof Bokeh !== 'undefined' && Bokeh.index.roots.length > 0")
+                                          "typeof Bokeh !== 'undefined' && Bokeh.index.roots.length > 0",
+                     probes={"images": "document.querySelectorAll('#explanation-browser .card img').length"})
     assert page.ready and page.errors == [] and page.requests == []
     assert all(label in page.text for label in labels)
+    assert page.probes["images"] > 0  # synthetic data: the explained images and their SHAP overlays
