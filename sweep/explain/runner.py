@@ -132,13 +132,14 @@ class ExplainSummary:
 def _choose(results_dir: Path, trials, out_dir: Path, images: int, seed: int, log):
     """(run dirs to explain, {trial: why not}, the loaded first run, its data spec, the sample). Fails before any
     SHAP work when a trial has no checkpoint, every chosen trial collapsed, or the test split is too small."""
-    chosen = select_trials(results_dir, trials)
     collapsed = collapsed_trials(results_dir)
-    not_explained = {t: "collapsed: one class takes over 98% of its test predictions" for t in chosen if t in collapsed}
-    if chosen and len(not_explained) == len(chosen):
-        raise ValueError(f"every chosen trial collapsed ({', '.join(chosen)}): there is no model worth explaining; "
-                         "pick others with --trials")
-    dirs = trial_dirs(results_dir, [t for t in chosen if t not in collapsed])
+    asked = select_trials(results_dir, trials)  # as asked; then without the collapsed trials
+    chosen = select_trials(results_dir, trials, collapsed)
+    not_explained = {t: "collapsed: one class takes over 98% of its test predictions" for t in asked if t in collapsed}
+    if not chosen:
+        raise ValueError(f"no trial to explain: the selection {trials!r} holds only collapsed trials "
+                         f"({', '.join(not_explained) or 'none'}); pick others with --trials")
+    dirs = trial_dirs(results_dir, chosen)
     for trial_id in not_explained:
         log(f"not explaining {trial_id}: collapsed")
     first = load_run(next(iter(dirs.values())))

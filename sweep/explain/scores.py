@@ -9,6 +9,7 @@ BORDER_FRACTION = 0.10  # the outer band whose attribution share is border_share
 UNIFORM_BORDER_SHARE = 1 - (1 - 2 * BORDER_FRACTION) ** 2  # a map spread evenly puts 0.36 in that band
 LEVEL = 0.9  # intervals over images
 N_BOOT = 2000
+MIN_IMAGES = 4  # fewer usable values give no interval (a bootstrap of two or three values is far too narrow)
 
 
 def _as_map(values: np.ndarray) -> np.ndarray:
@@ -109,12 +110,13 @@ def usable(values: np.ndarray) -> bool:
 
 
 def bootstrap_mean(values, *, level: float = LEVEL, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float, float, int]:
-    """(mean, lo, hi, n) of the finite `values` (one per image), the interval from resampling images; NaNs when none."""
+    """(mean, lo, hi, n) of the finite `values` (one per image), the interval from resampling images; the interval is
+    NaN with fewer than MIN_IMAGES values, all NaN with none."""
     x = np.asarray([v for v in values if v is not None and np.isfinite(v)], np.float64)
     if x.size == 0:
         return float("nan"), float("nan"), float("nan"), 0
-    if x.size == 1:
-        return float(x[0]), float("nan"), float("nan"), 1
+    if x.size < MIN_IMAGES:
+        return float(x.mean()), float("nan"), float("nan"), int(x.size)
     rng = np.random.default_rng(seed)
     means = x[rng.integers(x.size, size=(n_boot, x.size))].mean(axis=1)
     tail = (1 - level) / 2

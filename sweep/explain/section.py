@@ -151,7 +151,8 @@ def render_section(models: list[dict], agreement: list[dict], forward_seconds: d
                   f"yellow box: marker]({grid_path})", ""]
     lines += _table(models, shares, synthetic, forward_seconds, names)
     lines += ["", "*possible shortcut*: the share's whole 90% interval lies beyond its reference (border and marker: "
-              "above it; lung: below it). *unusable maps*: NaN or all-zero maps, left out of the shares. *overhead*: "
+              f"above it; lung: below it); a share over fewer than {scores.MIN_IMAGES} images has no interval and "
+              "no flag. *unusable maps*: NaN or all-zero maps, left out of the shares. *overhead*: "
               "explanation seconds / (evaluations x the model's per-image forward time measured in the same run); "
               "1.00 means SHAP itself costs nothing. *100k evals / image*: the seed's max_evals=100,000 setting, "
               f"estimated as 100,000 x the per-image forward time on {machine}.", ""]

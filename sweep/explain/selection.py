@@ -28,30 +28,55 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def select_trials(results_dir: str | Path, trials: str | Sequence[str] = "pareto+parents") -> list[str]:
-    """Trial ids to explain: from pareto.csv and/or the parents (model cnn / resnet50v2) in trials.csv,
-    every trial in trials.csv ('all'), or an explicit list (also 'ID,ID,...')."""
+def select_trials(results_dir: str | Path, trials: str | Sequence[str] = "pareto+parents",
+                  collapsed: set[str] | frozenset = frozenset()) -> list[str]:
+    """Trial ids to explain: the Pareto front and/or the parents (model cnn / resnet50v2) in trials.csv, every
+    trial in trials.csv ('all'), or an explicit list (also 'ID,ID,...'). Trials in `collapsed` are left out of the
+    selections, and the front is then drawn over the configurations that did not collapse."""
     results_dir = Path(results_dir)
     table_path = results_dir / "trials.csv"
     table = read_csv(table_path) if table_path.is_file() else []
     if isinstance(trials, str) and trials not in TRIAL_SELECTIONS:
         trials = [t.strip() for t in trials.split(",") if t.strip()]
     if not isinstance(trials, str):
-        return list(dict.fromkeys(str(t) for t in trials))
+        return [t for t in dict.fromkeys(str(t) for t in trials) if t not in collapsed]
     if not table:
         raise FileNotFoundError(f"{table_path} is missing or empty; pass trial ids explicitly")
-    done = [r for r in table if str(r.get("status", "")).lower() not in FAILED_STATUSES]
+    done = [r for r in table if str(r.get("status", "")).lower() not in FAILED_STATUSES and r["trial_id"] not in collapsed]
     chosen: list[str] = []
     if "pareto" in trials:
-        pareto_path = results_dir / "pareto.csv"
-        if not pareto_path.is_file():
-            raise FileNotFoundError(f"{pareto_path} is missing; use --trials parents|all|ID,...")
-        chosen += [r["trial_id"] for r in read_csv(pareto_path) if r.get("trial_id")]
+        chosen += pareto_trials(results_dir, collapsed)
     if "parents" in trials:
         chosen += [r["trial_id"] for r in done if r.get("model") in PARENT_NAMES]
     if trials == "all":
         chosen += [r["trial_id"] for r in done]
     return list(dict.fromkeys(chosen))
+
+
+def pareto_trials(results_dir: Path, collapsed: set[str] | frozenset = frozenset()) -> list[str]:
+    """One trial (its first seed that did not collapse) per configuration on the Pareto front of params against
+    mean test accuracy, drawn over the trials that did not collapse; pareto.csv's first ids when the table lacks
+    the configuration columns."""
+    pareto_path = results_dir / "pareto.csv"
+    if not collapsed:
+        if not pareto_path.is_file():
+            raise FileNotFoundError(f"{pareto_path} is missing; use --trials parents|all|ID,...")
+        return [r["trial_id"] for r in read_csv(pareto_path) if r.get("trial_id")]
+    from sweep.analysis.tables import by_configuration, config_table, pareto_front
+    from sweep.tune.results import read_trials
+
+    trials = read_trials(results_dir)
+    ok = trials[trials["test_accuracy"].notna() & ~trials["trial_id"].astype(str).isin(collapsed)
+                & ~trials["status"].astype(str).str.lower().isin(FAILED_STATUSES)]
+    front = pareto_front(config_table(ok)) if len(ok) else None
+    if front is None or not len(front):
+        return []
+    labels = set(front["label"])
+    chosen = []
+    for group in by_configuration(ok):
+        if config_table(group)["label"].iloc[0] in labels:
+            chosen.append(str(group.sort_values("seed")["trial_id"].iloc[0]))
+    return chosen
 
 
 def collapsed_trials(results_dir: str | Path) -> set[str]:

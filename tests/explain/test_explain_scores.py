@@ -75,7 +75,7 @@ def test_unusable_maps_are_nan_or_all_zero():
 def test_bootstrap_mean_interval_covers_the_mean_and_skips_nan():
     mean, lo, hi, n = scores.bootstrap_mean([0.4, 0.5, 0.6, float("nan"), 0.5])
     assert n == 4 and mean == pytest.approx(0.5) and lo < 0.5 < hi and hi - lo < 0.2
-    assert math.isnan(scores.bootstrap_mean([0.3])[1]) and scores.bootstrap_mean([])[3] == 0
+    assert math.isnan(scores.bootstrap_mean([0.3, 0.4, 0.5])[1]) and scores.bootstrap_mean([])[3] == 0
 
 
 def _image_rows(trial, border, marker=float("nan"), copy=float("nan"), nan_maps=0, lung=float("nan"), n=16):
@@ -209,3 +209,15 @@ def test_collapsed_trials_are_found_from_recalls(tmp_path):
         "trial_id,status,model,test_accuracy,recall_COVID,recall_Normal,test_support_COVID,test_support_Normal\n"
         "ok,TERMINATED,cnn,0.9,0.9,0.9,50,50\ncol,TERMINATED,fusion,0.5,1.0,0.0,50,50\n")
     assert selection.collapsed_trials(tmp_path) == {"col"}
+
+
+def test_the_front_to_explain_is_drawn_over_trials_that_did_not_collapse(tmp_path):
+    header = "trial_id,status,model,cnn_cut,resnet_cut,branch_width,head_width,seed,params,test_accuracy\n"
+    (tmp_path / "trials.csv").write_text(header + "small,TERMINATED,fusion,block1_drop,,8,16,0,100,0.5\n"
+                                         "mid,TERMINATED,fusion,block1_drop,,16,16,0,200,0.6\n"
+                                         "big,TERMINATED,fusion,block2_drop,,8,16,0,900,0.55\n")
+    (tmp_path / "pareto.csv").write_text("trial_id\nsmall\nmid\n")
+    assert selection.select_trials(tmp_path, "pareto") == ["small", "mid"]
+    assert selection.select_trials(tmp_path, "pareto", {"small"}) == ["mid"]
+    assert selection.select_trials(tmp_path, "pareto", {"small", "mid"}) == ["big"]
+    assert selection.select_trials(tmp_path, "small,big", {"small"}) == ["big"]
