@@ -166,7 +166,13 @@ def _trial_labels(results_dir: Path) -> dict[str, str]:
     path = results_dir / "trials.csv"
     if not path.is_file():
         return {}
-    return {r["trial_id"]: config_label(r) for r in _read_csv(path) if r.get("model")}
+    return {r["trial_id"]: _label(r) for r in _read_csv(path) if r.get("model")}
+
+
+def _label(row: dict) -> str:
+    if row["model"] == "fusion" and any(row.get(k) in (None, "") for k in ("branch_width", "head_width")):
+        return row["model"]  # a table without the configuration's columns (e.g. written by hand)
+    return config_label(row)
 
 
 def _save_images(folder: Path, x: np.ndarray, ids: list[str], lesions, boxes) -> None:
