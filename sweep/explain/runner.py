@@ -104,13 +104,13 @@ def _trial_names(results_dir: Path) -> dict[str, tuple[str, str]]:
     path = results_dir / "trials.csv"
     if not path.is_file():
         return {}
-    names = {}
-    for row in read_csv(path):
-        try:
-            names[row["trial_id"]] = (config_label(row), row.get("seed", ""))
-        except (KeyError, TypeError, ValueError):  # a table without the configuration columns
-            names[row["trial_id"]] = (row.get("model") or row["trial_id"], row.get("seed", ""))
-    return names
+    return {r["trial_id"]: (_label(r), r.get("seed", "")) for r in read_csv(path) if r.get("model")}
+
+
+def _label(row: dict) -> str:
+    if row["model"] == "fusion" and any(row.get(k) in (None, "") for k in ("branch_width", "head_width")):
+        return row["model"]  # a table without the configuration's columns (e.g. written by hand)
+    return config_label(row)
 
 
 def _safe(image_id: str) -> str:
