@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-import tempfile
 from pathlib import Path
+
+from data.spec import SEED_CLASSES, DataSpec
+from sweep import UsageError
+from sweep.commands.common import usage_errors
+from sweep.files import write_bytes_atomic
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -25,7 +27,7 @@ def _classes(text: str) -> tuple[str, ...]:
 def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", choices=("synthetic", "radiography"), default="synthetic", help="dataset source")
     p.add_argument("--data-dir", help="radiography: the downloaded folder (Kaggle layout, seed layout, or one folder per class)")
-    p.add_argument("--classes", type=_classes, default=("COVID", "Normal"), help="comma-separated, label order as given")
+    p.add_argument("--classes", type=_classes, default=SEED_CLASSES, help="comma-separated, label order as given")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--data-dir-cache", help="where prepared datasets are cached (default: <user cache>/fusion-sweep/datasets)")
     p.add_argument("--split-fractions", type=_floats, default=(0.7, 0.1, 0.2), help="train,val,test")
@@ -52,9 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("--scale", type=int, default=0, help="upscale factor for display (default: to ~128 px tiles)")
 
 
-def spec_from_args(args):
-    from data.spec import DataSpec
-
+def spec_from_args(args) -> DataSpec:
     return DataSpec(
         source=args.data, data_dir=args.data_dir, classes=tuple(args.classes), image_size=args.image_size,
         split_fractions=tuple(args.split_fractions), split_seed=args.split_seed, subset=args.subset,
@@ -115,27 +115,19 @@ def _write_png(path: Path, image) -> None:
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
         raise RuntimeError(f"could not encode PNG for {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(encoded.tobytes())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, encoded.tobytes())
 
 
 def run(args) -> int:
-    from data import prepare
+    from data.builder import prepare
 
     out = None
     if args.data_command == "show":
         out = Path(args.out)
         if out.suffix.lower() != ".png":
-            print(f"error: --out must name a .png file, got {args.out!r}", file=sys.stderr)
-            return 2
-    try:
+            raise UsageError(f"--out must name a .png file, got {args.out!r}")
+    with usage_errors():
         dataset = prepare(spec_from_args(args), progress=not getattr(args, "quiet", False))
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     if args.data_command == "prepare":
         print(f"dataset: {dataset.path}")
         bad = dataset.manifest.get("bad_files") or []

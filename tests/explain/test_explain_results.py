@@ -51,6 +51,8 @@ def test_explain_results_writes_tables_maps_overlays_and_section(sweep_dir):
     assert len(maps) == 2 and np.load(maps[0])["values"].dtype == np.float16
     assert np.load(maps[0])["values"].shape == (32, 32)
     assert len(list((out / "t0").glob("*.png"))) == 2 and (out / "grid.png").is_file()  # synthetic data only
+    image = np.load(out / "images" / f"{rows[0]['image_id']}.npz")  # what report.html's browser draws
+    assert image["image"].shape == image["lesion_mask"].shape == (32, 32) and image["marker_box"].shape == (4,)
     section = (out / "section.md").read_text()
     assert section == summary.section and section.startswith("## Explanations")
     assert "![" in section and "explanations/grid.png" in section
