@@ -11,7 +11,8 @@ import math
 import numpy as np
 
 from sweep.analysis import compare, evidence, inputs, scaling
-from sweep.tune.space import SEED_FUSION, config_label
+from sweep.configs.naming import config_label, is_seed_fusion
+from sweep.files import json_safe
 
 AXIS_WORDS = {"params": "parameters", "flops": "FLOPs", "latency_ms": "latency"}
 FORM_WORDS = {"constant": "a constant", "linear": "a line in size", "log_linear": "a line in log size",
@@ -27,7 +28,7 @@ def analyze(trials, predictions=None, *, size: str = "params", split: str = "tes
     every = evidence.build(trial_set, size)
     if not len(every.means):
         raise inputs.InputError(f"trials.csv: no trial that counts has a positive {size}")
-    labels = [config_label({k: _none(v) for k, v in c.items()}) for c in every.configs]
+    labels = [config_label(c) for c in every.configs]
     is_fusion = np.array([c["model"] == "fusion" for c in every.configs])
     fusion = every.subset(is_fusion) if is_fusion.any() else every
     rng = np.random.default_rng(seed)
@@ -37,11 +38,7 @@ def analyze(trials, predictions=None, *, size: str = "params", split: str = "tes
     result["against_best"] = compare.against_best(every, labels)
     result["per_image"] = bool(every.per_image)
     result["collapse_source"] = trial_set.collapse_source
-    return _finite(result)
-
-
-def _none(value):
-    return None if isinstance(value, float) and math.isnan(value) else value
+    return json_safe(result)
 
 
 def _counts(trial_set, fusion, has_fusion: bool) -> dict:
@@ -58,9 +55,7 @@ def _counts(trial_set, fusion, has_fusion: bool) -> dict:
 
 def _seed_size(trial_set, size: str) -> float | None:
     rows = trial_set.rows
-    match = np.ones(len(rows), bool)
-    for key, value in SEED_FUSION.items():
-        match &= (rows[key].astype(str) == str(value)) | (rows[key].astype(str) == f"{value}.0")
+    match = [is_seed_fusion(row) for row in rows.to_dict("records")]
     sizes = rows.loc[match, size].astype(float)
     return float(sizes.mean()) if sizes.notna().any() else None
 
@@ -101,7 +96,8 @@ def sentence(result: dict, split: str, *, per_image: bool) -> str:
     size, verdict = result["size"], result["verdict"]
     what = f"{split} accuracy" if split == "test" else f"accuracy on {split}"
     seeds = result["seeds"]
-    seed_text = f"{seeds['max']} seeds each" if seeds["min"] == seeds["max"] else f"{seeds['min']}-{seeds['max']} seeds"
+    seed_text = f"{seeds['min']}-{seeds['max']} seeds" if seeds["min"] != seeds["max"] else \
+        f"{seeds['max']} seed{'s' * (seeds['max'] != 1)} each"
     basis = f"{result['n_configs']} fusion configurations x {seed_text}"
     if result["n_collapsed"]:
         basis += f", {result['n_collapsed']} collapsed trial{'s' * (result['n_collapsed'] != 1)} left out"
@@ -130,18 +126,3 @@ def sentence(result: dict, split: str, *, per_image: bool) -> str:
                   f"beats a line by {gain:.1f} AICc"
         head = f"{what.capitalize()} depends on {AXIS_WORDS[size]}, " + how.format(p=p)
     return f"{head}, over {basis}: {change}."
-
-
-def _finite(obj):
-    """The object with numpy scalars as Python numbers and non-finite floats as None (strict JSON)."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj

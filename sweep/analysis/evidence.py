@@ -14,7 +14,9 @@ import dataclasses
 
 import numpy as np
 
-from sweep.analysis.inputs import CONFIG_KEYS, TrialSet
+from sweep.analysis.inputs import TrialSet
+from sweep.analysis.tables import by_configuration
+from sweep.configs.naming import CONFIG_KEYS
 
 PRIOR_DF = 4.0   # how many degrees of freedom the pooled seed variance counts for against one configuration's
 
@@ -46,15 +48,17 @@ def build(trials: TrialSet, size: str) -> Evidence:
     """The evidence of every non-collapsed configuration with a finite, positive `size`."""
     rows = trials.used
     rows = rows[rows[size].notna() & (rows[size] > 0)]
-    groups = list(rows.groupby(list(CONFIG_KEYS), sort=False, dropna=False))
-    configs = [dict(zip(CONFIG_KEYS, key)) for key, _ in groups]
-    sizes = np.array([float(g[size].mean()) for _, g in groups])
-    ids = [g["trial_id"].tolist() for _, g in groups]
+    groups = by_configuration(rows)
+    configs = [{k: g.iloc[0][k] for k in CONFIG_KEYS} for g in groups]
+    sizes = np.array([float(g[size].mean()) for g in groups])
+    ids = [g["trial_id"].tolist() for g in groups]
+    if not groups:
+        return Evidence([], sizes, sizes, sizes.astype(int), np.zeros((0, 0)), trials.correct is not None, [])
     if trials.correct is not None:
         means, cov, seeds = _from_predictions([trials.correct.loc[i].to_numpy(float) for i in ids])
     else:
-        means, cov, seeds = _from_accuracies([g[trials.accuracy].to_numpy(float) for _, g in groups],
-                                             np.array([float(g[trials.n_column].mean()) for _, g in groups]))
+        means, cov, seeds = _from_accuracies([g[trials.accuracy].to_numpy(float) for g in groups],
+                                             np.array([float(g[trials.n_column].mean()) for g in groups]))
     order = np.argsort(sizes, kind="stable")
     return Evidence([configs[i] for i in order], sizes[order], means[order], seeds[order],
                     cov[np.ix_(order, order)], trials.correct is not None, [ids[i] for i in order])

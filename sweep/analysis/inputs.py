@@ -12,15 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-CONFIG_KEYS = ("model", "cnn_cut", "resnet_cut", "branch_width", "head_width")
+from sweep import UsageError
+from sweep.configs.naming import CONFIG_KEYS
+
 IDENTITY = ("trial_id", *CONFIG_KEYS, "seed")
 SIZE_AXES = ("params", "flops", "latency_ms")
 COLLAPSE_SHARE = 0.98
 PREDICTION_COLUMNS = ("trial_id", "split", "image_id", "label", "pred")
 
 
-class InputError(ValueError):
-    """The results folder cannot be analysed as asked; the message is one line that says why."""
+class InputError(UsageError):
+    """The results folder cannot be analysed as asked; the message is one line that says why (exit 2)."""
 
 
 @dataclasses.dataclass
@@ -70,13 +72,20 @@ def read_tables(results_dir: str | Path):
         raise InputError(f"{path}: not a readable CSV table ({str(err).splitlines()[0]})") from None
     if trials.empty:
         raise InputError(f"{path}: no trials in it")
-    predictions = None
-    if (results_dir / "predictions.parquet").is_file():
-        try:
-            predictions = pd.read_parquet(results_dir / "predictions.parquet")
-        except Exception as err:  # pyarrow raises several types for a damaged file
-            raise InputError(f"{results_dir / 'predictions.parquet'}: unreadable ({type(err).__name__})") from None
-    return trials, predictions
+    return trials, read_predictions(results_dir)
+
+
+def read_predictions(results_dir: str | Path):
+    """predictions.parquet of a results folder, or None when the sweep wrote none."""
+    import pandas as pd
+
+    path = Path(results_dir) / "predictions.parquet"
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several types for a damaged file
+        raise InputError(f"{path}: unreadable ({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
 
 
 def select(trials, predictions, size: str, split: str = "test") -> TrialSet:
@@ -84,6 +93,7 @@ def select(trials, predictions, size: str, split: str = "test") -> TrialSet:
     accuracy, n_column = split_columns(split)
     if size not in SIZE_AXES:
         raise InputError(f"unknown size axis {size!r}; choose from {', '.join(SIZE_AXES)}")
+    trials = _with_test_n(trials)
     missing = [c for c in (*IDENTITY, size, accuracy, n_column) if c not in trials.columns]
     if missing:
         raise InputError(f"trials.csv lacks column(s) {', '.join(missing)} needed to analyse --size {size} "
@@ -95,13 +105,21 @@ def select(trials, predictions, size: str, split: str = "test") -> TrialSet:
     scored = rows[accuracy].notna() & ~_errored(rows)
     if not scored.any():
         raise InputError(f"trials.csv: no trial has {accuracy} (no {split} metrics to analyse)")
-    rows["collapsed"], source = _collapsed(rows, predictions)
+    rows["collapsed"], source = collapsed_flags(rows, predictions)
     used = rows[scored & ~rows["collapsed"]]
     failed = rows.loc[~scored, "trial_id"].tolist()
     correct = _correctness(predictions, rows, rows[scored], split, accuracy, n_column)
     if correct is not None:
         correct = correct.loc[used["trial_id"]]
     return TrialSet(split, accuracy, n_column, rows, used, failed, source, correct)
+
+
+def _with_test_n(trials):
+    """Tables written before `test_n` existed still say it, as the sum of the per-class test supports."""
+    supports = [c for c in trials.columns if c.startswith("test_support_")]
+    if "test_n" in trials.columns or not supports:
+        return trials
+    return trials.assign(test_n=trials[supports].sum(axis=1, min_count=len(supports)))
 
 
 def _errored(rows):
@@ -112,7 +130,7 @@ def _errored(rows):
     return bad if not isinstance(bad, bool) else np.zeros(len(rows), bool)
 
 
-def _collapsed(rows, predictions):
+def collapsed_flags(rows, predictions):
     """(bool per row, where it came from): test predictions first, then trials.csv, then per-class recalls."""
     if predictions is not None and "pred" in predictions and (predictions.get("split") == "test").any():
         test = predictions[predictions["split"] == "test"]

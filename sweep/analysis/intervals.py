@@ -33,8 +33,11 @@ def form_draws(grid: forms.Grid, means, cov, target, rng, n_boot: int):
 
 
 def aicc_weights(aiccs: np.ndarray) -> np.ndarray:
+    """Akaike weights; equal weights when no criterion is finite (too few configurations to judge any form)."""
     aiccs = np.asarray(aiccs, float)
     finite = np.isfinite(aiccs)
+    if not finite.any():
+        return np.full(len(aiccs), 1 / len(aiccs))
     weights = np.where(finite, np.exp(-0.5 * (aiccs - np.min(aiccs[finite]))), 0.0)
     return weights / weights.sum()
 

@@ -98,7 +98,8 @@ def fit_forms(evidence: Evidence, reference: float, rng, n_boot: int, at: float,
     best = min(v["aicc"] for v in fitted.values())
     weights = intervals.aicc_weights(np.array([fitted[f]["aicc"] for f in forms.FORMS]))
     for form, weight in zip(forms.FORMS, weights):
-        fitted[form].update(delta_aicc=fitted[form]["aicc"] - best, weight=float(weight))
+        judged = np.isfinite(fitted[form]["aicc"])
+        fitted[form].update(delta_aicc=fitted[form]["aicc"] - best, weight=float(weight) if judged else None)
     p_constant, statistic = constant_test(grids, evidence.means, evidence.cov, rng, n_boot)
     lo_size, hi_size = min(evidence.sizes.min(), at / 2), max(evidence.sizes.max(), at)
     curve_sizes = np.geomspace(lo_size, hi_size, CURVE_POINTS)

@@ -159,7 +159,7 @@ def _prediction_frame(trial_ids, image_ids, labels, preds, rng):
 
 def write_sweep(out_dir: str | Path, trials, predictions=None) -> Path:
     """A results folder holding trials.csv (and predictions.parquet when given), as a sweep writes them."""
-    from sweep.tune.results import write_bytes_atomic, write_text_atomic
+    from sweep.files import write_bytes_atomic, write_text_atomic
 
     out_dir = Path(out_dir)
     write_text_atomic(out_dir / "trials.csv", trials.to_csv(index=False))
@@ -181,15 +181,20 @@ TRUTHS = {
 }
 
 
-def calibration(truth: Truth, design: Design, sweeps: int, *, seed: int = 0, n_boot: int = 1000) -> dict:
-    """Run `sweeps` simulated sweeps through the analysis: verdict counts, interval coverage and width (points)."""
+def calibration(truth: Truth, design: Design, sweeps: int, *, seed: int = 0, n_boot: int = 1000,
+                per_image: bool = True) -> dict:
+    """Run `sweeps` simulated sweeps through the analysis: verdict counts, interval coverage and width (points).
+    per_image=False analyses trials.csv alone, as for a sweep that wrote no predictions."""
     from sweep.analysis.answer import analyze
 
     rng = np.random.default_rng(seed)
     verdicts, covered, widths, errors = [], [], [], []
     for i in range(sweeps):
         trials, predictions = simulate_sweep(truth, design, rng)
-        result = analyze(trials, predictions, seed=seed * 100_003 + i, n_boot=n_boot, leave_one_out=False)
+        if not per_image:
+            trials = trials.assign(collapsed=_collapsed_column(predictions, trials))
+        result = analyze(trials, predictions if per_image else None, seed=seed * 100_003 + i, n_boot=n_boot,
+                         leave_one_out=False)
         halving = result["per_halving"]
         true = truth.per_halving(halving["at"])
         verdicts.append(result["verdict"])
@@ -203,6 +208,11 @@ def calibration(truth: Truth, design: Design, sweeps: int, *, seed: int = 0, n_b
             "mean_error": float(np.mean(errors))}
 
 
+def _collapsed_column(predictions, trials):
+    top = predictions.groupby("trial_id")["pred"].agg(lambda p: p.value_counts(normalize=True).iloc[0])
+    return trials["trial_id"].map(top).gt(0.98).to_numpy()
+
+
 def main(argv: list[str] | None = None) -> int:
     """python -m sweep.analysis.simulate [--truth NAME ...] [--sweeps N] [--design JSON]: calibration rates."""
     import argparse
@@ -214,12 +224,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweeps", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--design", default="{}", help='Design fields as JSON, e.g. \'{"n_images": 150}\'')
+    parser.add_argument("--custom", help='a Truth as JSON instead of --truth, e.g. \'{"kind": "power_law", '
+                                          '"low": 0.7, "high": 0.9, "exponent": 1.0}\'')
+    parser.add_argument("--no-predictions", action="store_true", help="analyse trials.csv alone")
     args = parser.parse_args(argv)
     design = Design(**json.loads(args.design))
-    for name in args.truth:
+    truths = {"custom": Truth(**json.loads(args.custom))} if args.custom else {t: TRUTHS[t] for t in args.truth}
+    for name, truth in truths.items():
         start = time.time()
-        rates = calibration(TRUTHS[name], design, args.sweeps, seed=args.seed)
-        print(json.dumps({"truth": name, **rates, "seconds": round(time.time() - start)}), flush=True)
+        rates = calibration(truth, design, args.sweeps, seed=args.seed, per_image=not args.no_predictions)
+        print(json.dumps({"truth": name, "design": args.design, "per_image": not args.no_predictions, **rates,
+                          "seconds": round(time.time() - start)}), flush=True)
     return 0
 
 

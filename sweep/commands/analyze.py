@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 
@@ -31,21 +29,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sweep.analysis.answer import analyze
-    from sweep.analysis.inputs import InputError, read_tables
+    from sweep.analysis.inputs import read_tables
 
-    try:
-        trials, predictions = read_tables(args.results)
-        result = analyze(trials, predictions, size=args.size, split=args.split, at=args.at, seed=args.seed)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    trials, predictions = read_tables(args.results)    # bad input raises InputError: one line, exit 2
+    result = analyze(trials, predictions, size=args.size, split=args.split, at=args.at, seed=args.seed)
     print(result["verdict_text"])
     print()
     print(forms_table(result))
     print()
     print(best_table(result))
     if args.json:
-        from sweep.tune.results import write_json_atomic
+        from sweep.files import write_json_atomic
 
         path = write_json_atomic(Path(args.json), result)
         print(f"\nwrote {path}")
