@@ -29,7 +29,8 @@ def plot_accuracy_vs(trials, size: str, path: str | Path, *, result: dict | None
         mine = rows[rows["model"] == model]
         _draw_trials(ax, mine, size, color, marker, name)
         _draw_means(ax, config_table(mine[~mine["collapsed"]]), size, color, marker)
-    seed = rows[[is_seed_fusion(r) for r in rows.to_dict("records")]]
+    counted = rows[~rows["collapsed"]]
+    seed = counted[[is_seed_fusion(r) for r in counted.to_dict("records")]]
     if len(seed):
         ax.scatter(seed[size].iloc[:1], [100 * seed["test_accuracy"].mean()], s=170, facecolors="none",
                    edgecolors="black", zorder=6, label="the seed's fusion")
