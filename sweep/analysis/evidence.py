@@ -19,6 +19,7 @@ from sweep.analysis.tables import by_configuration
 from sweep.configs.naming import CONFIG_KEYS
 
 PRIOR_DF = 4.0   # how many degrees of freedom the pooled seed variance counts for against one configuration's
+SEED_SCALE = "logit"
 
 
 @dataclasses.dataclass
@@ -82,8 +83,9 @@ def _from_predictions(groups: list[np.ndarray]):
         excess.append(np.var(seed_acc, ddof=1) - ms_res / n)   # seed variance beyond image-by-seed interaction
         dfs.append(s - 1.0)
     seeds = np.array([g.shape[0] for g in groups])
-    seed_var = _shrunk(np.array(excess), np.array(dfs))
-    return image_means.mean(axis=1), shared + np.diag(seed_var / seeds), seeds
+    means = image_means.mean(axis=1)
+    seed_var = _shrunk(np.array(excess), np.array(dfs), _seed_scale(means))
+    return means, shared + np.diag(seed_var / seeds), seeds
 
 
 def _from_accuracies(groups: list[np.ndarray], test_n: np.ndarray):
@@ -93,10 +95,18 @@ def _from_accuracies(groups: list[np.ndarray], test_n: np.ndarray):
     raw = np.array([np.var(g, ddof=1) if len(g) > 1 else 0.0 for g in groups])
     binomial = means * (1 - means) / test_n
     seeds = np.array([len(g) for g in groups])
-    return means, np.diag(np.maximum(_shrunk(raw, dfs), binomial) / seeds), seeds
+    return means, np.diag(np.maximum(_shrunk(raw, dfs, _seed_scale(means)), binomial) / seeds), seeds
 
 
-def _shrunk(values: np.ndarray, dfs: np.ndarray) -> np.ndarray:
-    """Each configuration's seed variance pulled toward the pooled one (PRIOR_DF pseudo degrees of freedom)."""
-    pooled = float(np.sum(values * dfs) / dfs.sum()) if dfs.sum() > 0 else 0.0
-    return np.maximum((dfs * values + PRIOR_DF * pooled) / (dfs + PRIOR_DF), 0.0)
+def _seed_scale(means: np.ndarray) -> np.ndarray:
+    """How a seed's effect shows at each accuracy: a shift on the logit scale moves accuracy by about m(1 - m),
+    so seed variances are pooled as multiples of (m(1 - m))^2 (a configuration at 92% varies less than one at 65%)."""
+    if SEED_SCALE == "flat":
+        return np.ones_like(means)
+    return np.maximum(means * (1 - means), 0.02) ** 2
+
+
+def _shrunk(values: np.ndarray, dfs: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Each configuration's seed variance pulled toward the pooled one at its scale (PRIOR_DF pseudo df)."""
+    pooled = float(np.sum(values / scale * dfs) / dfs.sum()) if dfs.sum() > 0 else 0.0
+    return np.maximum((dfs * values + PRIOR_DF * pooled * scale) / (dfs + PRIOR_DF), 0.0)

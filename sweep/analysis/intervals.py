@@ -6,7 +6,8 @@ the full covariance Sigma + tau^2 I (images shared by every configuration, seeds
 curve), the form is refitted to each (exponent and tau included), and the errors, divided by their standard
 errors, give the distribution of the pivot. The forms' distributions are then mixed with AICc weights (a
 model-averaged tail-area interval, Turek & Fletcher 2012), so that where the data cannot tell a log-linear
-from a saturating curve the interval spans both.
+from a saturating curve the interval spans both. The log-linear is left out of the mix: it is the power law's
+b -> 0 limit (forms.AVERAGED says why).
 """
 from __future__ import annotations
 
@@ -54,9 +55,9 @@ def weighted_quantiles(draws: np.ndarray, weights: np.ndarray, qs) -> np.ndarray
 
 
 def model_averaged(grids: dict, means, cov, targets: dict, rng, *, n_boot: int = 1000, level: float = 0.9) -> dict:
-    """Estimate (median) and level interval of each target row, mixing the sloped forms by AICc weight."""
+    """Estimate (median) and level interval of each target row, mixing forms.AVERAGED by AICc weight."""
     draws, aiccs, aics = [], [], []
-    for form in forms.SLOPED:
+    for form in forms.AVERAGED:
         form_draw, form_aicc, form_aic = form_draws(grids[form], means, cov, targets[form], rng, n_boot)
         draws.append(form_draw)
         aiccs.append(form_aicc)
@@ -66,4 +67,4 @@ def model_averaged(grids: dict, means, cov, targets: dict, rng, *, n_boot: int =
     pooled = np.concatenate(draws)
     draw_weights = np.repeat(weights / n_boot, n_boot)
     lo, median, hi = weighted_quantiles(pooled, draw_weights, [(1 - level) / 2, 0.5, (1 + level) / 2])
-    return {"estimate": median, "lo": lo, "hi": hi, "weights": dict(zip(forms.SLOPED, weights.tolist()))}
+    return {"estimate": median, "lo": lo, "hi": hi, "weights": dict(zip(forms.AVERAGED, weights.tolist()))}

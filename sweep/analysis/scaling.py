@@ -9,7 +9,7 @@ Rule (documented in README "How the verdict is made"):
 3. Otherwise linear, unless a curved form (log-linear, or a power law not at a parameter bound) has an AICc
    lower than the line's by more than NONLINEAR_MARGIN: then nonlinear. The line is the seed's question, so
    a curve must earn its place; a power law at its exponent's bound never decides.
-The per-halving change and the curve are model-averaged over the sloped forms (intervals.py).
+The per-halving change and the curve are model-averaged over the line and the power law (intervals.py).
 """
 from __future__ import annotations
 
@@ -79,9 +79,9 @@ def verdict(missing: list[str], p_constant: float | None, fitted: dict) -> tuple
 
 
 def targets(grids: dict, reference: float, at: float, sizes: np.ndarray) -> dict:
-    """Per sloped form (D, 1 + len(sizes), k): the per-halving row, then the curve rows."""
+    """Per averaged form (D, 1 + len(sizes), k): the per-halving row, then the curve rows."""
     out = {}
-    for form in forms.SLOPED:
+    for form in forms.AVERAGED:
         halving = forms.rows(form, np.array([at / 2, at]) / reference)
         out[form] = np.concatenate([halving[:, :1] - halving[:, 1:], forms.rows(form, sizes / reference)], axis=1)
     return out

@@ -26,7 +26,8 @@ class Truth:
     """Population accuracy against size N (fractions).
 
     constant: `low` everywhere. linear: `low` at SIZE_RANGE[0] to `high` at SIZE_RANGE[1], linear in N.
-    power_law (saturating, error = floor + a*N^-b): accuracy = high - (high - low) * (N / SIZE_RANGE[0])^-exponent.
+    log_linear: the same ends, linear in ln N. power_law (saturating, error = floor + a*N^-b):
+    accuracy = high - (high - low) * (N / SIZE_RANGE[0])^-exponent.
     """
 
     kind: str
@@ -35,8 +36,8 @@ class Truth:
     exponent: float = 0.5
 
     def __post_init__(self):
-        if self.kind not in ("constant", "linear", "power_law"):
-            raise ValueError(f"unknown truth kind {self.kind!r}; choose constant, linear or power_law")
+        if self.kind not in ("constant", "linear", "log_linear", "power_law"):
+            raise ValueError(f"unknown truth kind {self.kind!r}; choose constant, linear, log_linear or power_law")
 
     def accuracy(self, size) -> np.ndarray:
         n = np.asarray(size, float)
@@ -45,6 +46,8 @@ class Truth:
             return np.full_like(n, self.low)
         if self.kind == "linear":
             return self.low + (self.high - self.low) * (n - lo) / (hi - lo)
+        if self.kind == "log_linear":
+            return self.low + (self.high - self.low) * np.log(n / lo) / np.log(hi / lo)
         return self.high - (self.high - self.low) * np.power(n / lo, -self.exponent)
 
     def per_halving(self, at: float) -> float:

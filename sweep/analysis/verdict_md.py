@@ -65,6 +65,6 @@ def method_lines() -> list[str]:
             "fitted by generalised least squares. The constant is tested first (likelihood ratio against every "
             "sloped form, parametric bootstrap, 5%); if it stands the verdict is no_relation, otherwise linear "
             "unless a curve beats the line by more than 2 AICc (a power law at its exponent's bound never "
-            "decides). The per-halving change and the band are averaged over the sloped forms by AICc weight, "
-            "each form's uncertainty from a studentized parametric bootstrap; the 90% interval covered the true "
-            "value in 85-95% of simulated sweeps (tests/analysis/test_calibration.py)."]
+            "decides). The per-halving change and the band mix the line's and the power law's studentized "
+            "parametric-bootstrap confidence distributions by AICc weight; in simulated sweeps the 90% interval "
+            "covered the true value in 85-95% of cases (tests/analysis/test_calibration.py)."]
