@@ -16,7 +16,7 @@ def compile_once(model: str, image_size: int, batch_size: int, cache_dir: str) -
 
     enable_compilation_cache(cache_dir)
     from sweep.bench.steps import build_bench_model
-    from sweep.steps import step_kit
+    from sweep.engine.steps import step_kit
 
     kit = step_kit(build_bench_model(model, image_size), batch_size=batch_size, image_size=image_size)
     start = time.perf_counter()

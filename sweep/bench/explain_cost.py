@@ -1,18 +1,18 @@
-"""SHAP overhead: what explaining a few images costs relative to predicting them (sweep.explain.shap_overhead)."""
+"""SHAP overhead: what explaining a few images costs relative to predicting them (sweep.explain.shap_maps.shap_overhead)."""
 from __future__ import annotations
 
 
 def shap_cost(model_name: str, image_size: int, *, images: int = 2, max_evals: int = 64, batch_size: int = 32) -> dict:
-    """Ratio reported by sweep.explain.shap_overhead for the given seed model, or {"skipped": why}."""
+    """Ratio reported by sweep.explain.shap_maps.shap_overhead for the given seed model, or {"skipped": why}."""
     try:
-        from sweep.explain import shap_overhead
+        from sweep.explain.shap_maps import shap_overhead
     except ImportError as err:
-        return {"skipped": f"sweep.explain.shap_overhead not available: {err}"}
+        return {"skipped": f"sweep.explain.shap_maps.shap_overhead not available: {err}"}
     import numpy as np
 
     from data.spec import PipelineSpec
     from sweep.bench.steps import build_bench_model
-    from sweep.steps import make_predict_fn
+    from sweep.engine.steps import make_predict_fn
 
     model = build_bench_model(model_name, image_size)
     model.eval()

@@ -1,4 +1,4 @@
-"""Run sweep/keras_peer.py in one subprocess per Keras backend and turn its figures into our/peer ratios."""
+"""Run sweep/bench/keras_peer.py in one subprocess per Keras backend and turn its figures into our/peer ratios."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PEER_SCRIPT = REPO_ROOT / "sweep" / "keras_peer.py"
+PEER_SCRIPT = Path(__file__).with_name("keras_peer.py")  # a standalone script: Keras only, no project imports
 # TensorFlow lives in its own venv: installing it into .venv would change how tensorflow-datasets behaves.
 DEFAULT_TF_VENV = REPO_ROOT / ".venv-peer-tf"
 

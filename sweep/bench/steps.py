@@ -65,7 +65,7 @@ def measure_model(name: str, *, image_size: int, batch_size: int, window_s: floa
     Each timed window runs as many steps as fill about `window_s` seconds (at least one)."""
     import jax
 
-    from sweep.steps import step_kit
+    from sweep.engine.steps import step_kit
 
     model = build_bench_model(name, image_size)
     kit = step_kit(model, batch_size=batch_size, image_size=image_size, precision=precision)

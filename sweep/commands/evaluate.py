@@ -37,7 +37,7 @@ def evaluate_run(loaded, prepared, split: str, batch_size: int) -> tuple[dict, s
     """(metrics, classification report) of `loaded` on `prepared`'s split ('all': train + val + test)."""
     import numpy as np
 
-    from sweep.metrics import classification_metrics, classification_report_text
+    from sweep.engine.metrics import classification_metrics, classification_report_text
 
     mapping = np.asarray(check_classes(prepared.classes, loaded.classes))
     parts = ("train", "val", "test") if split == "all" else (split,)
@@ -56,13 +56,13 @@ def evaluate_run(loaded, prepared, split: str, batch_size: int) -> tuple[dict, s
 
 def run(args) -> int:
     from data.spec import DataSpec
-    from sweep.run_outputs import write_run_outputs
+    from sweep.engine.run_outputs import write_run_outputs
 
     try:
         setup_runtime(args)
         if args.data == "radiography" and not args.data_dir:
             raise ValueError("--data radiography needs --data-dir (the folder of the dataset to evaluate on)")
-        from sweep.train import load_run
+        from sweep.engine.train import load_run
 
         loaded = load_run(args.run_dir)
         classes = tuple(c.strip() for c in args.classes.split(",")) if args.classes else loaded.classes

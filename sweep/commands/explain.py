@@ -20,21 +20,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from sweep import explain
+    from sweep.explain import runner, shap_maps
     from sweep.runtime import enable_compilation_cache
 
     try:
-        explain.check_masker(args.masker)
+        shap_maps.check_masker(args.masker)
         if args.images < 1 or args.max_evals < 3 or args.batch_size < 1:
             raise ValueError(f"need --images >= 1, --max-evals >= 3 and --batch-size >= 1, got {args.images}, "
                              f"{args.max_evals}, {args.batch_size}")
-        explain.trial_dirs(args.results, explain.select_trials(args.results, args.trials))
+        runner.trial_dirs(args.results, runner.select_trials(args.results, args.trials))
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     enable_compilation_cache()
     try:
-        summary = explain.explain_results(Path(args.results), trials=args.trials, images=args.images,
+        summary = runner.explain_results(Path(args.results), trials=args.trials, images=args.images,
                                           max_evals=args.max_evals, masker=args.masker, class_mode=args.class_mode,
                                           seed=args.seed, batch_size=args.batch_size)
     except (ValueError, FileNotFoundError) as err:  # e.g. more images than the test split has

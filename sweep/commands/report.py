@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from sweep.report import build_report, scaling_headline, summary_table
+    from sweep.analysis.report import build_report, scaling_headline, summary_table
 
     results = Path(args.results)
     try:

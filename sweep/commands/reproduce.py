@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from sweep.commands.train import EXIT_BAD_INPUT, add_runtime_arguments, run_training, setup_runtime
-from sweep.seed_paper import CITATION, MODEL_TITLES, RECIPE, SEED_MODELS, paper_report_text
+from sweep.configs.seed_paper import CITATION, MODEL_TITLES, RECIPE, SEED_MODELS, paper_report_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +30,7 @@ def seed_config(model: str, *, data_dir: str, image_size: int, epochs: int, subs
     """The seed's recipe for one of its three models."""
     from data.spec import DataSpec, PipelineSpec
     from models.spec import FusionSpec
-    from sweep.config import EarlyStopping, OptimConfig, TrainConfig
+    from sweep.configs.schema import EarlyStopping, OptimConfig, TrainConfig
 
     if model not in SEED_MODELS:
         raise ValueError(f"unknown seed model {model!r}; choose from {', '.join(SEED_MODELS)}")
@@ -60,7 +60,7 @@ def side_by_side(left: str, right: str, left_title: str, right_title: str, gap: 
 
 
 def comparison_block(model: str, result, report: str) -> str:
-    from sweep.seed_paper import PAPER_REPORTS
+    from sweep.configs.seed_paper import PAPER_REPORTS
 
     m = result.metrics
     paper = PAPER_REPORTS[model]
@@ -73,13 +73,13 @@ def comparison_block(model: str, result, report: str) -> str:
 
 
 def run(args) -> int:
-    from sweep.run_outputs import write_text_atomic
+    from sweep.engine.run_outputs import write_text_atomic
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     try:
         configs = {m: seed_config(m, data_dir=args.data_dir, image_size=args.image_size, epochs=args.epochs,
                                   subset=args.subset, seed=args.seed, bn_momentum=args.bn_momentum) for m in models}
-        from sweep.train import check_config
+        from sweep.engine.train import check_config
 
         for config in configs.values():
             check_config(config)

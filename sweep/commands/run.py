@@ -98,7 +98,7 @@ def set_field(obj, dotted: str, text: str):
 
 def build_sweep(args):
     """The preset with every command-line override applied (validated later, before Ray starts)."""
-    from sweep.config import get_preset
+    from sweep.configs.presets import get_preset
 
     sweep = get_preset(args.preset)
     train, data, space = sweep.train, sweep.train.data, sweep.space
@@ -164,7 +164,7 @@ def _prepare_out(out: Path, resume: bool) -> None:
 
 
 def run(args) -> int:
-    from sweep.space import expand
+    from sweep.tune.space import expand
 
     start = time.time()
     try:
@@ -180,7 +180,7 @@ def run(args) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from sweep.tune import run_sweep
+    from sweep.tune.driver import run_sweep
 
     return run_sweep(sweep, trials, out=out, address=args.address, storage=args.storage,
                                resume=args.resume, explain=not args.no_explain, start=start,

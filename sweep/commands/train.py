@@ -83,7 +83,7 @@ def config_from_args(args):
     """The TrainConfig the flags describe."""
     from data.spec import DataSpec, PipelineSpec
     from models.spec import FusionSpec
-    from sweep.config import EarlyStopping, OptimConfig, TrainConfig
+    from sweep.configs.schema import EarlyStopping, OptimConfig, TrainConfig
 
     oversample = tuple(float(x) for x in args.oversample.split(",")) if args.oversample else None
     return TrainConfig(
@@ -112,7 +112,7 @@ def default_out(config) -> Path:
 def run_training(config, out_dir: Path, *, overwrite: bool, progress: bool, prepared=None,
                  command_hint: str = "the same command"):
     """train_and_evaluate with the command-line's error handling: (Result | None, exit code)."""
-    from sweep.train import ConfigMismatch, TrainingInterrupted, train_and_evaluate
+    from sweep.engine.train import ConfigMismatch, TrainingInterrupted, train_and_evaluate
 
     try:
         result = train_and_evaluate(config, out_dir=out_dir, overwrite=overwrite, progress=progress,
@@ -145,7 +145,7 @@ def print_summary(result, out_dir: Path) -> None:
 def run(args) -> int:
     try:
         config = config_from_args(args)
-        from sweep.train import check_config
+        from sweep.engine.train import check_config
 
         check_config(config)
         setup_runtime(args)

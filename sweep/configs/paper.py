@@ -1,0 +1,23 @@
+"""The `paper` preset: the Kaggle database at 256 px on GPUs under the seed's recipe, 3 seeds."""
+from __future__ import annotations
+
+from data.spec import DataSpec, PipelineSpec
+from models.spec import SEED_CNN_CUT, SEED_RESNET_CUT
+from sweep.configs.schema import EarlyStopping, SearchSpace, SweepConfig, TrainConfig
+
+
+def get_config() -> SweepConfig:
+    """The Kaggle database at 256 px on GPUs with the seed's recipe (COVID x3 oversampling, RMSprop 1e-4, batch 16,
+    up to 50 epochs, early stopping patience 5, augmentation on the CNN branch only), 3 seeds. Needs --data-dir."""
+    return SweepConfig(
+        name="paper",
+        train=TrainConfig(data=DataSpec(source="radiography", image_size=256),
+                          pipeline=PipelineSpec(balance="oversample", oversample=(3.0, 1.0), augment="seed"),
+                          batch_size=16, epochs=50, early_stopping=EarlyStopping(patience=5),
+                          augment_cnn_only=True),
+        space=SearchSpace(cnn_cuts=("block1_drop", "block2_drop", SEED_CNN_CUT, "block4_drop", "block5_drop"),
+                          resnet_cuts=("conv2_block3_out", SEED_RESNET_CUT, "conv4_block6_out", "post_relu"),
+                          branch_widths=(128, 512, 2048), head_widths=(256, 2048)),
+        seeds=3, search="random", num_samples=24,  # 24 of the 120 grid points + the seed's fusion + parents, x3 seeds
+        cpus_per_trial=4.0, gpus_per_trial=1.0, explain_images=16, explain_max_evals=500,
+    )

@@ -1,0 +1,17 @@
+"""Presets by name: each is a module of sweep.configs with get_config() -> SweepConfig."""
+from __future__ import annotations
+
+from typing import Callable
+
+from sweep.configs import cpu_real, paper, quick
+from sweep.configs.schema import SweepConfig
+
+PRESETS: dict[str, Callable[[], SweepConfig]] = {"quick": quick.get_config, "cpu-real": cpu_real.get_config,
+                                                 "paper": paper.get_config}
+
+
+def get_preset(name: str) -> SweepConfig:
+    """The named preset's SweepConfig; ValueError listing the names when unknown."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,87 @@
+"""Config as data: frozen dataclasses for one training run (TrainConfig) and for a sweep (SweepConfig)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from data.spec import DataSpec, PipelineSpec
+from models.spec import SEED_CNN_CUT, SEED_RESNET_CUT, FusionSpec
+
+ModelName = Literal["cnn", "resnet50v2", "fusion"]
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    name: Literal["rmsprop", "adam", "adamw", "sgd"] = "rmsprop"  # the seed: RMSprop(1e-4, rho .9, eps 1e-7)
+    learning_rate: float = 1e-4
+    rho: float = 0.9
+    eps: float = 1e-7
+    momentum: float = 0.9  # sgd
+    weight_decay: float = 1e-4  # adamw
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_epochs: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyStopping:
+    metric: str = "val_accuracy"
+    mode: Literal["max", "min"] = "max"
+    patience: int = 5
+    restore_best: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines one training run."""
+
+    model: ModelName = "fusion"
+    fusion: FusionSpec = FusionSpec()  # used when model == "fusion"; num_classes/image_size/channels come from data
+    resnet_head: Literal["flatten", "gap"] = "flatten"  # head of the resnet50v2 parent (the seed: flatten)
+    data: DataSpec = DataSpec()
+    pipeline: PipelineSpec = PipelineSpec()
+    optim: OptimConfig = OptimConfig()
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    epochs: int = 10
+    early_stopping: EarlyStopping | None = EarlyStopping()
+    seed: int = 0
+    precision: Literal["float32", "bfloat16"] = "float32"  # bfloat16: compute in bf16, params in f32 (GPU)
+    augment_cnn_only: bool = False  # the seed: augmentation reached only the CNN branch of its fusion
+    # None keeps Keras' 0.99; with only tens of steps per run the moving statistics would still be mostly
+    # their initial values (0.99**100 = 0.37) and eval-mode outputs collapse, so short runs use e.g. 0.9.
+    bn_momentum: float | None = None
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSpace:
+    """The grid a sweep draws fusion configurations from. The seed's own fusion is always included."""
+
+    cnn_cuts: tuple[str | None, ...] = ("block2_drop", SEED_CNN_CUT, "block4_drop")
+    resnet_cuts: tuple[str | None, ...] = ("conv2_block3_out", SEED_RESNET_CUT, "conv4_block6_out")
+    branch_widths: tuple[int, ...] = (256, 2048)
+    head_widths: tuple[int, ...] = (256, 2048)
+    include_parents: bool = True  # the CNN alone and ResNet50V2 alone as reference points
+    include_seed_fusion: bool = True  # add the seed's own fusion when the grid lacks it (off only for tiny tests)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    name: str = "quick"
+    train: TrainConfig = TrainConfig()
+    space: SearchSpace = SearchSpace()
+    seeds: int = 1
+    search: Literal["grid", "random"] = "grid"
+    num_samples: int = 8  # random search only
+    scheduler: Literal["asha", "fifo"] = "fifo"
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None
+    max_failures: int = 3
+    explain_images: int = 4
+    explain_max_evals: int = 300
+
+    def replace(self, **changes) -> "SweepConfig":
+        return dataclasses.replace(self, **changes)

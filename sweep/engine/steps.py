@@ -1,0 +1,229 @@
+"""The jitted train/eval/predict steps and the optimiser: plain jax.jit over nnx.split state, donated buffers.
+
+Every step is a pure function of arrays: the model is split once into (graphdef, params, rest) with
+`nnx.split(model, nnx.Param, ...)` (rest = BatchNorm statistics and dropout RNG state), and each step
+merges them back inside `jax.jit`. Shapes stay fixed for a whole run (the data pipeline pads the last
+batch and marks padded rows with `valid=False`), so each step compiles once.
+
+Timing a step in isolation (what `fusion-sweep bench` does):
+
+    from sweep.engine.steps import step_kit
+    kit = step_kit(model, batch_size=32, image_size=64)   # random batch, RMSprop like the seed
+    kit.train(10)            # runs 10 train steps and blocks until they finished
+    kit.evaluate(10)         # 10 eval steps
+    kit.train_step._cache_size()   # compilations so far (1 after the first call)
+
+`kit.state` holds (params, rest, opt_state, totals) and `kit.batch` the example batch, for custom loops:
+`kit.state = kit.train_step(*kit.state, kit.batch)` (the inputs are donated: use only the returned state).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.nnx as nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from data.spec import PipelineSpec
+from sweep.configs.schema import OptimConfig
+
+OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("float32", "bfloat16")
+
+
+def check_optim(optim: OptimConfig) -> None:
+    """Raise ValueError naming the bad field and the valid choices (called before any expensive work)."""
+    if optim.name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimiser {optim.name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    if optim.schedule not in SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {optim.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+    if not optim.learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0, got {optim.learning_rate!r}")
+    if optim.warmup_epochs < 0:
+        raise ValueError(f"warmup_epochs must be >= 0, got {optim.warmup_epochs!r}")
+
+
+def _learning_rate(optim: OptimConfig, steps_per_epoch: int, epochs: int):
+    warmup = int(round(optim.warmup_epochs * steps_per_epoch))
+    total = max(steps_per_epoch * epochs, warmup + 1)
+    if optim.schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(
+            init_value=0.0 if warmup else optim.learning_rate, peak_value=optim.learning_rate,
+            warmup_steps=warmup, decay_steps=total, end_value=0.0)
+    if warmup:
+        return optax.join_schedules(
+            [optax.linear_schedule(0.0, optim.learning_rate, warmup), optax.constant_schedule(optim.learning_rate)],
+            [warmup])
+    return optim.learning_rate
+
+
+def make_optimizer(optim: OptimConfig, steps_per_epoch: int, epochs: int) -> optax.GradientTransformation:
+    """The optax transformation for `optim`. RMSprop mirrors Keras: v = rho v + (1-rho) g^2; g / (sqrt(v) + eps)."""
+    check_optim(optim)
+    lr = _learning_rate(optim, steps_per_epoch, epochs)
+    if optim.name == "rmsprop":
+        return optax.rmsprop(lr, decay=optim.rho, eps=optim.eps, eps_in_sqrt=False)
+    if optim.name == "adam":
+        return optax.adam(lr, eps=optim.eps)
+    if optim.name == "adamw":
+        return optax.adamw(lr, eps=optim.eps, weight_decay=optim.weight_decay)
+    return optax.sgd(lr, momentum=optim.momentum or None)
+
+
+def split_model(model: nnx.Module, *, train: bool):
+    """(graphdef, params, rest) of `model` in train or eval mode (the mode lives in the graphdef)."""
+    model.train() if train else model.eval()
+    return nnx.split(model, nnx.Param, ...)
+
+
+def init_totals() -> dict[str, jax.Array]:
+    """On-device running sums of one epoch; `bad_step` is the first step (1-based) whose loss was not finite."""
+    return {
+        "loss_sum": jnp.zeros((), jnp.float32), "correct": jnp.zeros((), jnp.float32),
+        "count": jnp.zeros((), jnp.float32), "steps": jnp.zeros((), jnp.int32), "bad_step": jnp.full((), -1, jnp.int32),
+    }
+
+
+def _forward(graphdef, params, rest, batch, pipeline: PipelineSpec, precision: str, augment_cnn_only: bool):
+    from data.pipeline import to_model_input
+
+    # bfloat16 compute is the model's own dtype (build_model(..., dtype=jnp.bfloat16)): params stay float32
+    model = nnx.merge(graphdef, params, rest, copy=True)
+    x = to_model_input(batch["image"], pipeline)
+    resnet_x = None
+    if augment_cnn_only and "clean_image" in batch:
+        resnet_x = to_model_input(batch["clean_image"], pipeline)
+    logits = model(x, resnet_x=resnet_x).astype(jnp.float32)
+    _, new_rest = nnx.state(model, nnx.Param, ...)
+    return logits, new_rest
+
+
+def make_train_step(graphdef, tx: optax.GradientTransformation, pipeline: PipelineSpec, *,
+                    class_weights: np.ndarray | None = None, precision: str = "float32",
+                    augment_cnn_only: bool = False) -> Callable:
+    """jit(params, rest, opt_state, totals, batch) -> (params, rest, opt_state, totals), all inputs but batch donated.
+
+    Loss: softmax cross-entropy averaged over the valid rows (padded rows contribute nothing), each row
+    scaled by its class weight when `class_weights` is given (Keras' class_weight convention).
+    bfloat16 compute comes from the model itself (build_model(..., dtype=jnp.bfloat16), float32 params);
+    `precision` is validated here so a typo fails before compiling."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    weights = None if class_weights is None else jnp.asarray(class_weights, jnp.float32)
+
+    def loss_fn(params, rest, batch):
+        logits, new_rest = _forward(graphdef, params, rest, batch, pipeline, precision, augment_cnn_only)
+        valid = batch["valid"]
+        ce = jnp.where(valid, optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]), 0.0)
+        row_weight = valid.astype(jnp.float32)
+        if weights is not None:
+            row_weight = row_weight * weights[batch["label"]]
+        n_valid = jnp.maximum(valid.sum(), 1).astype(jnp.float32)
+        loss = jnp.sum(ce * row_weight) / n_valid
+        return loss, (logits, new_rest)
+
+    def step(params, rest, opt_state, totals, batch):
+        (loss, (logits, new_rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, batch)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        valid = batch["valid"]
+        n_valid = valid.sum().astype(jnp.float32)
+        correct = jnp.sum((jnp.argmax(logits, -1) == batch["label"]) & valid).astype(jnp.float32)
+        steps = totals["steps"] + 1
+        bad = totals["bad_step"]
+        totals = {
+            "loss_sum": totals["loss_sum"] + loss * n_valid, "correct": totals["correct"] + correct,
+            "count": totals["count"] + n_valid, "steps": steps,
+            "bad_step": jnp.where((bad < 0) & ~jnp.isfinite(loss), steps, bad),
+        }
+        return params, new_rest, opt_state, totals
+
+    return jax.jit(step, donate_argnums=(0, 1, 2, 3))
+
+
+def make_eval_step(graphdef, pipeline: PipelineSpec, *, precision: str = "float32") -> Callable:
+    """jit(params, rest, batch) -> (per-row cross-entropy (0 on padded rows), probabilities (B, K))."""
+
+    def step(params, rest, batch):
+        logits, _ = _forward(graphdef, params, rest, batch, pipeline, precision, False)
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+        return jnp.where(batch["valid"], ce, 0.0), jax.nn.softmax(logits, axis=-1)
+
+    return jax.jit(step)
+
+
+def make_predict_fn(model: nnx.Module, pipeline: PipelineSpec, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
+    """images (N,H,W,1) float in [0,1] -> probabilities (N,K). One jitted function; every call is padded or
+    chunked to `batch_size` rows, so calls of any N reuse a single compilation (put the model in eval mode)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    graphdef, params, rest = split_model(model, train=False)
+
+    @jax.jit
+    def probs(params, rest, images):
+        from data.pipeline import to_model_input
+
+        logits = nnx.merge(graphdef, params, rest, copy=True)(to_model_input(images, pipeline))
+        return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images, np.float32)
+        if images.ndim == 3:
+            images = images[..., None]
+        n = images.shape[0]
+        out = []
+        for start in range(0, max(n, 1), batch_size):
+            chunk = images[start:start + batch_size]
+            pad = batch_size - chunk.shape[0]
+            if pad:
+                chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), np.float32)])
+            out.append(np.asarray(probs(params, rest, chunk))[:batch_size - pad])
+        return np.concatenate(out)[:n]
+
+    predict.jitted = probs  # exposes _cache_size() for tests
+    return predict
+
+
+@dataclasses.dataclass
+class StepKit:
+    """A model's compiled steps with a state and a random example batch, for timing steps in isolation."""
+
+    train_step: Callable
+    eval_step: Callable
+    state: tuple  # (params, rest, opt_state, totals)
+    eval_graph: Any
+    batch: dict
+
+    def train(self, steps: int) -> None:
+        for _ in range(steps):
+            self.state = self.train_step(*self.state, self.batch)
+        jax.block_until_ready(self.state)
+
+    def evaluate(self, steps: int) -> None:
+        params, rest = self.state[0], self.state[1]
+        out = None
+        for _ in range(steps):
+            out = self.eval_step(params, rest, self.batch)
+        jax.block_until_ready(out)
+
+
+def step_kit(model: nnx.Module, *, batch_size: int, image_size: int, num_classes: int = 2,
+             pipeline: PipelineSpec = PipelineSpec(), optim: OptimConfig = OptimConfig(),
+             precision: str = "float32", seed: int = 0) -> StepKit:
+    """Build (state, train/eval step, random example batch) for `model` at this batch size, as train.py does."""
+    rng = np.random.default_rng(seed)
+    batch = {
+        "image": jnp.asarray(rng.random((batch_size, image_size, image_size, 1), np.float32)),
+        "label": jnp.asarray(rng.integers(0, num_classes, batch_size), jnp.int32),
+        "valid": jnp.ones((batch_size,), bool),
+    }
+    eval_graph, _, _ = split_model(model, train=False)
+    graphdef, params, rest = split_model(model, train=True)
+    tx = make_optimizer(optim, steps_per_epoch=100, epochs=1)
+    state = (params, rest, tx.init(params), init_totals())
+    return StepKit(make_train_step(graphdef, tx, pipeline, precision=precision),
+                   make_eval_step(eval_graph, pipeline, precision=precision), state, eval_graph, batch)

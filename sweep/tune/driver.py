@@ -1,0 +1,303 @@
+"""The sweep driver: Ray (local or a cluster), the Tuner over the trials, restore, and the results it writes."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+from sweep.configs.schema import SweepConfig
+from sweep.tune.progress import Progress
+from sweep.tune.space import config_label
+from sweep.tune.trial import run_trial
+
+EXPERIMENT = "sweep"  # Ray's experiment folder under the storage path
+
+
+# ---------------------------------------------------------------- Ray and the Tuner
+
+
+def storage_for(out_dir: str, storage: str | None) -> str:
+    """Where Ray keeps experiment state and checkpoints: --storage (NFS dir, s3://, gs://), else OUT/ray."""
+    if storage:
+        return storage if "://" in storage else str(Path(storage).expanduser().resolve())
+    return str(Path(out_dir).resolve() / "ray")
+
+
+def experiment_path(out_dir: str, storage: str | None) -> str:
+    return storage_for(out_dir, storage).rstrip("/") + "/" + EXPERIMENT
+
+
+def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str, str] | None = None) -> bool:
+    """Connect to `address` (auto, ray://...) or start a quiet local Ray. Returns True if this call started it."""
+    import logging
+
+    import ray
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
+    if ray.is_initialized():
+        return False
+    runtime_env = {"env_vars": dict(env or {})}
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
+                 log_to_driver=False, configure_logging=True)
+        return False
+    # Ray nices workers (15) to favour its own daemons; on a shared workstation that starves the trials, which
+    # are the work. A local run keeps them at normal priority.
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=runtime_env, logging_level=logging.WARNING,
+             log_to_driver=False, configure_logging=True)
+    return True
+
+
+def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, storage: str | None,
+               compile_cache: str | None, callbacks: list, base_dict: dict):
+    """A Tuner over the listed trials (a grid over the trial list: each appears exactly once)."""
+    from ray import tune
+
+    param_space = {
+        "trial": tune.grid_search(trials),
+        "base": base_dict,
+        "results_dir": str(Path(results_dir).resolve()),
+        "cpus": sweep.cpus_per_trial,
+        "gpus": sweep.gpus_per_trial,
+        "compile_cache": compile_cache,
+    }
+    return tune.Tuner(
+        trainable_with_resources(sweep),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(scheduler=make_scheduler(sweep), num_samples=1,
+                                    max_concurrent_trials=sweep.max_concurrent, reuse_actors=False),
+        run_config=make_run_config(sweep, results_dir=results_dir, storage=storage, callbacks=callbacks),
+    )
+
+
+def trainable_with_resources(sweep: SweepConfig):
+    from ray import tune
+
+    return tune.with_resources(run_trial, {"cpu": sweep.cpus_per_trial, "gpu": sweep.gpus_per_trial})
+
+
+def make_scheduler(sweep: SweepConfig):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if sweep.scheduler == "fifo":
+        return FIFOScheduler()
+    epochs = max(1, sweep.train.epochs)
+    # the first rung after ~a third of the budget: early epochs of a from-scratch CNN say little
+    return ASHAScheduler(metric="val_accuracy", mode="max", time_attr="epoch", max_t=epochs,
+                         grace_period=max(1, min(epochs, math.ceil(epochs / 3))), reduction_factor=3)
+
+
+def make_run_config(sweep: SweepConfig, *, results_dir: str, storage: str | None, callbacks: list):
+    from ray import tune
+
+    return tune.RunConfig(
+        name=EXPERIMENT,
+        storage_path=storage_for(results_dir, storage),
+        failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        callbacks=callbacks,
+        verbose=0,
+        log_to_file=True,
+    )
+
+
+def can_restore(out_dir: str, storage: str | None) -> bool:
+    from ray import tune
+
+    return tune.Tuner.can_restore(experiment_path(out_dir, storage))
+
+
+def restore_tuner(sweep: SweepConfig, *, results_dir: str, storage: str | None, callbacks: list):
+    """Continue an interrupted experiment: finished trials keep their results, unfinished and errored ones go on."""
+    from ray import tune
+
+    path = experiment_path(results_dir, storage)
+    if not tune.Tuner.can_restore(path):
+        raise FileNotFoundError(f"--resume: no Ray experiment to continue at {path}; run without --resume first")
+    tuner = tune.Tuner.restore(path, trainable_with_resources(sweep), resume_unfinished=True, resume_errored=True)
+    local = getattr(tuner, "_local_tuner", None)
+    if local is not None:  # the restored RunConfig holds pickled copies of the old callbacks: use this run's
+        local.get_run_config().callbacks = callbacks
+    return tuner
+
+
+def row_of_trial(trial_id: str, status: str, config: dict, metrics: dict | None) -> dict:
+    """A trials.csv row for a trial as Ray saw it."""
+    from sweep.tune.results import trial_row
+
+    metrics = dict(metrics or {})
+    row = trial_row(trial_id, status, config["trial"], metrics if metrics.get("final") else
+                    {k: v for k, v in metrics.items() if k in ("val_accuracy", "epoch", "params", "flops")})
+    if not metrics.get("final"):
+        row["epochs"] = metrics.get("epoch")
+        row["train_status"] = "stopped_by_scheduler" if status == "TERMINATED" and metrics else "unfinished"
+    for key in ("final", "epoch", "done", "training_iteration", "time_this_iter_s", "time_total_s", "timestamp",
+                "pid", "hostname", "node_ip", "time_since_restore", "iterations_since_restore", "date",
+                "checkpoint_dir_name", "should_checkpoint", "wall_seconds", "config", "experiment_tag"):
+        row.pop(key, None)
+    for key in ("node_ip", "node_id"):
+        if metrics.get(key):
+            row[key] = metrics[key]
+    return row
+
+
+def rows_from_grid(grid) -> list[dict]:
+    rows = []
+    for result in grid:
+        if not (result.config or {}).get("trial"):
+            continue  # never started (an interrupted run): `--resume` runs it
+        metrics = result.metrics or {}
+        trial_id = metrics.get("trial_id") or Path(result.path).name.split("_")[1]
+        status = "ERROR" if result.error else "TERMINATED"
+        rows.append(row_of_trial(trial_id, status, result.config, metrics))
+    return rows
+
+
+def base_config_dict(sweep: SweepConfig) -> dict:
+    from sweep.configs.io import config_to_dict
+
+    return config_to_dict(sweep.train)
+
+
+def sweep_to_dict(sweep: SweepConfig) -> dict:
+    return dataclasses.asdict(sweep)
+
+
+def prune_ray_checkpoints(experiment: str) -> int:
+    """Delete Ray's per-trial checkpoint copies of a finished experiment (no trial will be resumed); bytes freed."""
+    freed = 0
+    for path in Path(experiment).glob("*/checkpoint_*"):
+        if path.is_dir():
+            freed += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            shutil.rmtree(path, ignore_errors=True)
+    return freed
+
+
+def clean_ray_storage(out_dir: str) -> None:
+    """Remove a previous run's Ray state under OUT/ray (a fresh, non-resumed run starts clean)."""
+    path = Path(out_dir) / "ray"
+    if path.is_dir():
+        shutil.rmtree(path)
+
+
+# ---------------------------------------------------------------- the whole run
+
+def _write_partial(out: Path, rows: dict[str, dict]) -> None:
+    from sweep.tune.results import trials_frame, write_trials
+
+    write_trials(trials_frame(list(rows.values())), out)
+
+
+def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str | None = None,
+              storage: str | None = None, resume: bool = False, explain: bool = True,
+              start: float | None = None, command: list[str] | None = None) -> int:
+    """Prepare data once, run the trials on Ray (local or a cluster), then write the results contract into `out`."""
+    start = start or time.time()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    say = lambda text: print(f"[{int(time.time() - start) // 60:02d}:{int(time.time() - start) % 60:02d}] {text}",
+                             flush=True)
+    from data.builder import cache_root, prepare, user_cache_dir
+
+    # trials must read the very dataset the driver prepared: pin the cache folder as an absolute path
+    spec = sweep.train.data
+    spec = spec.replace(cache_dir=str(cache_root(spec).resolve()))
+    say(f"preparing data: {spec.source} at {spec.image_size}px" + (f" from {spec.data_dir}" if spec.data_dir else ""))
+    prepared = prepare(spec)
+    sweep = sweep.replace(train=sweep.train.replace(data=spec))
+    fingerprint = f"{prepared.fingerprint}/{prepared.path.name}"
+    counts = prepared.counts()
+    say(f"data ready: " + ", ".join(f"{s} {sum(c.values())}" for s, c in counts.items()) + f" images ({prepared.path})")
+
+    compile_cache = str((user_cache_dir() / "jax-compile").resolve())
+    env = {"FUSION_SWEEP_CACHE": str(user_cache_dir().resolve()), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    started = init_ray(address, num_cpus=None if address else len(os.sched_getaffinity(0)), env=env)
+    import ray
+
+    resources = ray.cluster_resources()
+    say(f"Ray {'started locally' if started else 'connected at ' + str(address)}: {resources.get('CPU', 0):.0f} CPUs, "
+        f"{resources.get('GPU', 0):.0f} GPUs; {len(trials)} trials x {sweep.cpus_per_trial:g} CPU"
+        + (f" + {sweep.gpus_per_trial:g} GPU" if sweep.gpus_per_trial else "") + " each")
+    rows: dict[str, dict] = {}
+
+    def record(trial) -> None:
+        status = "ERROR" if trial.status == "ERROR" else "TERMINATED"
+        rows[trial.trial_id] = row_of_trial(trial.trial_id, status, trial.config, trial.last_result)
+        try:
+            _write_partial(out, rows)
+        except Exception as err:  # a table write must never stop the sweep
+            say(f"warning: could not update trials.csv: {err}")
+
+    progress = Progress(len(trials), on_complete=record)
+    callbacks = [progress.callback()]
+    try:
+        if resume:
+            tuner = restore_tuner(sweep, results_dir=str(out), storage=storage, callbacks=callbacks)
+            say(f"resuming {experiment_path(str(out), storage)}")
+        else:
+            tuner = make_tuner(sweep, trials, results_dir=str(out), storage=storage, compile_cache=compile_cache,
+                               callbacks=callbacks, base_dict=base_config_dict(sweep))
+        grid = tuner.fit()
+    finally:
+        if started:
+            ray.shutdown()
+    from sweep.analysis.report import build_report, scaling_headline, summary_table
+    from sweep.tune.results import manifest, trials_frame, write_json_atomic, write_trials
+
+    frame = trials_frame(rows_from_grid(grid))
+    errors = [r for r in grid if r.error]
+    for result in errors[:5]:
+        say(f"trial failed: {config_label(result.config['trial'])}: {str(result.error).strip().splitlines()[-1][:300]}")
+    write_trials(frame, out)
+    if not errors and "://" not in storage_for(str(out), storage):
+        pruned = prune_ray_checkpoints(experiment_path(str(out), storage))
+        if pruned:
+            say(f"every trial finished: removed {pruned / 2**20:.0f} MiB of Ray's copies of trial checkpoints "
+                f"(each trial's own run folder under {out / 'trials'} keeps its checkpoint)")
+    info = {"name": sweep.name, "trials_total": len(trials), "trials_failed": len(errors),
+            "ray_experiment": experiment_path(str(out), storage), "resumed": resume,
+            "data_counts": counts}
+    write_json_atomic(out / "manifest.json", manifest(sweep, data_fingerprint=fingerprint, command=command,
+                                                      cluster_resources=resources, wall_seconds=time.time() - start,
+                                                      extra=info))
+    build_report(out)
+    say(f"trials done: {len(frame) - len(errors)}/{len(frame)} ok; tables, plots and report written")
+    if explain and sweep.explain_images > 0 and frame["test_accuracy"].notna().any():
+        _explain(out, sweep, say)
+        build_report(out)
+    wall = time.time() - start
+    write_json_atomic(out / "manifest.json", manifest(sweep, data_fingerprint=fingerprint, command=command,
+                                                      cluster_resources=resources, wall_seconds=wall, extra=info))
+    build_report(out)
+    print()
+    print(summary_table(out))
+    print()
+    print(scaling_headline(out))
+    print(f"\nresults in {out}/: trials.csv, trials.parquet, pareto.csv, plots/, report.md, manifest.json"
+          + (", explanations/" if (out / "explanations").is_dir() else "") + f"  ({wall:.0f} s)")
+    return 0 if not errors else 1
+
+
+def _explain(out: Path, sweep: SweepConfig, say) -> None:
+    """SHAP explanations of the Pareto front and the parents (skipped with a note if sweep.explain is not there)."""
+    try:
+        from sweep.explain.runner import explain_results
+    except ImportError as err:
+        say(f"skipping explanations: sweep.explain is not available ({err})")
+        return
+    say(f"explaining the Pareto front and parents: {sweep.explain_images} images x {sweep.explain_max_evals} evals")
+    try:
+        from sweep.runtime import enable_compilation_cache
+
+        enable_compilation_cache()
+        explain_results(out, trials="pareto+parents", images=sweep.explain_images,
+                        max_evals=sweep.explain_max_evals, log=lambda text: say(text))
+    except Exception as err:  # explanations are extra: the sweep's results stand without them
+        say(f"explanations failed: {type(err).__name__}: {err}")

@@ -1,0 +1,115 @@
+"""Inside one Ray trial: claim and pin cores before JAX starts, train with train_and_evaluate, report to Tune."""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+CORE_LOCK_DIR = Path(os.environ.get("FUSION_SWEEP_CORE_LOCKS") or Path("/tmp") / f"fusion-sweep-cores-{os.getuid()}")
+_held_core_locks: list[int] = []  # file descriptors; the kernel drops the locks when the trial process dies
+
+
+def claim_cores(count: int) -> list[int]:
+    """Claim `count` cores of this node for this process with per-core flock files (released when the process
+    exits, even on a crash) and pin to them. Ray reserves CPU counts but not which cores, and JAX on CPU uses
+    every core it can see, so without this concurrent trials would fight over all cores."""
+    import fcntl
+
+    from sweep.runtime import pin_cores
+
+    allowed = sorted(os.sched_getaffinity(0))
+    if count >= len(allowed):
+        return allowed
+    CORE_LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    claimed = []
+    for core in allowed:
+        fd = os.open(CORE_LOCK_DIR / f"core{core}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        _held_core_locks.append(fd)
+        claimed.append(core)
+        if len(claimed) == count:
+            break
+    if len(claimed) < count:  # more trials than cores (fractional CPUs): share the least-claimed ones
+        claimed += [c for c in allowed if c not in claimed][: count - len(claimed)]
+    return pin_cores(cores=claimed)
+
+
+def _setup_trial_process(cpus: float, gpus: float, compile_cache: str | None) -> list[int]:
+    """Before JAX starts in this worker: pin cores, cap GPU memory when GPUs are shared, share the compile cache."""
+    cores = claim_cores(max(1, math.ceil(cpus))) if gpus == 0 else sorted(os.sched_getaffinity(0))
+    if 0 < gpus < 1:
+        os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 * gpus:.2f}")
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    from sweep.runtime import enable_compilation_cache
+
+    enable_compilation_cache(compile_cache)
+    return cores
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    """The Ray Tune function trainable: train one trial, report every epoch with its checkpoint, then the test metrics."""
+    from ray import tune
+
+    from sweep.configs.io import config_from_dict
+
+    _setup_trial_process(config["cpus"], config["gpus"], config.get("compile_cache"))
+    from sweep.tune.space import train_config_for
+    from sweep.engine.train import train_and_evaluate
+
+    trial = config["trial"]
+    trial_id = tune.get_context().get_trial_id()
+    base = config_from_dict(config["base"])
+    train_config = train_config_for(trial, base)
+    out_dir = Path(config["results_dir"]) / "trials" / trial_id
+    checkpoint_dir = out_dir / "checkpoints"
+    restored = tune.get_checkpoint()
+    if restored is not None and not (checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir())):
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        restored.to_directory(str(checkpoint_dir))  # e.g. a restarted trial on another node without shared --out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+
+    def on_epoch(epoch: int, metrics: dict) -> None:
+        report = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
+        report.update(epoch=int(epoch), final=False, node_id=ray_node_id())
+        tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+
+    finished = finished_metrics(out_dir, train_config)
+    if finished is not None:  # Ray restarted a trial whose run had already finished (e.g. after a driver crash)
+        metrics, status = finished, finished.get("status", "completed")
+    else:
+        result = train_and_evaluate(train_config, out_dir=out_dir, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch)
+        metrics, status = result.metrics, result.status
+    final = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
+    final.update(final=True, train_status=status, wall_seconds=time.time() - start, node_id=ray_node_id(),
+                 classes=",".join(metrics.get("classes", []) or []))
+    tune.report(final)
+
+
+def finished_metrics(out_dir: Path, train_config) -> dict | None:
+    """The metrics of a finished run of exactly this config in out_dir, else None."""
+    import json
+
+    from sweep.configs.io import config_to_dict
+
+    metrics_file, config_file = out_dir / "metrics.json", out_dir / "config.json"
+    if not (metrics_file.is_file() and config_file.is_file()):
+        return None
+    try:
+        if json.loads(config_file.read_text()) != json.loads(json.dumps(config_to_dict(train_config))):
+            return None
+        return json.loads(metrics_file.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def ray_node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()

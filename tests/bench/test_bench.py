@@ -1,0 +1,100 @@
+"""fusion-sweep bench: the JSON structure on a tiny config (not timed), peer ratios, and the GPU path's imports."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sweep.bench.peer import peer_ratios
+from sweep.bench.report import table, write_json
+from sweep.bench.runner import BenchOptions, run_bench
+
+
+def _tiny(**changes) -> BenchOptions:
+    base = dict(models=("cnn",), sizes=(32,), batch_sizes=(2,), windows=1, window_s=0.01,
+                pipeline_seconds=0.2, peak_n=256, skip=("compile", "shap", "ray", "flops"))
+    base.update(changes)
+    return BenchOptions(**base)
+
+
+def _fake_measure(name, *, image_size, batch_size, window_s, windows, precision, peak_flops_per_s):
+    return {"model": name, "image_size": image_size, "batch_size": batch_size, "precision": precision,
+            "train": {"images_per_s": 10.0, "seconds_per_step": batch_size / 10.0}, "eval": {"images_per_s": 30.0},
+            "train_flops_per_step": 1e9, "train_flops_per_image": 1e9 / batch_size, "train_compile_s": 1.0,
+            "train_flops_per_s": 1e9 / (batch_size / 10.0), "train_fraction_of_peak": 0.1}
+
+
+def test_run_collects_every_section_and_one_broken_section_does_not_lose_the_rest(monkeypatch):
+    import sweep.bench.peak as peak
+    import sweep.bench.steps as steps
+
+    monkeypatch.setattr(peak, "matmul_peak", lambda dtype, n: {"dtype": dtype, "n": n, "flops_per_s": 1e11})
+    monkeypatch.setattr(steps, "measure_model", _fake_measure)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("pipeline exploded")
+
+    import sweep.bench.pipeline as pipeline
+    monkeypatch.setattr(pipeline, "pipeline_speed", broken)
+    options = BenchOptions(models=("cnn", "resnet50v2"), sizes=(64,), batch_sizes=(32, 16), skip=("compile", "shap", "ray", "flops"))
+    result = run_bench(options, log=lambda _: None)
+    assert [(r["model"], r["batch_size"]) for r in result["models"]] == [
+        ("cnn", 32), ("resnet50v2", 32), ("cnn", 16), ("resnet50v2", 16)]
+    assert "pipeline exploded" in result["pipeline"]["error"]
+    assert result["targets"]["resnet50v2_train_fraction_of_peak >= 0.25"] == {"value": 0.1, "met": False}
+    assert "resnet50v2" in table(result)
+
+
+@pytest.mark.slow
+def test_tiny_run_has_every_figure_and_writes_json(tmp_path):
+    result = run_bench(_tiny(), log=lambda _: None)
+    row = result["models"][0]
+    assert "error" not in row, row.get("traceback")
+    assert row["train"]["images_per_s"] > 0 and row["eval"]["images_per_s"] > 0
+    assert row["train_flops_per_step"] > 0 and 0 < row["train_fraction_of_peak"]
+    assert row["train_compile_s"] > 0
+    assert result["peak"]["flops_per_s"] > 0
+    assert result["pipeline"]["images_per_s"] > 0
+    assert {"hardware", "versions", "load", "targets"} <= set(result)
+    assert len(result["load"]["before"]) == 3 and len(result["load"]["after"]) == 3
+    path = write_json(tmp_path / "b.json", result)
+    assert json.loads(path.read_text())["models"][0]["model"] == "cnn"
+    text = table(result)
+    assert "cnn" in text and "peak" in text
+
+
+def test_quick_options_are_smaller_than_full():
+    quick, full = BenchOptions.for_device("cpu", True), BenchOptions.for_device("cpu", False)
+    assert quick.sizes == (64,) and full.sizes == (64, 128) and full.batch_sizes == (32, 16)
+    assert quick.windows < full.windows and quick.ray_trials < full.ray_trials
+    assert BenchOptions.for_device("gpu", False).sizes == (256,)
+    with pytest.raises(ValueError, match="device must be one of"):
+        BenchOptions.for_device("tpu", False)
+
+
+def test_unknown_model_is_refused_before_work():
+    with pytest.raises(ValueError, match="choose from"):
+        run_bench(_tiny(models=("vgg",)), log=lambda _: None)
+
+
+def test_peer_ratios_keys_name_model_phase_and_backend():
+    ours = [{"model": "resnet50v2", "image_size": 64, "batch_size": 32,
+             "train": {"images_per_s": 12.0}, "eval": {"images_per_s": 40.0}}]
+    peers = {"jax": {"results": [{"model": "resnet50v2", "image_size": 64, "batch_size": 32,
+                                  "train": {"images_per_s": 6.0}, "eval": {"images_per_s": 20.0}}]},
+             "tensorflow": {"skipped": "no tensorflow"}}
+    ratios = peer_ratios(ours, peers)
+    assert ratios["resnet50v2_train_vs_keras_jax"] == pytest.approx(2.0)
+    assert ratios["resnet50v2_eval_vs_keras_jax_64px_b32"] == pytest.approx(2.0)
+    assert not any("tensorflow" in key for key in ratios)
+
+
+def test_gpu_path_modules_do_not_import_ray_shap_or_tfds():
+    code = ("import sys, sweep.commands.bench, sweep.bench.runner, sweep.bench.steps, sweep.bench.peak, "
+            "sweep.bench.pipeline, sweep.bench.peer, sweep.bench.report, sweep.engine.steps; "
+            "bad = [m for m in ('ray', 'shap', 'tensorflow_datasets', 'tensorflow') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

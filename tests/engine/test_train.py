@@ -1,0 +1,170 @@
+"""sweep.engine.train / sweep.engine.steps on tiny synthetic data: outputs, resume, refusal, divergence, one compilation."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from data.spec import DataSpec, PipelineSpec
+from models.spec import FusionSpec
+from sweep.configs.schema import EarlyStopping, OptimConfig, TrainConfig
+
+TINY_FUSION = FusionSpec(cnn_cut="block2_drop", resnet_cut="conv2_block1_out", branch_width=16, head_width=16)
+TIMING_KEYS = {"train_seconds", "seconds_per_epoch", "images_per_second", "compile_seconds", "latency_ms"}
+
+
+def tiny_config(**changes) -> TrainConfig:
+    config = TrainConfig(model="fusion", fusion=TINY_FUSION, data=DataSpec(image_size=32, num_images=120),
+                         pipeline=PipelineSpec(channels=1), batch_size=16, eval_batch_size=32, epochs=3,
+                         early_stopping=EarlyStopping(patience=5))
+    return config.replace(**changes)
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    from data.builder import prepare
+    from sweep.runtime import enable_compilation_cache
+
+    enable_compilation_cache()  # under the test run's temporary cache: repeated programs compile once
+    return prepare(tiny_config().data)
+
+
+def stable(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in TIMING_KEYS}
+
+
+def test_run_writes_outputs_and_resumes_to_identical_metrics(tmp_path, prepared):
+    from sweep.engine.train import train_and_evaluate
+
+    config = tiny_config(epochs=2)
+    whole = train_and_evaluate(config, out_dir=tmp_path / "whole", prepared=prepared)
+    assert whole.status == "completed" and len(whole.history) == 2
+    for name in ("metrics.json", "classification_report.txt", "history.csv", "confusion_matrix.png", "config.json"):
+        assert (tmp_path / "whole" / name).is_file(), name
+    on_disk = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    assert on_disk["test_accuracy"] == whole.metrics["test_accuracy"] and on_disk["epochs_run"] == 2
+    assert (tmp_path / "whole" / "history.csv").read_text().splitlines()[0] == \
+        "epoch,loss,accuracy,val_loss,val_accuracy,seconds"
+
+    class Killed(Exception):
+        pass
+
+    def die_after_first_epoch(epoch, metrics):
+        assert set(metrics) >= {"loss", "accuracy", "val_loss", "val_accuracy", "seconds", "epoch"}
+        raise Killed
+
+    with pytest.raises(Killed):
+        train_and_evaluate(config, out_dir=tmp_path / "split", prepared=prepared, on_epoch=die_after_first_epoch)
+    assert not (tmp_path / "split" / "metrics.json").exists()
+    resumed = train_and_evaluate(config, out_dir=tmp_path / "split", prepared=prepared)
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
+    assert stable(resumed.metrics) == stable(whole.metrics)
+
+
+def test_out_dir_with_another_config_is_refused_until_overwrite(tmp_path, prepared):
+    from sweep.engine.train import ConfigMismatch, train_and_evaluate
+
+    train_and_evaluate(tiny_config(epochs=1), out_dir=tmp_path, prepared=prepared)
+    with pytest.raises(ConfigMismatch, match=r"optim.learning_rate: 0.0001 -> 0.001"):
+        train_and_evaluate(tiny_config(epochs=1, optim=OptimConfig(learning_rate=1e-3)), out_dir=tmp_path,
+                           prepared=prepared)
+    again = train_and_evaluate(tiny_config(epochs=1, optim=OptimConfig(learning_rate=1e-3)), out_dir=tmp_path,
+                               prepared=prepared, overwrite=True)
+    assert again.status == "completed"
+
+
+def test_nan_loss_stops_the_run_as_diverged(tmp_path, prepared):
+    from sweep.engine.train import train_and_evaluate
+
+    config = tiny_config(epochs=2, optim=OptimConfig(name="sgd", learning_rate=1e30, momentum=0.0))
+    result = train_and_evaluate(config, out_dir=tmp_path, prepared=prepared)
+    assert result.status == "diverged"
+    assert result.metrics["diverged_epoch"] == 1 and result.metrics["diverged_step"] >= 1
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "diverged"
+
+
+def test_impossible_configs_fail_before_training(prepared):
+    from sweep.engine.train import train_and_evaluate
+
+    with pytest.raises(ValueError, match="unknown optimiser 'lamb'; choose one of: rmsprop, adam, adamw, sgd"):
+        train_and_evaluate(tiny_config(optim=OptimConfig(name="lamb")), prepared=prepared)
+    with pytest.raises(ValueError, match=r"batch_size 4096 is larger than the train split \(\d+ images\)"):
+        train_and_evaluate(tiny_config(batch_size=4096), prepared=prepared)
+
+
+def test_train_step_compiles_once_across_an_epoch_with_a_ragged_last_batch(prepared):
+    import flax.nnx as nnx
+
+    from data.pipeline import train_batches
+    from models.registry import build_model
+    from sweep.engine.steps import init_totals, make_optimizer, make_train_step, split_model
+
+    split = prepared.split("train")
+    batch_size = 13
+    assert len(split) % batch_size != 0
+    model = build_model(TINY_FUSION.replace(image_size=32, channels=1), rngs=nnx.Rngs(params=0, dropout=1))
+    graphdef, params, rest = split_model(model, train=True)
+    tx = make_optimizer(OptimConfig(), steps_per_epoch=10, epochs=1)
+    step = make_train_step(graphdef, tx, PipelineSpec(channels=1))
+    state = (params, rest, tx.init(params), init_totals())
+    valid_rows = []
+    for batch in train_batches(split, PipelineSpec(channels=1), batch_size=batch_size, seed=0, epoch=1, num_classes=2):
+        valid_rows.append(int(batch["valid"].sum()))
+        state = step(*state, {k: batch[k] for k in ("image", "label", "valid")})
+    assert valid_rows[-1] < batch_size  # the last batch was padded
+    assert int(state[3]["count"]) == sum(valid_rows)
+    assert step._cache_size() == 1
+
+
+def test_eval_predictions_are_identical_at_batch_1_and_64(prepared):
+    import flax.nnx as nnx
+
+    from models.registry import build_model
+    from sweep.engine.steps import make_predict_fn
+
+    model = build_model(TINY_FUSION.replace(image_size=32, channels=1), rngs=nnx.Rngs(params=0, dropout=1))
+    images = prepared.split("train").images[:70, :, :, None].astype(np.float32) / 255.0
+    one, many = make_predict_fn(model, PipelineSpec(channels=1), 1), make_predict_fn(model, PipelineSpec(channels=1), 64)
+    p1, p64 = one(images), many(images)
+    assert p1.shape == (70, 2)
+    np.testing.assert_array_equal(p1.argmax(1), p64.argmax(1))
+    np.testing.assert_allclose(p1, p64, rtol=0, atol=1e-5)
+    for n in (1, 7, 50):
+        np.testing.assert_allclose(many(images[:n]), p64[:n], atol=1e-6)
+    assert many.jitted._cache_size() == 1
+
+
+def test_load_run_predicts_the_test_metrics(tmp_path, prepared):
+    from sweep.engine.metrics import classification_metrics
+    from sweep.engine.train import load_run, train_and_evaluate
+
+    result = train_and_evaluate(tiny_config(epochs=2), out_dir=tmp_path, prepared=prepared)
+    loaded = load_run(tmp_path)
+    assert loaded.classes == ("COVID", "Normal") and loaded.weights_epoch == result.metrics["weights_epoch"]
+    test = prepared.split("test")
+    probs = loaded.predict_fn(16)(test.images[..., None].astype(np.float32) / 255.0)
+    again = classification_metrics(test.labels, probs, loaded.classes)
+    assert again["test_accuracy"] == result.metrics["test_accuracy"]
+    assert again["test_auc"] == pytest.approx(result.metrics["test_auc"], abs=1e-6)
+
+
+def test_cli_reports_divergence_with_exit_code_and_no_traceback(tmp_path, prepared, capsys):
+    from sweep.cli import main
+
+    code = main(["train", "--model", "fusion", "--cnn-cut", "block2_drop", "--resnet-cut", "conv2_block1_out",
+                 "--branch-width", "16", "--head-width", "16", "--image-size", "32", "--num-images", "120",
+                 "--channels", "1", "--epochs", "1", "--optimizer", "sgd", "--lr", "1e30", "--no-progress",
+                 "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "diverged: loss became NaN or inf at epoch 1, step" in err and "Traceback" not in err
+
+
+def test_evaluate_refuses_classes_the_model_does_not_know():
+    from sweep.commands.evaluate import check_classes
+
+    assert check_classes(("Normal", "COVID"), ("COVID", "Normal")) == [1, 0]
+    with pytest.raises(ValueError, match="'Lung_Opacity' unknown to the model; the model knows COVID, Normal; "
+                                         "the data has COVID, Lung_Opacity"):
+        check_classes(("COVID", "Lung_Opacity"), ("COVID", "Normal"))
