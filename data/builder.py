@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from data import locking
-from data.parallel import available_cores, ordered_map
+from data.parallel import available_cores, ordered_mapper
 from data.prepared import FORMAT_VERSION, MANIFEST, PreparedDataset
 from data.records import SplitWriter, features, tfds_dir, write_metadata
 from data.spec import DataSpec
@@ -147,7 +147,9 @@ def _radiography_source(spec: DataSpec, root: Path, progress: bool) -> _Source:
 def prepare(spec: DataSpec, *, progress: bool = False, workers: int | None = None) -> PreparedDataset:
     """Prepare `spec` (or reuse its cached copy) and return it. Errors in the input are raised before anything is
     written; a build goes to a `.building-*` folder renamed into place at the end, so an interrupted build leaves
-    nothing a later run would read. `workers`: processes that decode or draw images (default: available cores)."""
+    nothing a later run would read. `workers`: processes that decode or draw images (default: the available cores
+    from PARALLEL_FROM images on). They are spawned, so a script calling this keeps the call under
+    `if __name__ == "__main__":` (or passes workers=1)."""
     validate(spec)
     root = cache_root(spec)
     source = _radiography_source(spec, root, progress) if spec.source == "radiography" else _synthetic_source(spec)
@@ -169,6 +171,17 @@ def prepare(spec: DataSpec, *, progress: bool = False, workers: int | None = Non
         _build_into(final, source, spec, progress, workers)
     _say(progress, f"prepared {final}")
     return PreparedDataset(final)
+
+
+def open_prepared(path: str | os.PathLike | None, spec: DataSpec) -> PreparedDataset | None:
+    """The finished dataset at `path` if this machine sees one there (e.g. a cache every node mounts) and it was
+    prepared from `spec`, else None; a damaged one raises. Lets Ray trials read what the driver prepared without
+    the source images."""
+    if path is None or not (Path(path) / MANIFEST).is_file():
+        return None
+    dataset = PreparedDataset(Path(path))
+    same = {k: v for k, v in _spec_json(spec).items() if k != "cache_dir"}
+    return dataset if {k: v for k, v in dataset.manifest["spec"].items() if k != "cache_dir"} == same else None
 
 
 def _check_writable(root: Path) -> None:
@@ -210,32 +223,41 @@ def _write_records(tmp: Path, source: _Source, spec: DataSpec, progress: bool, w
     schema = features(spec.image_size, source.annotated)
     example_bytes = spec.image_size ** 2 * (2 if source.annotated else 1) + 256
     workers = workers if workers is not None else (available_cores() if source.total >= PARALLEL_FROM else 1)
-    mapper = functools.partial(ordered_map, workers=workers)
     bar = _progress_bar(progress, "images", source.total)
     bar = bar() if bar else None  # updated by hand, one image at a time
     infos, counts = [], {}
     try:
-        for s, split in enumerate(SPLITS):
-            writer = SplitWriter(data_dir, split, schema, example_bytes)
-            index: dict[str, list] = {"labels": [], "ids": [], "groups": [], "marker_boxes": []}
-            for example in source.examples(s, mapper):
-                writer.write(example)
-                for key, field in (("labels", "label"), ("ids", "id"), ("groups", "group"), ("marker_boxes", "marker_box")):
-                    if field in example:
-                        index[key].append(example[field])
-                if bar is not None:
-                    bar.update(1)
-            if not index["labels"]:
-                raise ValueError(f"the {split} split is empty (every image of it was unreadable)")
-            infos.append(writer.close())
-            _save_index(tmp / "index" / f"{split}.npz", index)
-            labels = np.asarray(index["labels"])
-            counts[split] = {c: int(np.sum(labels == i)) for i, c in enumerate(spec.classes)}
+        with ordered_mapper(workers) as mapper:
+            for s, split in enumerate(SPLITS):
+                writer = SplitWriter(data_dir, split, schema, example_bytes)
+                index = _write_split(writer, source.examples(s, mapper), bar)
+                if not index["labels"]:
+                    raise ValueError(f"the {split} split is empty (every image of it was unreadable)")
+                infos.append(writer.close())
+                _save_index(tmp / "index" / f"{split}.npz", index)
+                labels = np.asarray(index["labels"])
+                counts[split] = {c: int(np.sum(labels == i)) for i, c in enumerate(spec.classes)}
     finally:
         if bar is not None:
             bar.close()
     write_metadata(data_dir, schema, infos)
     return counts
+
+
+INDEX_FIELDS = {"labels": "label", "ids": "id", "groups": "group", "marker_boxes": "marker_box"}
+
+
+def _write_split(writer: SplitWriter, examples: Iterator[dict], bar) -> dict[str, list]:
+    """Write each example as it comes; keep only its small per-record fields (the index)."""
+    index: dict[str, list] = {key: [] for key in INDEX_FIELDS}
+    for example in examples:
+        writer.write(example)
+        for key, field in INDEX_FIELDS.items():
+            if field in example:
+                index[key].append(example[field])
+        if bar is not None:
+            bar.update(1)
+    return index
 
 
 def _save_index(path: Path, index: dict) -> None:

@@ -1,7 +1,9 @@
-"""ordered_map: fn over items in worker processes, results in input order, with a bounded number in flight."""
+"""ordered_mapper: map a function over items in worker processes, results in input order, a bounded number in flight."""
 from __future__ import annotations
 
 import collections
+import contextlib
+import functools
 import os
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -29,24 +31,30 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
-def ordered_map(fn: Callable, items: Iterable, *, workers: int, chunk: int = 16, ahead: int = 3) -> Iterator:
-    """Yield fn(item) for each item, in order. workers <= 1 runs in this process; otherwise `fn` (picklable) runs in
-    spawned processes with at most workers * ahead chunks in flight, so memory stays bounded whatever the input size."""
+def _ordered_map(pool, in_flight: int, chunk: int, fn: Callable, items: Iterable) -> Iterator:
+    pending: collections.deque = collections.deque()
+    try:
+        for group in _chunks(items, chunk):
+            pending.append(pool.submit(_apply, fn, group))
+            if len(pending) >= in_flight:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+    finally:  # the consumer stopped early (an error, Ctrl-C): drop the work not started yet
+        for future in pending:
+            future.cancel()
+
+
+@contextlib.contextmanager
+def ordered_mapper(workers: int, *, chunk: int = 16, ahead: int = 3) -> Iterator[Callable]:
+    """Yields mapper(fn, items) -> iterator of fn(item) in input order. workers <= 1 maps in this process; otherwise
+    `fn` (picklable) runs in `workers` spawned processes, started once for every map made through this context, with
+    at most workers * ahead chunks in flight, so memory stays bounded whatever the number of items."""
     if workers <= 1:
-        yield from map(fn, items)
+        yield map
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending: collections.deque = collections.deque()
-        try:
-            for group in _chunks(items, chunk):
-                pending.append(pool.submit(_apply, fn, group))
-                if len(pending) >= workers * ahead:
-                    yield from pending.popleft().result()
-            while pending:
-                yield from pending.popleft().result()
-        finally:  # the consumer stopped early (an error, Ctrl-C): drop the work not started yet
-            for future in pending:
-                future.cancel()
+        yield functools.partial(_ordered_map, pool, workers * ahead, chunk)

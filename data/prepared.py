@@ -39,8 +39,8 @@ class SplitArrays:
 
 class RecordColumn:
     """One per-record array of a split on disk (images or lesion masks), indexed like a numpy array:
-    column[i], column[rows], column[a:b], column[bool_mask] read just those records. np.asarray(column) reads the
-    whole split into memory: use it for small splits only."""
+    column[i], column[rows], column[a:b], column[bool_mask] read just those records, and column[rows, ...] indexes
+    the result further. np.asarray(column) and column[...] read the whole split: for small splits only."""
 
     def __init__(self, reader: RecordReader, field: str, length: int, dtype):
         self.reader, self.field, self.dtype = reader, field, np.dtype(dtype)
@@ -51,6 +51,13 @@ class RecordColumn:
         return self.shape[0]
 
     def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, tuple):  # rows first, then numpy indexing of what was read
+            if not key or key[0] is Ellipsis:
+                return self[:][key]
+            rows = self[key[0]]
+            return rows[key[1:]] if isinstance(key[0], (int, np.integer)) else rows[(slice(None),) + key[1:]]
+        if key is Ellipsis:
+            return self[:]
         if isinstance(key, (int, np.integer)):
             n = len(self)
             if not -n <= key < n:

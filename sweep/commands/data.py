@@ -154,7 +154,7 @@ def stream_command(args, dataset) -> int:
           f"{figures['seconds']:.1f} s: {figures['images_per_second']:.0f} images/s; peak RSS "
           f"{figures['peak_rss_mb']:.0f} MB (this process and its workers)")
     if args.json:
-        from sweep.results import write_json_atomic
+        from sweep.engine.run_outputs import write_json_atomic
 
         write_json_atomic(args.json, figures)
         print(f"wrote {args.json}")

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from data.model_input import to_model_input  # jax only: the GPU path never loads grain, cv2 or TFDS
 from data.spec import PipelineSpec
 from sweep.configs.schema import OptimConfig
 
@@ -89,8 +90,6 @@ def init_totals() -> dict[str, jax.Array]:
 
 
 def _forward(graphdef, params, rest, batch, pipeline: PipelineSpec, precision: str, augment_cnn_only: bool):
-    from data.pipeline import to_model_input
-
     # bfloat16 compute is the model's own dtype (build_model(..., dtype=jnp.bfloat16)): params stay float32
     model = nnx.merge(graphdef, params, rest, copy=True)
     x = to_model_input(batch["image"], pipeline)
@@ -165,8 +164,6 @@ def make_predict_fn(model: nnx.Module, pipeline: PipelineSpec, batch_size: int) 
 
     @jax.jit
     def probs(params, rest, images):
-        from data.pipeline import to_model_input
-
         logits = nnx.merge(graphdef, params, rest, copy=True)(to_model_input(images, pipeline))
         return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 

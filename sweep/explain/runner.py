@@ -220,7 +220,7 @@ def explain_results(results_dir: str | Path, *, trials: str | Sequence[str] = "p
     x = as_float_images(test.images[idx])
     labels = np.asarray(test.labels)[idx]
     ids = [str(i) for i in np.asarray(test.ids)[idx]]
-    lesions = None if test.lesion_masks is None else np.asarray(test.lesion_masks)[idx]
+    lesions = None if test.lesion_masks is None else test.lesion_masks[idx]  # reads just the sampled records
     boxes = None if test.marker_boxes is None else np.asarray(test.marker_boxes)[idx]
     synthetic = spec.source == "synthetic"
 

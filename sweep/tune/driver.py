@@ -56,8 +56,9 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str,
 
 
 def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, storage: str | None,
-               compile_cache: str | None, callbacks: list, base_dict: dict):
-    """A Tuner over the listed trials (a grid over the trial list: each appears exactly once)."""
+               compile_cache: str | None, callbacks: list, base_dict: dict, prepared_path: str | None = None):
+    """A Tuner over the listed trials (a grid over the trial list: each appears exactly once). Trials open the
+    driver's prepared dataset at `prepared_path` when their node sees it (a shared cache), else prepare their own."""
     from ray import tune
 
     param_space = {
@@ -67,6 +68,7 @@ def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, stor
         "cpus": sweep.cpus_per_trial,
         "gpus": sweep.gpus_per_trial,
         "compile_cache": compile_cache,
+        "prepared_path": prepared_path,
     }
     return tune.Tuner(
         trainable_with_resources(sweep),
@@ -243,7 +245,8 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
             say(f"resuming {experiment_path(str(out), storage)}")
         else:
             tuner = make_tuner(sweep, trials, results_dir=str(out), storage=storage, compile_cache=compile_cache,
-                               callbacks=callbacks, base_dict=base_config_dict(sweep))
+                               callbacks=callbacks, base_dict=base_config_dict(sweep),
+                               prepared_path=str(prepared.path))
         grid = tuner.fit()
     finally:
         if started:

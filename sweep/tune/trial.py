@@ -84,7 +84,11 @@ def run_trial(config: dict[str, Any]) -> None:
     if finished is not None:  # Ray restarted a trial whose run had already finished (e.g. after a driver crash)
         metrics, status = finished, finished.get("status", "completed")
     else:
-        result = train_and_evaluate(train_config, out_dir=out_dir, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch)
+        from data.builder import open_prepared
+
+        prepared = open_prepared(config.get("prepared_path"), train_config.data)  # None where the cache is not shared
+        result = train_and_evaluate(train_config, out_dir=out_dir, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch,
+                                    prepared=prepared)
         metrics, status = result.metrics, result.status
     final = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
     final.update(final=True, train_status=status, wall_seconds=time.time() - start, node_id=ray_node_id(),

@@ -159,5 +159,36 @@ def test_split_columns_index_like_arrays(tmp_path):
     np.testing.assert_array_equal(test.images[[4, 1]], whole[[4, 1]])
     np.testing.assert_array_equal(test.images[test.labels == 1], whole[test.labels == 1])
     np.testing.assert_array_equal(np.asarray(test.lesion_masks)[-1], test.lesion_masks[-1])
+    np.testing.assert_array_equal(test.images[:3, :, :, None], whole[:3, :, :, None])
+    np.testing.assert_array_equal(test.images[..., None], whole[..., None])
+    np.testing.assert_array_equal(test.images[1, 2:4], whole[1, 2:4])
     with pytest.raises(IndexError, match="out of range"):
         test.images[len(test)]
+
+
+def test_data_stream_prints_and_writes_its_figures(tmp_path, capsys):
+    import json
+
+    from sweep.cli import main
+
+    out = tmp_path / "stream.json"
+    rc = main(["data", "stream", "--num-images", "60", "--image-size", "32", "--data-dir-cache", str(tmp_path / "c"),
+               "--batch-size", "8", "--epochs", "2", "--workers", "2", "--json", str(out), "--quiet"])
+    printed = capsys.readouterr().out
+    assert rc == 0 and "images/s" in printed and "peak RSS" in printed
+    figures = json.loads(out.read_text())
+    assert figures["images"] == 2 * 42 and figures["images_per_second"] > 0 and figures["peak_rss_mb"] > 50
+    assert figures["worker_kind"] == "threads" and figures["workers"] == 2
+    rc = main(["data", "stream", "--num-images", "60", "--image-size", "32", "--data-dir-cache", str(tmp_path / "c"),
+               "--epochs", "0", "--quiet"])
+    assert rc == 2 and "--epochs" in capsys.readouterr().err
+
+
+def test_open_prepared_reads_a_finished_dataset_of_the_same_spec_only(tmp_path):
+    from data.builder import open_prepared
+
+    spec = synthetic(tmp_path / "cache")
+    ds = prepare(spec)
+    assert open_prepared(ds.path, spec.replace(cache_dir="/somewhere/else")).path == ds.path  # another node's view
+    assert open_prepared(ds.path, spec.replace(image_size=48)) is None
+    assert open_prepared(tmp_path / "not-there", spec) is None and open_prepared(None, spec) is None
