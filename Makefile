@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The main job: a quick sweep on synthetic data (results in results/quick/). ARGS="..." passes flags.
+# The main job: a quick sweep on synthetic data (results in runs/quick/, git-ignored). ARGS="..." passes flags.
 run: $(STAMP)
 	$(VENV)/bin/fusion-sweep run $(ARGS)
 

@@ -5,41 +5,9 @@ import flax.nnx as nnx
 import jax
 import jax.numpy as jnp
 
-from models.cuts import (
-    Layer, build_layers, check_cut, check_image, check_num_classes, infer_shapes, needed_layers, run_layers,
-    weighted_modules,
-)
-
-FILTERS = (32, 64, 128, 256, 512)
-KERNELS = (3, 5, 3, 5, 3)
-DROPOUTS = (0.2, 0.2, 0.3, 0.3, 0.3)
-BN_EPSILON = 1e-3  # Keras BatchNormalization default
-
-
-def cnn_graph(num_classes: int = 2) -> tuple[Layer, ...]:
-    """Every layer of the seed's CNN, in Keras order: 5 x (conv same -> relu -> bn -> maxpool 2 -> dropout), head."""
-    layers = [Layer("input", "input")]
-    prev = "input"
-    for i, (filters, kernel, rate) in enumerate(zip(FILTERS, KERNELS, DROPOUTS), start=1):
-        block = [
-            Layer(f"block{i}_conv", "conv", (prev,), features=filters, kernel=kernel, padding="SAME"),
-            Layer(f"block{i}_relu", "relu", (f"block{i}_conv",)),
-            Layer(f"block{i}_bn", "bn", (f"block{i}_relu",), epsilon=BN_EPSILON),
-            Layer(f"block{i}_pool", "maxpool", (f"block{i}_bn",), kernel=2, stride=2),
-            Layer(f"block{i}_drop", "dropout", (f"block{i}_pool",), rate=rate),
-        ]
-        layers += block
-        prev = block[-1].name
-    layers += [
-        Layer("flatten", "flatten", (prev,)),
-        Layer("dense", "dense", ("flatten",), features=2048, activation="relu"),
-        Layer("dropout", "dropout", ("dense",), rate=0.5),
-        Layer("predictions", "dense", ("dropout",), features=num_classes),  # logits; softmax lives in the loss
-    ]
-    return tuple(layers)
-
-
-CNN_LAYERS: tuple[str, ...] = tuple(layer.name for layer in cnn_graph())
+from models.build import build_layers, run_layers, weighted_modules
+from models.cuts import check_cut, check_image, check_num_classes, infer_shapes, needed_layers
+from models.graphs import CNN_LAYERS, cnn_graph
 
 
 class TorresCNN(nnx.Module):

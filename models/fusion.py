@@ -8,9 +8,10 @@ import flax.nnx as nnx
 import jax
 import jax.numpy as jnp
 
-from models.cnn import CNN_LAYERS, TorresCNN, cnn_graph
+from models.cnn import TorresCNN
 from models.cuts import check_cut, check_image, check_num_classes, infer_shapes, needed_layers
-from models.resnet_v2 import RESNET50V2_LAYERS, ResNet50V2, resnet50v2_graph
+from models.graphs import CNN_LAYERS, RESNET50V2_LAYERS, cnn_graph, resnet50v2_graph
+from models.resnet_v2 import ResNet50V2
 from models.spec import FusionSpec
 
 ACTIVATIONS = ("linear", "relu", "softmax")

@@ -35,6 +35,10 @@ import h5py
 import jax
 import numpy as np
 
+from models.cnn import TorresCNN
+from models.graphs import cnn_graph, head_graph, resnet50v2_graph
+from models.resnet_v2 import ResNet50V2
+
 # Keras 3 H5IOStore key base for each nnx module type / cuts.Layer kind (keras.src.utils.naming.to_snake_case).
 _CLASS_KEY = {nnx.Conv: "conv2d", nnx.BatchNorm: "batch_normalization", nnx.Linear: "dense"}
 _KIND_KEY = {"conv": "conv2d", "bn": "batch_normalization", "dense": "dense"}
@@ -332,9 +336,6 @@ def _class_keys(class_names: Iterable[str], snake=True) -> list[str]:
 
 def _full_graph_kinds(model: nnx.Module) -> dict[str, str] | None:
     """Keras layer name -> class key base for the FULL Keras model behind one of our models (None: unknown)."""
-    from models.cnn import TorresCNN, cnn_graph
-    from models.resnet_v2 import ResNet50V2, head_graph, resnet50v2_graph
-
     if isinstance(model, ResNet50V2):
         graph = resnet50v2_graph() + head_graph("flatten", 2)
     elif isinstance(model, TorresCNN):

@@ -10,10 +10,9 @@ import flax.nnx as nnx
 import jax
 import jax.numpy as jnp
 
-from models.cnn import cnn_graph
 from models.cuts import KERAS_TYPES, check_image, check_num_classes, cumulative_params, infer_shapes
+from models.graphs import cnn_graph, resnet50v2_graph
 from models.registry import build_model
-from models.resnet_v2 import resnet50v2_graph
 from models.spec import FusionSpec
 
 

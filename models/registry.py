@@ -1,16 +1,13 @@
-"""build_model: the one entry point that builds `cnn`, `resnet50v2` or a fusion model from a name or FusionSpec."""
+"""The ONE list of model names, and build_model: builds `cnn`, `resnet50v2` or a fusion from a name or FusionSpec."""
 from __future__ import annotations
 
 import difflib
 
-import flax.nnx as nnx
-
-from models.cnn import TorresCNN
-from models.fusion import FusionNet
-from models.resnet_v2 import HEADS, ResNet50V2
+from models.graphs import HEADS
 from models.spec import FusionSpec
 
 MODEL_NAMES = ("cnn", "resnet50v2", "fusion")
+PARENT_NAMES = ("cnn", "resnet50v2")  # the two models the seed fused, each also trained alone
 
 
 def check_model_name(name: str) -> None:
@@ -21,13 +18,15 @@ def check_model_name(name: str) -> None:
 
 
 def build_model(name_or_spec: str | FusionSpec, *, num_classes: int = 2, image_size: int = 256, channels: int = 3,
-                resnet_head: str = "flatten", dtype=None, bn_momentum: float | None = None,
-                rngs: nnx.Rngs) -> nnx.Module:
+                resnet_head: str = "flatten", dtype=None, bn_momentum: float | None = None, rngs):
     """Build a model with fresh (glorot-uniform) weights; call it as model(x, resnet_x=None) -> logits (B, classes).
     "fusion" is FusionSpec() with the given num_classes/image_size/channels; a FusionSpec is used as given.
     `dtype` is the compute dtype (e.g. jnp.bfloat16); params stay float32 and logits are float32.
     `bn_momentum` overrides Keras' BatchNorm momentum of 0.99 (which needs ~500 steps before the moving
-    statistics forget their initial values: short CPU runs want a lower value)."""
+    statistics forget their initial values: short CPU runs want a lower value). `rngs`: an nnx.Rngs."""
+    # flax loads here, not at import: MODEL_NAMES must stay importable where JAX may not load (analysis, configs)
+    import flax.nnx as nnx
+
     model = _build(name_or_spec, num_classes=num_classes, image_size=image_size, channels=channels,
                    resnet_head=resnet_head, dtype=dtype, rngs=rngs)
     if bn_momentum is not None:
@@ -40,6 +39,10 @@ def build_model(name_or_spec: str | FusionSpec, *, num_classes: int = 2, image_s
 
 
 def _build(name_or_spec, *, num_classes, image_size, channels, resnet_head, dtype, rngs):
+    from models.cnn import TorresCNN
+    from models.fusion import FusionNet
+    from models.resnet_v2 import ResNet50V2
+
     if isinstance(name_or_spec, FusionSpec):
         return FusionNet(name_or_spec, dtype=dtype, rngs=rngs)
     check_model_name(name_or_spec)

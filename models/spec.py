@@ -32,9 +32,11 @@ class FusionSpec:
     @property
     def label(self) -> str:
         """A short human-readable name, e.g. 'cnn:block3_drop+rn:conv3_block4_2_relu/b2048/h2048'."""
-        parts = []
-        if self.cnn_cut:
-            parts.append(f"cnn:{self.cnn_cut}")
-        if self.resnet_cut:
-            parts.append(f"rn:{self.resnet_cut}")
-        return "+".join(parts) + f"/b{self.branch_width}/h{self.head_width}"
+        return fusion_label(self.cnn_cut, self.resnet_cut, self.branch_width, self.head_width)
+
+
+def fusion_label(cnn_cut: str | None, resnet_cut: str | None, branch_width: int, head_width: int) -> str:
+    """The ONE short name of a fusion configuration, e.g. 'cnn:block3_drop+rn:conv3_block4_2_relu/b2048/h2048'."""
+    parts = [f"cnn:{cnn_cut}"] if cnn_cut else []
+    parts += [f"rn:{resnet_cut}"] if resnet_cut else []
+    return "+".join(parts) + f"/b{int(branch_width)}/h{int(head_width)}"

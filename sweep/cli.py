@@ -5,8 +5,11 @@ import argparse
 import importlib
 import sys
 
+from sweep import UsageError
+
 # name -> (module, one-line help). Modules import heavy packages (jax, ray, shap) inside run() only,
-# so `fusion-sweep --help` stays fast and each command loads just what it needs.
+# so `fusion-sweep --help` stays fast and each command loads just what it needs. A module that fails to
+# import is an error (never a silently missing command).
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("sweep.commands.run", "run a sweep of fusion models with Ray Tune (the main job)"),
     "report": ("sweep.commands.report", "rebuild plots and report.md of a sweep from its tables"),
@@ -28,12 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name != module_name:
-                raise
-            continue  # command not built yet
+        module = importlib.import_module(module_name)
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(sub_parser)
         sub_parser.set_defaults(_run=module.run)
@@ -48,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
+    except UsageError as err:  # what the user asked for cannot work: one line, exit 2, before any work
+        print(f"fusion-sweep {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130

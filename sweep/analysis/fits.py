@@ -3,11 +3,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Callable
 
 import numpy as np
+from scipy import stats
+from scipy.optimize import OptimizeWarning, curve_fit, nnls
 
-from sweep.analysis.tables import CONFIG_KEYS
+from models.cuts import cumulative_params, infer_shapes
+from models.graphs import cnn_graph, head_graph, resnet50v2_graph
+from sweep.analysis.tables import by_configuration
 
 FORMS = ("linear", "log", "power")
 FORM_WORDS = {"linear": "linear in N (err = c0 + c1*N)", "log": "linear in log N (err = c0 + c1*ln N)",
@@ -32,8 +37,6 @@ class Fit:
 
 def fit_form(form: str, size: np.ndarray, err: np.ndarray) -> Fit:
     """Least-squares fit of err(size) in one form. Sizes are scaled by their geometric mean for stability."""
-    from scipy.optimize import curve_fit
-
     size, err = np.asarray(size, float), np.asarray(err, float)
     ref = float(np.exp(np.mean(np.log(size))))
     x = size / ref
@@ -59,8 +62,6 @@ def fit_form(form: str, size: np.ndarray, err: np.ndarray) -> Fit:
 def _fit_power(x: np.ndarray, err: np.ndarray) -> np.ndarray:
     """err = e_inf + a*x^-b with e_inf in [0,1], a >= 0, b in [0,4]: a grid over b (for each b the rest is a
     non-negative linear least-squares problem) gives the start, scipy's curve_fit with bounds refines it."""
-    from scipy.optimize import curve_fit, nnls
-
     best = None
     for b in np.linspace(0.0, 4.0, 81):
         design = np.stack([np.ones_like(x), np.power(x, -b)], axis=1)
@@ -76,10 +77,6 @@ def _fit_power(x: np.ndarray, err: np.ndarray) -> np.ndarray:
     def jac(x, e_inf, a, b):
         xb = np.power(x, -b)
         return np.stack([np.ones_like(x), xb, -a * xb * np.log(x)], axis=1)
-
-    import warnings
-
-    from scipy.optimize import OptimizeWarning
 
     try:
         with warnings.catch_warnings():
@@ -105,8 +102,6 @@ def loo_rmse(form: str, size: np.ndarray, err: np.ndarray) -> float:
 
 def lack_of_fit_pvalue(fit: Fit, groups: list[np.ndarray], size: np.ndarray) -> float | None:
     """Lack-of-fit F-test of a fitted form against the seed-to-seed (pure) error; None without replicates."""
-    from scipy import stats
-
     n_total = sum(len(g) for g in groups)
     pure = sum(float(np.sum((g - g.mean()) ** 2)) for g in groups)
     df_pure = n_total - len(groups)
@@ -120,13 +115,11 @@ def lack_of_fit_pvalue(fit: Fit, groups: list[np.ndarray], size: np.ndarray) -> 
 
 
 def _groups(trials, size: str, quality: str) -> tuple[np.ndarray, list[np.ndarray]]:
-    done = trials[trials[quality].notna() & trials[size].notna()].copy()
+    done = trials[trials[quality].notna() & trials[size].notna()]
     if (done["model"] == "fusion").sum() >= 4:  # the question is about fusions; parents are reference points
         done = done[done["model"] == "fusion"]
-    keys = done[list(CONFIG_KEYS)].astype(object).where(done[list(CONFIG_KEYS)].notna(), "")
-    done["_key"] = keys.astype(str).agg("|".join, axis=1)
     sizes, groups = [], []
-    for _, group in done.groupby("_key", sort=False):
+    for group in by_configuration(done):
         sizes.append(float(group[size].mean()))
         groups.append(1.0 - group[quality].to_numpy(float))
     return np.array(sizes), groups
@@ -197,22 +190,15 @@ def _linear_verdict(result: dict) -> str:
 
 def head_fractions(image_size: int = 256, channels: int = 3, num_classes: int = 2) -> dict[str, dict]:
     """How much of each parent's parameter count sits in its Flatten/Dense head, counted from the models' graphs."""
-    from models.cnn import cnn_graph
-    from models.cuts import cumulative_params, infer_shapes
-    from models.resnet_v2 import head_graph, resnet50v2_graph
-
     out = {}
-    cnn = cnn_graph(num_classes)
-    shapes = infer_shapes(cnn, image_size, channels, "cnn")
-    total, _ = cumulative_params(cnn, shapes, "predictions", channels)
-    backbone, _ = cumulative_params(cnn, shapes, "block5_drop", channels)
-    out["cnn"] = {"params": total, "backbone": backbone, "head": total - backbone, "head_fraction": 1 - backbone / total}
-    resnet = resnet50v2_graph() + head_graph("flatten", num_classes)
-    shapes = infer_shapes(resnet, image_size, channels, "resnet50v2")
-    total, _ = cumulative_params(resnet, shapes, "predictions", channels)
-    backbone, _ = cumulative_params(resnet, shapes, "post_relu", channels)
-    out["resnet50v2"] = {"params": total, "backbone": backbone, "head": total - backbone,
-                         "head_fraction": 1 - backbone / total}
+    for model, graph, backbone_end in (("cnn", cnn_graph(num_classes), "block5_drop"),
+                                       ("resnet50v2", resnet50v2_graph() + head_graph("flatten", num_classes),
+                                        "post_relu")):
+        shapes = infer_shapes(graph, image_size, channels, model)
+        total, _ = cumulative_params(graph, shapes, "predictions", channels)
+        backbone, _ = cumulative_params(graph, shapes, backbone_end, channels)
+        out[model] = {"params": total, "backbone": backbone, "head": total - backbone,
+                      "head_fraction": 1 - backbone / total}
     return out
 
 

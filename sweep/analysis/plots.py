@@ -1,42 +1,31 @@
 """Accuracy-versus-size figures of a sweep: per-configuration mean and seed spread, Pareto front, parents, paper points."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
+
+from matplotlib.figure import Figure  # drawn headless, without pyplot's global state
+
+from sweep.configs.naming import is_seed_fusion
+from sweep.configs.seed_paper import paper_points
+from sweep.files import write_bytes_atomic
 
 AXIS_WORDS = {"params": "parameters", "flops": "FLOPs per image (forward)", "latency_ms": "latency per image (ms)"}
 PARENT_STYLE = {"cnn": ("tab:orange", "s", "CNN parent"), "resnet50v2": ("tab:red", "D", "ResNet50V2 parent")}
 
 
-def paper_points() -> list[dict]:
-    """The seed paper's three models (accuracy and params at 256 px), for plots of the Kaggle database."""
-    try:
-        from sweep.configs.seed_paper import PAPER_REPORTS
-        accuracy = {m: PAPER_REPORTS[m]["accuracy"] for m in ("cnn", "resnet50v2", "fusion")}
-    except (ImportError, KeyError):
-        accuracy = {"cnn": 0.94, "resnet50v2": 0.99, "fusion": 0.86}
-    params = {"cnn": 69_244_610, "resnet50v2": 292_006_402, "fusion": 10_437_570}
-    return [{"model": m, "params": params[m], "test_accuracy": accuracy[m]} for m in ("cnn", "resnet50v2", "fusion")]
-
-
 def plot_accuracy_vs(configs, pareto, size: str, path: str | Path, *, quality: str = "test_accuracy",
                      title: str = "", show_paper: bool = False) -> Path:
     """One figure: x = size (log), y = mean quality with min-max seed spread; Pareto front; parents labelled."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from sweep.tune.results import write_bytes_atomic
-
     mean, lo, hi = f"{quality}_mean", f"{quality}_min", f"{quality}_max"
     table = configs[configs[size].notna() & (configs[size] > 0)]
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
+    fig = Figure(figsize=(7.5, 4.8), dpi=110)
+    ax = fig.add_subplot()
     fusion = table[table["model"] == "fusion"]
     if len(fusion):
         ax.errorbar(fusion[size], fusion[mean], yerr=[fusion[mean] - fusion[lo], fusion[hi] - fusion[mean]],
                     fmt="o", color="tab:blue", ecolor="0.6", capsize=2, ms=5, label="fusion configs (mean, seed range)")
-        seed = fusion[(fusion["cnn_cut"] == "block3_drop") & (fusion["resnet_cut"] == "conv3_block4_2_relu")
-                      & (fusion["branch_width"] == 2048) & (fusion["head_width"] == 2048)]
+        seed = fusion[fusion.apply(is_seed_fusion, axis=1)]
         if len(seed):
             ax.scatter(seed[size], seed[mean], s=140, facecolors="none", edgecolors="black", zorder=5,
                        label="the seed's fusion")
@@ -63,9 +52,6 @@ def plot_accuracy_vs(configs, pareto, size: str, path: str | Path, *, quality: s
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="best", framealpha=0.7)
     fig.tight_layout()
-    import io
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    plt.close(fig)
     return write_bytes_atomic(path, buffer.getvalue())

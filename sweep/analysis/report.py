@@ -5,11 +5,16 @@ import json
 import math
 from pathlib import Path
 
-from sweep.analysis.html import build_html
+import pandas as pd
+
 from sweep.analysis.fits import FORM_WORDS, describe, head_fractions, scaling_fits
-from sweep.analysis.tables import config_table, pareto_front
+from sweep.analysis.html import build_html
 from sweep.analysis.plots import plot_accuracy_vs
-from sweep.tune.results import read_manifest, read_trials, write_json_atomic, write_text_atomic
+from sweep.analysis.tables import config_table, pareto_front
+from sweep.configs.naming import is_seed_fusion
+from sweep.configs.seed_paper import PAPER_IMAGE_SIZE
+from sweep.files import write_json_atomic, write_text_atomic
+from sweep.tune.results import read_manifest, read_trials
 
 SIZES = ("params", "flops", "latency_ms")
 
@@ -22,13 +27,13 @@ def _fmt(value, spec: str = ".3f") -> str:
 
 def _is_paper_data(manifest: dict) -> bool:
     data = (manifest.get("sweep_config") or {}).get("train", {}).get("data", {})
-    return data.get("source") == "radiography" and int(data.get("image_size") or 0) == 256 and not data.get("subset")
+    return (data.get("source") == "radiography" and int(data.get("image_size") or 0) == PAPER_IMAGE_SIZE
+            and not data.get("subset"))
 
 
 def _reference_size(configs, column: str) -> float | None:
-    seed = configs[(configs["model"] == "fusion") & (configs["cnn_cut"] == "block3_drop")
-                   & (configs["resnet_cut"] == "conv3_block4_2_relu") & (configs["branch_width"] == 2048)
-                   & (configs["head_width"] == 2048)]
+    """`column` (a size) of the seed's fusion when the sweep trained it: where the halving effect is read."""
+    seed = configs[configs.apply(is_seed_fusion, axis=1)] if len(configs) else configs
     return float(seed[column].iloc[0]) if len(seed) and column in seed and seed[column].notna().all() else None
 
 
@@ -47,8 +52,8 @@ def build_report(results_dir: str | Path, *, bootstrap: int = 200) -> dict[str, 
             written[f"plot_{size}"] = plot_accuracy_vs(
                 configs, pareto, size, results_dir / "plots" / f"accuracy_vs_{size.split('_')[0]}.png",
                 show_paper=show_paper, title=f"{manifest.get('name', results_dir.name)}: test accuracy vs {size}")
-    fits = {size: scaling_fits(trials, size=size, reference_size=_reference_size(configs, size),
-                                        bootstrap=bootstrap) for size in ("params", "flops")}
+    fits = {size: scaling_fits(trials, size=size, reference_size=_reference_size(configs, size), bootstrap=bootstrap)
+            for size in ("params", "flops")}
     written["scaling"] = write_json_atomic(results_dir / "scaling.json", fits)
     text = render(results_dir, trials, configs, pareto, fits, manifest)
     written["report"] = write_text_atomic(results_dir / "report.md", text)
@@ -58,8 +63,6 @@ def build_report(results_dir: str | Path, *, bootstrap: int = 200) -> dict[str, 
 
 def _pareto_csv(pareto, trials) -> str:
     """pareto.csv: one row per front configuration, naming its trials (the first one as trial_id, for explain)."""
-    import pandas as pd
-
     if not len(pareto):
         return "trial_id,label,params,test_accuracy_mean\n"
     rows = []

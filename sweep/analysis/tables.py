@@ -4,27 +4,23 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
-from sweep.tune.space import config_label
+from sweep.configs.naming import CONFIG_KEYS, config_label
 
-CONFIG_KEYS = ("model", "cnn_cut", "resnet_cut", "branch_width", "head_width")
 SIZE_COLUMNS = ("params", "flops", "latency_ms")
 
 
 def config_table(trials, quality: str = "test_accuracy"):
     """One row per configuration over its finished seeds: sizes, and mean/std/min/max/count of `quality`."""
-    import pandas as pd
-
-    done = trials[trials[quality].notna()].copy()
+    done = trials[trials[quality].notna()]
     if done.empty:
         return pd.DataFrame(columns=[*CONFIG_KEYS, "label", *SIZE_COLUMNS, "seeds", f"{quality}_mean"])
-    keys = done[list(CONFIG_KEYS)].astype(object).where(done[list(CONFIG_KEYS)].notna(), "")
-    done["_key"] = keys.astype(str).agg("|".join, axis=1)
     rows = []
-    for _, group in done.groupby("_key", sort=False):
+    for group in by_configuration(done):
         first = group.iloc[0]
         row = {k: (first[k] if not _isna(first[k]) else None) for k in CONFIG_KEYS}
-        row["label"] = label(row)
+        row["label"] = config_label(row)
         for size in SIZE_COLUMNS:
             row[size] = float(group[size].mean()) if size in group and group[size].notna().any() else np.nan
         values = group[quality].astype(float)
@@ -38,13 +34,17 @@ def config_table(trials, quality: str = "test_accuracy"):
     return pd.DataFrame(rows).sort_values("params", kind="stable").reset_index(drop=True)
 
 
+def by_configuration(trials) -> list:
+    """The rows of `trials` grouped by configuration (CONFIG_KEYS, missing values equal), in first-seen order."""
+    if trials.empty:
+        return []
+    keys = trials[list(CONFIG_KEYS)].astype(object).where(trials[list(CONFIG_KEYS)].notna(), "")
+    key = keys.astype(str).agg("|".join, axis=1)
+    return [group for _, group in trials.groupby(key, sort=False)]
+
+
 def _isna(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def label(config: dict) -> str:
-    """The configuration's short name (table rows from CSV carry widths as floats)."""
-    return config_label(config)
 
 
 def pareto_front(configs, size: str = "params", quality: str = "test_accuracy_mean"):

@@ -9,18 +9,17 @@ import sys
 import tempfile
 import time
 
+from sweep.bench.steps import build_bench_model
+from sweep.engine.steps import step_kit
+from sweep.runtime import enable_compilation_cache
+
 
 def compile_once(model: str, image_size: int, batch_size: int, cache_dir: str) -> dict:
     """In THIS process: enable the persistent cache at `cache_dir`, build, lower and compile one train step."""
-    from sweep.runtime import enable_compilation_cache
-
-    enable_compilation_cache(cache_dir)
-    from sweep.bench.steps import build_bench_model
-    from sweep.engine.steps import step_kit
-
+    enable_compilation_cache(cache_dir)  # before anything compiles in this process
     kit = step_kit(build_bench_model(model, image_size), batch_size=batch_size, image_size=image_size)
     start = time.perf_counter()
-    lowered = kit.train_step.lower(*kit.state, kit.batch)
+    lowered = kit.train_step.lower(kit.state, kit.batch)
     traced = time.perf_counter()
     lowered.compile()
     return {"trace_s": traced - start, "compile_s": time.perf_counter() - traced}

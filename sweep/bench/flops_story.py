@@ -1,6 +1,12 @@
 """Params are not FLOPs: the seed models' params, forward FLOPs, and the cost of the fusion's per-pixel Dense(2048)."""
 from __future__ import annotations
 
+import flax.nnx as nnx
+
+from models.profile import count_params, forward_flops
+from models.registry import MODEL_NAMES, build_model
+from models.spec import FusionSpec
+
 
 def per_pixel_dense(height: int, width: int, in_channels: int, width_out: int) -> dict:
     """A Dense applied at every pixel of an (H, W, C) map: params are C*out+out, FLOPs 2*H*W*C*out."""
@@ -12,14 +18,8 @@ def per_pixel_dense(height: int, width: int, in_channels: int, width_out: int) -
 def seed_flops_vs_params(image_size: int = 256) -> dict:
     """Per seed model (built abstractly, nothing allocated): params, XLA forward FLOPs per image, FLOPs per param;
     for the fusion also its two per-pixel Dense(2048) branches."""
-    import flax.nnx as nnx
-
-    from models.profile import count_params, forward_flops
-    from models.registry import build_model
-    from models.spec import FusionSpec
-
     out: dict = {"image_size": image_size, "models": {}}
-    for name in ("cnn", "resnet50v2", "fusion"):
+    for name in MODEL_NAMES:
         model = nnx.eval_shape(lambda: build_model(name, num_classes=2, image_size=image_size, resnet_head="flatten",
                                                    rngs=nnx.Rngs(0)))
         params = count_params(model).total

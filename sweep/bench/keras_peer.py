@@ -9,7 +9,7 @@ import platform
 import sys
 import time
 
-MODELS = ("cnn", "resnet50v2", "fusion")
+MODELS = ("cnn", "resnet50v2", "fusion")  # models.registry.MODEL_NAMES: this script runs without the project
 
 
 def _cnn_blocks(x, blocks: int):

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import time
 
+import jax
 import numpy as np
 
 
 def matmul_peak(dtype: str = "float32", n: int = 2048, windows: int = 5, reps: int = 8) -> dict:
     """FLOP/s of an n x n @ n x n matmul in `dtype` (median of `windows` timed windows of `reps` calls)."""
-    import jax
-    import jax.numpy as jnp
-
     if dtype not in ("float32", "bfloat16"):
         raise ValueError(f"peak dtype must be 'float32' or 'bfloat16', got {dtype!r}")
     key_a, key_b = jax.random.split(jax.random.key(0))

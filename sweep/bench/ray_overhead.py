@@ -6,12 +6,14 @@ import sys
 import tempfile
 import time
 
+import jax
+import jax.numpy as jnp
+import ray
+from ray import tune
+
 
 def tiny_trial(config: dict) -> dict:
     """A tiny, fixed amount of real work: a few jitted SGD steps of a small MLP on random data."""
-    import jax
-    import jax.numpy as jnp
-
     key = jax.random.key(int(config.get("seed", 0)))
     kx, kw = jax.random.split(key)
     x = jax.random.normal(kx, (256, 64))
@@ -30,8 +32,6 @@ def tiny_trial(config: dict) -> dict:
 
 
 def _ray_trainable(config: dict) -> None:
-    from ray import tune
-
     tune.report(tiny_trial(config))
 
 
@@ -43,9 +43,6 @@ def ray_overhead(trials: int, *, steps: int = 50) -> dict:
     for seed in range(trials):
         tiny_trial({"seed": seed, "steps": steps})
     sequential = time.perf_counter() - start
-
-    import ray
-    from ray import tune
 
     started_here = not ray.is_initialized()
     start = time.perf_counter()

@@ -1,58 +1,26 @@
-"""Bench results: machine and version facts, the stdout table, and the atomically written JSON."""
+"""Bench results: the machine it ran on, the stdout table, and the JSON file."""
 from __future__ import annotations
 
-import json
 import os
-import platform
 import sys
-import tempfile
 from pathlib import Path
+
+from sweep import runtime
+from sweep.files import write_json_atomic
 
 
 def hardware() -> dict:
-    """CPU model, cores (all and usable), memory, load; accelerator devices when jax sees any."""
-    info = {"machine": platform.machine(), "system": platform.system(), "cpu_count": os.cpu_count(),
-            "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+    """The machine (sweep.runtime.hardware) plus the backend and devices JAX computes on."""
+    info = runtime.hardware()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                info["memory_gib"] = round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    try:
-        import jax
-
-        info["jax_devices"] = [str(d) for d in jax.devices()]
-        info["jax_backend"] = jax.default_backend()
+        info.update(runtime.jax_devices())
     except Exception as err:  # noqa: BLE001 - reported, not fatal
         info["jax_devices_error"] = str(err)
     return info
 
 
-def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for module in ("jax", "jaxlib", "flax", "optax", "numpy"):
-        try:
-            out[module] = __import__(module).__version__
-        except ImportError:
-            pass
-    return out
-
-
 def write_json(path: str | os.PathLike, result: dict) -> Path:
-    """Write `result` to `path` via a temp file in the same folder and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(result, handle, indent=2, sort_keys=False, default=str)
-        handle.write("\n")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, result)
 
 
 def _fmt(value, digits: int = 1) -> str:

@@ -8,8 +8,11 @@ import time
 import traceback
 from typing import Callable
 
+from models.registry import MODEL_NAMES
+
 DEVICES = ("cpu", "gpu")
 PEERS = ("keras",)
+SECTIONS = ("compile", "pipeline", "shap", "ray", "flops")  # what --skip may leave out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,14 +21,14 @@ class BenchOptions:
 
     device: str = "cpu"
     quick: bool = False
-    models: tuple[str, ...] = ("cnn", "resnet50v2", "fusion")
+    models: tuple[str, ...] = MODEL_NAMES
     sizes: tuple[int, ...] = (64, 128)
     batch_sizes: tuple[int, ...] = (32, 16)
     windows: int = 5
     window_s: float = 3.0
     peer: str | None = None
     peer_python: str | None = None
-    peer_models: tuple[str, ...] = ("cnn", "resnet50v2", "fusion")
+    peer_models: tuple[str, ...] = MODEL_NAMES
     compile_model: str = "resnet50v2"
     ray_trials: int = 4
     shap_images: int = 2
@@ -69,13 +72,14 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
     """Every figure of one run, as a JSON-ready dict (see sweep/commands/bench.py for the CLI).
     Order: peak, the models at the first image size, the overheads, the peer, then the larger sizes (slowest last);
     `checkpoint(result)` is called after each section, so a run cut short still leaves what it measured."""
+    from sweep import runtime
     from sweep.bench import report
     from sweep.bench.peak import matmul_peak
-    from sweep.bench.steps import MODELS, measure_model
+    from sweep.bench.steps import measure_model
 
-    bad = [m for m in options.models if m not in MODELS]
+    bad = [m for m in options.models if m not in MODEL_NAMES]
     if bad:
-        raise ValueError(f"unknown bench models {bad}; choose from {MODELS}")
+        raise ValueError(f"unknown bench models {bad}; choose from {MODEL_NAMES}")
     if options.peer not in (None, *PEERS):
         raise ValueError(f"peer must be one of {PEERS}, got {options.peer!r}")
     gpu = options.device == "gpu"
@@ -95,7 +99,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
             checkpoint(result)
 
     result["hardware"] = report.hardware()
-    result["versions"] = report.versions()
+    result["versions"] = runtime.versions()
     if gpu and jax.default_backend() != "gpu":
         raise RuntimeError(f"--device gpu asked for, but jax's backend is {jax.default_backend()!r}")
     result["peak"] = _guard("peak matmul", lambda: matmul_peak(

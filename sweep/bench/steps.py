@@ -3,44 +3,27 @@ from __future__ import annotations
 
 import time
 
+import flax.nnx as nnx
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from models.registry import MODEL_NAMES, build_model
+from models.spec import FusionSpec
 from sweep.bench.timing import summarize, time_windows
+from sweep.engine.steps import step_kit
 
-MODELS = ("cnn", "resnet50v2", "fusion")
 
-
-def build_bench_model(name: str, image_size: int, *, num_classes: int = 2, channels: int = 3, seed: int = 0):
-    """One of the seed's three models: cnn, resnet50v2 (Flatten/Dense(2048) head), fusion (FusionSpec())."""
-    import flax.nnx as nnx
-
-    if name not in MODELS:
-        raise ValueError(f"unknown bench model {name!r}; choose from: {', '.join(MODELS)}")
-    rngs = nnx.Rngs(seed)
-    try:
-        from models.registry import build_model
-    except ImportError:  # the registry is optional for the two parents
-        build_model = None
-    if build_model is not None:
-        target = name
-        if name == "fusion":
-            from models.spec import FusionSpec
-
-            target = FusionSpec(num_classes=num_classes, image_size=image_size, channels=channels)
-        return build_model(target, num_classes=num_classes, image_size=image_size, channels=channels,
-                           resnet_head="flatten", rngs=rngs)
-    if name == "cnn":
-        from models.cnn import TorresCNN
-
-        return TorresCNN(num_classes=num_classes, image_size=image_size, channels=channels, rngs=rngs)
-    if name == "resnet50v2":
-        from models.resnet_v2 import ResNet50V2
-
-        return ResNet50V2(head="flatten", num_classes=num_classes, image_size=image_size, channels=channels, rngs=rngs)
-    from models.fusion import FusionNet  # noqa: E402 - only when the registry is missing
-    from models.spec import FusionSpec
-
-    return FusionNet(FusionSpec(num_classes=num_classes, image_size=image_size, channels=channels), rngs=rngs)
+def build_bench_model(name: str, image_size: int, *, num_classes: int = 2, channels: int = 3, seed: int = 0,
+                      precision: str = "float32"):
+    """One of the seed's three models: cnn, resnet50v2 (Flatten/Dense(2048) head), fusion (FusionSpec()),
+    computing in bfloat16 (params float32) when precision says so."""
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown bench model {name!r}; choose from: {', '.join(MODEL_NAMES)}")
+    target = FusionSpec(num_classes=num_classes, image_size=image_size, channels=channels) if name == "fusion" else name
+    return build_model(target, num_classes=num_classes, image_size=image_size, channels=channels,
+                       resnet_head="flatten", rngs=nnx.Rngs(seed),
+                       dtype=jnp.bfloat16 if precision == "bfloat16" else None)
 
 
 def compiled_flops(compiled) -> float | None:
@@ -63,33 +46,29 @@ def measure_model(name: str, *, image_size: int, batch_size: int, window_s: floa
                   precision: str = "float32", peak_flops_per_s: float | None = None, eval_too: bool = True) -> dict:
     """Compile and time the train step (and eval step) of one model; images/s, FLOP/s, fraction of peak.
     Each timed window runs as many steps as fill about `window_s` seconds (at least one)."""
-    import jax
-
-    from sweep.engine.steps import step_kit
-
-    model = build_bench_model(name, image_size)
-    kit = step_kit(model, batch_size=batch_size, image_size=image_size, precision=precision)
+    model = build_bench_model(name, image_size, precision=precision)
+    kit = step_kit(model, batch_size=batch_size, image_size=image_size)
     del model
     out: dict = {"model": name, "image_size": image_size, "batch_size": batch_size, "precision": precision}
 
     start = time.perf_counter()
-    lowered = kit.train_step.lower(*kit.state, kit.batch)
+    lowered = kit.train_step.lower(kit.state, kit.batch)
     traced = time.perf_counter()
     train = lowered.compile()
     out["train_trace_s"] = traced - start
     out["train_compile_s"] = time.perf_counter() - traced
     flops = compiled_flops(train)
-    state = train(*kit.state, kit.batch)  # warm-up (first call allocates)
+    state, _ = train(kit.state, kit.batch)  # warm-up (first call allocates)
     jax.block_until_ready(state)
     start = time.perf_counter()
-    state = train(*state, kit.batch)
+    state, _ = train(state, kit.batch)
     jax.block_until_ready(state)
     steps = _steps_for(time.perf_counter() - start, window_s)
 
     def run_train(k: int) -> None:
         nonlocal state
         for _ in range(k):
-            state = train(*state, kit.batch)
+            state, _ = train(state, kit.batch)
         jax.block_until_ready(state)
 
     out["train"] = summarize(time_windows(run_train, steps=steps, windows=windows), batch_size)
@@ -102,7 +81,7 @@ def measure_model(name: str, *, image_size: int, batch_size: int, window_s: floa
             out["train_fraction_of_peak"] = achieved / peak_flops_per_s
 
     if eval_too:
-        params, rest = state[0], state[1]
+        params, rest = state.params, state.rest
         start = time.perf_counter()
         evaluate = kit.eval_step.lower(params, rest, kit.batch).compile()
         out["eval_compile_s"] = time.perf_counter() - start
@@ -124,5 +103,5 @@ def measure_model(name: str, *, image_size: int, batch_size: int, window_s: floa
         if eval_flops:
             out["eval_flops_per_s"] = eval_flops / out["eval"]["seconds_per_step"]
     out["train_flops_per_image"] = flops / batch_size if flops else None
-    out["params"] = int(sum(np.prod(x.shape) for x in jax.tree.leaves(state[0])))
+    out["params"] = int(sum(np.prod(x.shape) for x in jax.tree.leaves(state.params)))
     return out

@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sweep import UsageError
+from sweep.commands.common import RUNS_ROOT, usage_errors
+
 
 def _ints(text: str) -> tuple[int, ...]:
     try:
@@ -19,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="under 5 minutes on 2 CPU cores: 64 px, batch 32, few windows")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                         help="gpu: bfloat16, 256 px, no ray/shap/tensorflow_datasets imports")
-    parser.add_argument("--out", default=None, help="JSON path (default results/bench/<device>[-quick].json)")
+    parser.add_argument("--out", default=None, help="JSON path (default runs/bench/<device>[-quick].json; the "
+                        "committed figures are results/bench/<device>[-quick].json)")
     parser.add_argument("--peer", choices=("keras",), default=None,
                         help="also time the same models in Keras 3 (JAX and TensorFlow backends, subprocesses)")
     parser.add_argument("--peer-python", default=None,
@@ -38,31 +42,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
+    from models.registry import MODEL_NAMES
     from sweep.bench.flags import fast_cpu_flags
-    from sweep.bench.runner import BenchOptions, run_bench
+    from sweep.bench.runner import SECTIONS, BenchOptions, run_bench
 
     skip = tuple(s for s in args.skip.split(",") if s)
-    unknown = [s for s in skip if s not in ("compile", "pipeline", "shap", "ray", "flops")]
-    if unknown:
-        print(f"fusion-sweep bench: unknown --skip sections {unknown}; valid: compile,pipeline,shap,ray,flops", file=sys.stderr)
-        return 2
     models = tuple(m for m in args.models.split(",") if m) if args.models else None
     peer_models = tuple(m for m in args.peer_models.split(",") if m) if args.peer_models else None
-    try:
+    for flag, names, valid in (("--skip", skip, SECTIONS), ("--models", models, MODEL_NAMES),
+                               ("--peer-models", peer_models, MODEL_NAMES)):
+        unknown = [n for n in names or () if n not in valid]
+        if unknown:
+            raise UsageError(f"{flag}: unknown {', '.join(unknown)}; choose from {','.join(valid)}")
+    with usage_errors():
         options = BenchOptions.for_device(args.device, args.quick, sizes=args.sizes, batch_sizes=args.batch_sizes,
                                           models=models, windows=args.windows, peer=args.peer,
                                           peer_python=args.peer_python, peer_models=peer_models,
                                           skip=skip or None)
-    except (TypeError, ValueError) as err:
-        print(f"fusion-sweep bench: {err}", file=sys.stderr)
-        return 2
     if args.fast_flags:
         os.environ["XLA_FLAGS"] = fast_cpu_flags()
     from sweep.bench.report import stdout_table, write_json
 
     # The persistent compile cache stays OFF here so compile_s is a real compile; the compile-cache section
     # measures the cached compile in fresh processes with their own empty cache dir.
-    out = args.out or f"results/bench/{args.device}{'-quick' if args.quick else ''}.json"
+    out = args.out or RUNS_ROOT / "bench" / f"{args.device}{'-quick' if args.quick else ''}.json"
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731 - progress on stderr
     result = run_bench(options, log=log, checkpoint=lambda partial: write_json(out, partial))
     path = write_json(out, result)

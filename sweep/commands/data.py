@@ -3,10 +3,12 @@ or stream the training pipeline with no model to measure its images/s and peak m
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-import tempfile
 from pathlib import Path
+
+from data.spec import SEED_CLASSES, DataSpec
+from sweep import UsageError
+from sweep.commands.common import usage_errors
+from sweep.files import write_bytes_atomic, write_json_atomic
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -26,7 +28,7 @@ def _classes(text: str) -> tuple[str, ...]:
 def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", choices=("synthetic", "radiography"), default="synthetic", help="dataset source")
     p.add_argument("--data-dir", help="radiography: the downloaded folder (Kaggle layout, seed layout, or one folder per class)")
-    p.add_argument("--classes", type=_classes, default=("COVID", "Normal"), help="comma-separated, label order as given")
+    p.add_argument("--classes", type=_classes, default=SEED_CLASSES, help="comma-separated, label order as given")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--data-dir-cache", help="where prepared datasets are cached (default: <user cache>/fusion-sweep/datasets)")
     p.add_argument("--split-fractions", type=_floats, default=(0.7, 0.1, 0.2), help="train,val,test")
@@ -63,9 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                        "peak_rss_mb, ...)")
 
 
-def spec_from_args(args):
-    from data.spec import DataSpec
-
+def spec_from_args(args) -> DataSpec:
     return DataSpec(
         source=args.data, data_dir=args.data_dir, classes=tuple(args.classes), image_size=args.image_size,
         split_fractions=tuple(args.split_fractions), split_seed=args.split_seed, subset=args.subset,
@@ -126,16 +126,12 @@ def _write_png(path: Path, image) -> None:
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
         raise RuntimeError(f"could not encode PNG for {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(encoded.tobytes())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, encoded.tobytes())
 
 
 def _check_stream_args(args) -> None:
     if args.batch_size < 1 or args.epochs < 1 or (args.workers is not None and args.workers < 1):
-        raise ValueError(f"--batch-size, --epochs and --workers must be >= 1, got {args.batch_size}, {args.epochs}, "
+        raise UsageError(f"--batch-size, --epochs and --workers must be >= 1, got {args.batch_size}, {args.epochs}, "
                          f"{args.workers}")
 
 
@@ -154,28 +150,23 @@ def stream_command(args, dataset) -> int:
           f"{figures['seconds']:.1f} s: {figures['images_per_second']:.0f} images/s; peak RSS "
           f"{figures['peak_rss_mb']:.0f} MB (this process and its workers)")
     if args.json:
-        from sweep.engine.run_outputs import write_json_atomic
-
         write_json_atomic(args.json, figures)
         print(f"wrote {args.json}")
     return 0
 
 
 def run(args) -> int:
-    from data import prepare
+    from data.builder import prepare
 
     out = None
-    try:
-        if args.data_command == "show":
-            out = Path(args.out)
-            if out.suffix.lower() != ".png":
-                raise ValueError(f"--out must name a .png file, got {args.out!r}")
-        if args.data_command == "stream":
-            _check_stream_args(args)
+    if args.data_command == "show":
+        out = Path(args.out)
+        if out.suffix.lower() != ".png":
+            raise UsageError(f"--out must name a .png file, got {args.out!r}")
+    if args.data_command == "stream":
+        _check_stream_args(args)
+    with usage_errors():
         dataset = prepare(spec_from_args(args), progress=not getattr(args, "quiet", False))
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     if args.data_command == "stream":
         return stream_command(args, dataset)
     if args.data_command == "prepare":

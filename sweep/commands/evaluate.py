@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from sweep.commands.train import EXIT_BAD_INPUT, add_runtime_arguments, setup_runtime
+import numpy as np
+
+from sweep import UsageError
+from sweep.commands.common import add_runtime_arguments, setup_runtime, usage_errors
+from sweep.engine.metrics import classification_metrics, classification_report_text
 
 SPLIT_CHOICES = ("test", "val", "train", "all")
 
@@ -28,15 +31,13 @@ def check_classes(data_classes, model_classes) -> list[int]:
     """Model output index of each data class, matched by name; unknown names are an error listing both sets."""
     unknown = [c for c in data_classes if c not in model_classes]
     if unknown:
-        raise ValueError(f"class(es) {', '.join(map(repr, unknown))} unknown to the model; the model knows "
+        raise UsageError(f"class(es) {', '.join(map(repr, unknown))} unknown to the model; the model knows "
                          f"{', '.join(model_classes)}; the data has {', '.join(data_classes)}")
     return [list(model_classes).index(c) for c in data_classes]
 
 
 def predict_split(loaded, split, batch_size: int):
     """Probabilities (N,K) for every image of `split`, in row order, streamed from disk one batch at a time."""
-    import numpy as np
-
     from data.pipeline import eval_batches
 
     predict = loaded.predict_fn(batch_size)
@@ -46,15 +47,11 @@ def predict_split(loaded, split, batch_size: int):
 
 def evaluate_run(loaded, prepared, split: str, batch_size: int) -> tuple[dict, str]:
     """(metrics, classification report) of `loaded` on `prepared`'s split ('all': train + val + test)."""
-    import numpy as np
-
-    from sweep.engine.metrics import classification_metrics, classification_report_text
-
     mapping = np.asarray(check_classes(prepared.classes, loaded.classes))
     parts = ("train", "val", "test") if split == "all" else (split,)
     labels = mapping[np.concatenate([prepared.split(p).labels for p in parts]).astype(np.int64)]
     if len(labels) == 0:
-        raise ValueError(f"split {split!r} of {prepared.path} holds no images")
+        raise UsageError(f"split {split!r} of {prepared.path} holds no images")
     probs = np.concatenate([predict_split(loaded, prepared.split(p), batch_size) for p in parts])
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))))
     metrics = {"status": "evaluated", "split": split, "images": int(len(labels)), "test_loss": loss,
@@ -65,27 +62,21 @@ def evaluate_run(loaded, prepared, split: str, batch_size: int) -> tuple[dict, s
 
 
 def run(args) -> int:
+    from data.builder import prepare
     from data.spec import DataSpec
+    from sweep.engine.load import load_run
     from sweep.engine.run_outputs import write_run_outputs
 
-    try:
-        setup_runtime(args)
-        if args.data == "radiography" and not args.data_dir:
-            raise ValueError("--data radiography needs --data-dir (the folder of the dataset to evaluate on)")
-        from sweep.engine.train import load_run
-
-        loaded = load_run(args.run_dir)
-        classes = tuple(c.strip() for c in args.classes.split(",")) if args.classes else loaded.classes
-        check_classes(classes, loaded.classes)
-        spec = DataSpec(source=args.data, data_dir=args.data_dir, classes=classes, image_size=loaded.image_size,
-                        subset=args.subset)
-        from data.builder import prepare
-
-        prepared = prepare(spec, progress=True)
-        metrics, report = evaluate_run(loaded, prepared, args.split, args.batch_size)
-    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    setup_runtime(args)
+    if args.data == "radiography" and not args.data_dir:
+        raise UsageError("--data radiography needs --data-dir (the folder of the dataset to evaluate on)")
+    loaded = load_run(args.run_dir)
+    classes = tuple(c.strip() for c in args.classes.split(",")) if args.classes else loaded.classes
+    check_classes(classes, loaded.classes)
+    with usage_errors():
+        prepared = prepare(DataSpec(source=args.data, data_dir=args.data_dir, classes=classes,
+                                    image_size=loaded.image_size, subset=args.subset), progress=True)
+    metrics, report = evaluate_run(loaded, prepared, args.split, args.batch_size)
     name = args.name or f"{Path(args.data_dir).name if args.data_dir else args.data}-{args.split}"
     out = Path(args.run_dir) / "eval" / name
     write_run_outputs(out, metrics, report, [], title=f"{loaded.config.model} on {name}")

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from sweep import UsageError
+from sweep.commands.common import usage_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,23 +25,17 @@ def run(args) -> int:
     from sweep.explain import runner, shap_maps
     from sweep.runtime import enable_compilation_cache
 
-    try:
-        shap_maps.check_masker(args.masker)
-        if args.images < 1 or args.max_evals < 3 or args.batch_size < 1:
-            raise ValueError(f"need --images >= 1, --max-evals >= 3 and --batch-size >= 1, got {args.images}, "
-                             f"{args.max_evals}, {args.batch_size}")
+    shap_maps.check_masker(args.masker)
+    if args.images < 1 or args.max_evals < 3 or args.batch_size < 1:
+        raise UsageError(f"need --images >= 1, --max-evals >= 3 and --batch-size >= 1, got {args.images}, "
+                         f"{args.max_evals}, {args.batch_size}")
+    with usage_errors():
         runner.trial_dirs(args.results, runner.select_trials(args.results, args.trials))
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     enable_compilation_cache()
-    try:
+    with usage_errors():  # e.g. more images than the test split has: found before any SHAP work
         summary = runner.explain_results(Path(args.results), trials=args.trials, images=args.images,
-                                          max_evals=args.max_evals, masker=args.masker, class_mode=args.class_mode,
-                                          seed=args.seed, batch_size=args.batch_size)
-    except (ValueError, FileNotFoundError) as err:  # e.g. more images than the test split has
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+                                         max_evals=args.max_evals, masker=args.masker, class_mode=args.class_mode,
+                                         seed=args.seed, batch_size=args.batch_size)
     print(summary.section)
     print(f"wrote {summary.out_dir}/summary.csv, agreement.csv, section.md")
     return 0

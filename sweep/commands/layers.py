@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from models.registry import PARENT_NAMES
+from sweep.commands.common import usage_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("backbone", choices=("cnn", "resnet50v2"), help="which parent network")
+    parser.add_argument("backbone", choices=PARENT_NAMES, help="which parent network")
     parser.add_argument("--image-size", type=int, default=256, help="square input size in pixels (default 256)")
     parser.add_argument("--channels", type=int, default=3, help="input channels, 1 or 3 (default 3)")
     parser.add_argument("--num-classes", type=int, default=2, help="classes of the CNN's head (default 2)")
@@ -15,12 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from models.profile import cut_table
 
-    try:
+    with usage_errors():
         rows = cut_table(args.backbone, image_size=args.image_size, channels=args.channels,
                          num_classes=args.num_classes)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     print(f"{args.backbone} at {args.image_size}x{args.image_size}x{args.channels}: {len(rows)} cut points "
           "(params of the model cut after that layer)")
     print(f"{'layer':<28} {'type':<22} {'output':>14} {'params':>13} {'non-trainable':>14}")

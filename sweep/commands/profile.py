@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+from models.registry import MODEL_NAMES
+from models.spec import FusionSpec
+from sweep import UsageError
+from sweep.commands.common import usage_errors
 
 
 def _cut(value: str) -> str | None:
@@ -11,7 +15,7 @@ def _cut(value: str) -> str | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", choices=("cnn", "resnet50v2", "fusion"), default="fusion",
+    parser.add_argument("--model", choices=MODEL_NAMES, default="fusion",
                         help="which model (default fusion, the seed's when no other option is given)")
     parser.add_argument("--cnn-cut", type=_cut, default=argparse.SUPPRESS,
                         help="fusion: CNN layer to cut after, or 'none' for no CNN branch (default block3_drop)")
@@ -35,37 +39,33 @@ FUSION_OPTIONS = {"cnn_cut": "--cnn-cut", "resnet_cut": "--resnet-cut", "branch_
 
 
 def model_from_args(args: argparse.Namespace):
-    """The name or FusionSpec to profile; ValueError for fusion options given to a parent model."""
-    from models.spec import FusionSpec
-
+    """The name or FusionSpec to profile; UsageError for fusion options given to a parent model."""
     given = {field: getattr(args, field) for field in FUSION_OPTIONS if hasattr(args, field)}
     if args.model != "fusion":
         if given:
             flags = ", ".join(FUSION_OPTIONS[f] for f in given)
-            raise ValueError(f"{flags} only apply to --model fusion, not --model {args.model}")
+            raise UsageError(f"{flags} only apply to --model fusion, not --model {args.model}")
         return args.model
     return FusionSpec(num_classes=args.num_classes, image_size=args.image_size, channels=args.channels, **given)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        model = model_from_args(args)
-        if args.repeats < 1:
-            raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
-        from models.profile import profile_model
-        from sweep.runtime import enable_compilation_cache
+    import jax
 
-        enable_compilation_cache()
+    from models.profile import profile_model
+    from sweep.runtime import enable_compilation_cache
+
+    model = model_from_args(args)
+    if args.repeats < 1:
+        raise UsageError(f"--repeats must be >= 1, got {args.repeats}")
+    enable_compilation_cache()
+    with usage_errors():  # bad cuts, sizes or classes are found before anything is built
         result = profile_model(model, image_size=args.image_size, num_classes=args.num_classes,
                                channels=args.channels, resnet_head=args.resnet_head, repeats=args.repeats,
                                latency=not args.no_latency)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     if args.json:
         print(json.dumps(result))
         return 0
-    import jax
 
     name = args.model if isinstance(model, str) else f"fusion {model.label}"
     latency = "skipped" if result["latency_ms"] is None else (

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from sweep.commands.common import usage_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,13 +14,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from sweep.analysis.report import build_report, scaling_headline, summary_table
+    from sweep.tune.results import read_trials
 
     results = Path(args.results)
-    try:
-        written = build_report(results, bootstrap=args.bootstrap)
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    with usage_errors():  # no trials table there: nothing is written
+        read_trials(results)
+    written = build_report(results, bootstrap=args.bootstrap)
     print(summary_table(results))
     print()
     print(scaling_headline(results))

@@ -5,121 +5,106 @@ import argparse
 import sys
 from pathlib import Path
 
-DEFAULT_OUT_ROOT = Path("results") / "runs"
+from sweep.commands.common import (RUNS_ROOT, Shorthand, add_runtime_arguments, add_set_argument, add_shorthands,
+                                   build_config, setup_runtime, usage_errors)
+from sweep.configs.presets import PRESETS, get_preset
+from sweep.configs.schema import TrainConfig
+
 EXIT_DIVERGED = 3
-EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
-
-def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="pin this process to N cores before JAX starts (default: all it may use)")
-    parser.add_argument("--no-compile-cache", action="store_true", help="turn JAX's persistent compilation cache off")
-
-
-def setup_runtime(args) -> None:
-    """Pin cores and turn on the compilation cache; call before the first JAX operation."""
-    from sweep.runtime import enable_compilation_cache, pin_cores
-
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        pin_cores(args.threads)
-    if not args.no_compile_cache:
-        enable_compilation_cache()
+MODEL_FLAGS = (
+    Shorthand("--model", "model", "cnn, resnet50v2 or fusion"),
+    Shorthand("--cnn-cut", "fusion.cnn_cut", "CNN layer to cut after ('none': no CNN branch)"),
+    Shorthand("--resnet-cut", "fusion.resnet_cut", "ResNet50V2 layer to cut at ('none': no branch)"),
+    Shorthand("--branch-width", "fusion.branch_width"),
+    Shorthand("--head-width", "fusion.head_width"),
+    Shorthand("--dropout", "fusion.dropout"),
+    Shorthand("--resnet-head", "resnet_head", "flatten (the seed) or gap"),
+)
+DATA_FLAGS = (
+    Shorthand("--data-dir", "data.data_dir", "radiography: the dataset folder"),
+    Shorthand("--data", "data.source", "synthetic or radiography (--data-dir alone means radiography)"),
+    Shorthand("--classes", "data.classes", "comma-separated, in label order"),
+    Shorthand("--image-size", "data.image_size"),
+    Shorthand("--subset", "data.subset", "at most this many images per class"),
+    Shorthand("--num-images", "data.num_images", "synthetic: images to generate"),
+    Shorthand("--channels", "pipeline.channels", "1 or 3"),
+    Shorthand("--balance", "pipeline.balance", "none, oversample or class_weight"),
+    Shorthand("--oversample", "pipeline.oversample", "per-class repeat factors, e.g. 3,1 (with --balance oversample)"),
+    Shorthand("--augment", "pipeline.augment", "none, mild or seed"),
+    Shorthand("--augment-cnn-only", "augment_cnn_only", "augment only the CNN branch (the seed's fusion)", "true"),
+    Shorthand("--crop-border", "pipeline.crop_border"),
+    Shorthand("--normalization", "pipeline.normalization", "unit or symmetric"),
+)
+TRAINING_FLAGS = (
+    Shorthand("--optimizer", "optim.name", "rmsprop (the seed), adam, adamw or sgd"),
+    Shorthand("--lr", "optim.learning_rate"),
+    Shorthand("--schedule", "optim.schedule", "constant or cosine"),
+    Shorthand("--warmup-epochs", "optim.warmup_epochs"),
+    Shorthand("--batch-size", "batch_size"),
+    Shorthand("--eval-batch-size", "eval_batch_size"),
+    Shorthand("--epochs", "epochs"),
+    Shorthand("--patience", "early_stopping.patience", "early stopping patience on val accuracy (0: off)"),
+    Shorthand("--seed", "seed"),
+    Shorthand("--bn-momentum", "bn_momentum", "BatchNorm momentum (none: Keras' 0.99; runs of a few hundred steps "
+                                              "want 0.9)"),
+    Shorthand("--precision", "precision", "float32 or bfloat16"),
+)
+TRAIN_FLAGS = MODEL_FLAGS + DATA_FLAGS + TRAINING_FLAGS
+SPECIAL_FLAGS = {  # shorthands that stand for more than one field
+    "patience": lambda text: ["early_stopping=none"] if text.strip() in ("0", "none") else
+    [f"early_stopping.patience={text}"],
+    "data_dir": lambda text: ["data.source=radiography", f"data.data_dir={text}"],  # a --data given comes after
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from models.spec import FusionSpec
-
-    spec = FusionSpec()
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", choices=("cnn", "resnet50v2", "fusion"), default="fusion")
-    model.add_argument("--cnn-cut", default=spec.cnn_cut, help="CNN layer to cut after ('none': no CNN branch)")
-    model.add_argument("--resnet-cut", default=spec.resnet_cut, help="ResNet50V2 layer to cut at ('none': no branch)")
-    model.add_argument("--branch-width", type=int, default=spec.branch_width)
-    model.add_argument("--head-width", type=int, default=spec.head_width)
-    model.add_argument("--dropout", type=float, default=spec.dropout)
-    model.add_argument("--resnet-head", choices=("flatten", "gap"), default="flatten")
-    data = parser.add_argument_group("data")
-    data.add_argument("--data", choices=("synthetic", "radiography"), default="synthetic")
-    data.add_argument("--data-dir", default=None, help="radiography: the dataset folder")
-    data.add_argument("--classes", default="COVID,Normal", help="comma-separated, in label order")
-    data.add_argument("--image-size", type=int, default=64)
-    data.add_argument("--subset", type=int, default=None, help="at most this many images per class")
-    data.add_argument("--num-images", type=int, default=2000, help="synthetic: images to generate")
-    data.add_argument("--channels", type=int, choices=(1, 3), default=3)
-    data.add_argument("--balance", choices=("none", "oversample", "class_weight"), default="none")
-    data.add_argument("--oversample", default=None, help="per-class repeat factors, e.g. 3,1 (with --balance oversample)")
-    data.add_argument("--augment", choices=("none", "mild", "seed"), default="mild")
-    data.add_argument("--augment-cnn-only", action="store_true", help="augment only the CNN branch (the seed's fusion)")
-    data.add_argument("--crop-border", type=float, default=0.0)
-    data.add_argument("--normalization", choices=("unit", "symmetric"), default="unit")
-    train = parser.add_argument_group("training")
-    train.add_argument("--optimizer", default="rmsprop", help="rmsprop (the seed), adam, adamw or sgd")
-    train.add_argument("--lr", type=float, default=1e-4)
-    train.add_argument("--schedule", default="constant", help="constant or cosine")
-    train.add_argument("--warmup-epochs", type=float, default=0.0)
-    train.add_argument("--batch-size", type=int, default=16)
-    train.add_argument("--eval-batch-size", type=int, default=64)
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--patience", type=int, default=5, help="early stopping patience on val accuracy (0: off)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--bn-momentum", type=float, default=None,
-                       help="BatchNorm momentum (default: Keras' 0.99; runs of a few hundred steps want 0.9)")
-    train.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
+    defaults = TrainConfig()
+    parser.add_argument("--preset", default=None, choices=tuple(PRESETS),
+                        help="start from a sweep preset's training recipe (default: TrainConfig's defaults)")
+    for title, flags in (("model", MODEL_FLAGS), ("data", DATA_FLAGS), ("training", TRAINING_FLAGS)):
+        add_shorthands(parser.add_argument_group(title), flags, defaults)
+    add_set_argument(parser, "TrainConfig")
     out = parser.add_argument_group("output")
-    out.add_argument("--out", default=None, help=f"run folder (default: {DEFAULT_OUT_ROOT}/<model>-<data>-<size>px)")
+    out.add_argument("--out", default=None, help=f"run folder (default: {RUNS_ROOT}/train/<model>-<data>-<size>px)")
     out.add_argument("--overwrite", action="store_true", help="discard what the out dir holds and start afresh")
     out.add_argument("--no-progress", action="store_true")
     add_runtime_arguments(parser)
 
 
-def _none(value: str | None) -> str | None:
-    return None if value is None or value.lower() in ("none", "") else value
+def config_from_args(args, base: TrainConfig | None = None, shorthands: tuple[Shorthand, ...] = TRAIN_FLAGS) -> TrainConfig:
+    """The TrainConfig of the command line: the base (a preset's recipe or the defaults), the shorthand flags,
+    then --set. `--patience 0` turns early stopping off; `--data-dir` without `--data` reads radiography."""
+    from sweep.engine.train import check_config
 
-
-def config_from_args(args):
-    """The TrainConfig the flags describe."""
-    from data.spec import DataSpec, PipelineSpec
-    from models.spec import FusionSpec
-    from sweep.configs.schema import EarlyStopping, OptimConfig, TrainConfig
-
-    oversample = tuple(float(x) for x in args.oversample.split(",")) if args.oversample else None
-    return TrainConfig(
-        model=args.model,
-        fusion=FusionSpec(cnn_cut=_none(args.cnn_cut), resnet_cut=_none(args.resnet_cut),
-                          branch_width=args.branch_width, head_width=args.head_width, dropout=args.dropout),
-        resnet_head=args.resnet_head,
-        data=DataSpec(source=args.data, data_dir=args.data_dir,
-                      classes=tuple(c.strip() for c in args.classes.split(",") if c.strip()),
-                      image_size=args.image_size, subset=args.subset, num_images=args.num_images),
-        pipeline=PipelineSpec(channels=args.channels, normalization=args.normalization, balance=args.balance,
-                              oversample=oversample, augment=args.augment, crop_border=args.crop_border),
-        optim=OptimConfig(name=args.optimizer, learning_rate=args.lr, schedule=args.schedule,
-                          warmup_epochs=args.warmup_epochs),
-        batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, epochs=args.epochs,
-        early_stopping=EarlyStopping(patience=args.patience) if args.patience > 0 else None,
-        seed=args.seed, precision=args.precision, augment_cnn_only=args.augment_cnn_only,
-        bn_momentum=args.bn_momentum,
-    )
+    if base is None:
+        base = get_preset(args.preset).train if getattr(args, "preset", None) else TrainConfig()
+    config = build_config(base, args, shorthands, strip_prefix="train.", special=SPECIAL_FLAGS)
+    check_config(config)
+    return config
 
 
 def default_out(config) -> Path:
-    return DEFAULT_OUT_ROOT / f"{config.model}-{config.data.source}-{config.data.image_size}px"
+    return RUNS_ROOT / "train" / f"{config.model}-{config.data.source}-{config.data.image_size}px"
 
 
-def run_training(config, out_dir: Path, *, overwrite: bool, progress: bool, prepared=None,
+def prepare_data(spec, progress: bool):
+    """The prepared dataset, with bad paths and values reported as usage errors before any training."""
+    from data.builder import prepare
+
+    with usage_errors():
+        return prepare(spec, progress=progress)
+
+
+def run_training(config, out_dir: Path, *, overwrite: bool, progress: bool, prepared,
                  command_hint: str = "the same command"):
-    """train_and_evaluate with the command-line's error handling: (Result | None, exit code)."""
-    from sweep.engine.train import ConfigMismatch, TrainingInterrupted, train_and_evaluate
+    """train_and_evaluate with the command line's outcomes: (Result | None, exit code)."""
+    from sweep.engine.train import TrainingInterrupted, train_and_evaluate
 
     try:
         result = train_and_evaluate(config, out_dir=out_dir, overwrite=overwrite, progress=progress,
                                     prepared=prepared)
-    except (ConfigMismatch, ValueError, FileNotFoundError, NotADirectoryError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return None, EXIT_BAD_INPUT
     except TrainingInterrupted as err:
         print(f"\ninterrupted: {err.last_epoch} finished epoch(s) are saved in {err.checkpoint_dir}; "
               f"run {command_hint} again to resume from there (or add --overwrite to start afresh)", file=sys.stderr)
@@ -142,18 +127,23 @@ def print_summary(result, out_dir: Path) -> None:
     print(f"outputs in {out_dir}")
 
 
-def run(args) -> int:
-    try:
-        config = config_from_args(args)
-        from sweep.engine.train import check_config
+def check_out_dir(config, out_dir: Path, overwrite: bool) -> None:
+    """Refuse a run folder of another config before preparing data (--overwrite: it will be cleared)."""
+    from sweep.configs.io import config_to_dict
+    from sweep.engine.run_folder import check_reusable
 
-        check_config(config)
-        setup_runtime(args)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    if not overwrite:
+        check_reusable(config_to_dict(config), out_dir)
+
+
+def run(args) -> int:
+    config = config_from_args(args)
+    setup_runtime(args)
     out_dir = Path(args.out) if args.out else default_out(config)
-    result, code = run_training(config, out_dir, overwrite=args.overwrite, progress=not args.no_progress)
+    check_out_dir(config, out_dir, args.overwrite)
+    prepared = prepare_data(config.data, progress=not args.no_progress)
+    result, code = run_training(config, out_dir, overwrite=args.overwrite, progress=not args.no_progress,
+                                prepared=prepared)
     if code == 0:
         print_summary(result, out_dir)
     return code

@@ -21,3 +21,12 @@ def get_config() -> SweepConfig:
         seeds=3, search="random", num_samples=24,  # 24 of the 120 grid points + the seed's fusion + parents, x3 seeds
         cpus_per_trial=4.0, gpus_per_trial=1.0, explain_images=16, explain_max_evals=500,
     )
+
+
+def seed_model_config(recipe: TrainConfig, model: str) -> TrainConfig:
+    """One of the paper's three models under `recipe` (this preset's training config, maybe overridden):
+    augmentation reached only the CNN in the seed, i.e. the CNN alone and the CNN branch of the fusion."""
+    augmented = model in ("cnn", "fusion")
+    return recipe.replace(model=model,
+                          pipeline=recipe.pipeline.replace(augment=recipe.pipeline.augment if augmented else "none"),
+                          augment_cnn_only=recipe.augment_cnn_only and model == "fusion")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from sweep import UsageError
 from sweep.configs import cpu_real, paper, quick
 from sweep.configs.schema import SweepConfig
 
@@ -11,7 +12,7 @@ PRESETS: dict[str, Callable[[], SweepConfig]] = {"quick": quick.get_config, "cpu
 
 
 def get_preset(name: str) -> SweepConfig:
-    """The named preset's SweepConfig; ValueError listing the names when unknown."""
+    """The named preset's SweepConfig; UsageError listing the names when unknown."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+        raise UsageError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     return PRESETS[name]()

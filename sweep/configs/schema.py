@@ -7,7 +7,8 @@ from typing import Literal
 from data.spec import DataSpec, PipelineSpec
 from models.spec import SEED_CNN_CUT, SEED_RESNET_CUT, FusionSpec
 
-ModelName = Literal["cnn", "resnet50v2", "fusion"]
+ModelName = str  # one of models.registry.MODEL_NAMES (check_config says so before any work)
+PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)

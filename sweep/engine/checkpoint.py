@@ -1,9 +1,11 @@
 """Orbax checkpoints of one run: one per finished epoch (the latest and the best are kept), atomic on disk.
 
-A checkpoint is step = number of finished epochs, holding `state` (every array of the run: model
-params and statistics, dropout RNG, optimiser state, flattened to numbered leaves) and `meta` (JSON:
-epoch, history, best epoch, early-stopping counters, classes). Orbax writes into a temporary folder and
-renames it when complete, so a run killed at any moment leaves either the whole checkpoint or none.
+A checkpoint is step = number of finished epochs, holding `state` (every array of the run: model params and
+statistics, dropout RNG, optimiser state) and `meta` (JSON: epoch, history, best epoch, early-stopping
+counters, classes). Each array is stored under its place in the train state, e.g. `params/cnn.block1_conv.kernel`
+or `opt/0.nu.fusion_dense.kernel`, so a checkpoint can be read, compared and checked against any model by name.
+Orbax writes into a temporary folder and renames it when complete, so a run killed at any moment leaves either
+the whole checkpoint or none.
 """
 from __future__ import annotations
 
@@ -12,32 +14,50 @@ from typing import Any
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
+
+from sweep import UsageError
+
+# 2: arrays named by their pytree path (format 1, before it was recorded, numbered the leaves 00000, 00001, ...)
+CHECKPOINT_FORMAT = 2
 
 
 def _is_key(x) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
-def flatten_arrays(tree) -> dict[str, Any]:
-    """Leaves of `tree` as {'00000': array, ...}; typed PRNG keys become their raw key data."""
-    leaves = jax.tree.leaves(tree)
-    return {f"{i:05d}": (jax.random.key_data(x) if _is_key(x) else x) for i, x in enumerate(leaves)}
+def _entry_name(path) -> str:
+    """'cnn.block1_conv.kernel' for the path of a leaf (nnx's trailing '.value' dropped)."""
+    parts = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
+    return ".".join(parts[:-1] if parts and parts[-1] == "value" else parts)
 
 
-def unflatten_arrays(template, saved: dict[str, Any]):
-    """Inverse of flatten_arrays, shaped like `template` (same tree structure, keys re-wrapped like it)."""
-    leaves, treedef = jax.tree.flatten(template)
-    if len(saved) != len(leaves):
-        raise ValueError(f"checkpoint holds {len(saved)} arrays but the model/optimiser needs {len(leaves)}")
+def named_arrays(tree) -> dict[str, Any]:
+    """The leaves of `tree` by their path name; typed PRNG keys become their raw key data."""
+    named = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        named[_entry_name(path)] = jax.random.key_data(leaf) if _is_key(leaf) else leaf
+    return named
+
+
+def restore_named(template, saved: dict[str, Any], where: str = "checkpoint"):
+    """Inverse of named_arrays, shaped like `template`: every entry found by name, with its shape and dtype checked
+    (typed PRNG keys re-wrapped like the template's)."""
+    paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    names = [_entry_name(path) for path, _ in paths_and_leaves]
+    missing = [name for name in names if name not in saved]
+    if missing:
+        raise ValueError(f"{where} lacks {len(missing)} of the model's {len(names)} arrays (e.g. {missing[:3]}); "
+                         f"it holds {sorted(saved)[:3]}...: it was written for another model")
     out = []
-    for i, like in enumerate(leaves):
-        value = saved[f"{i:05d}"]
+    for name, (_, like) in zip(names, paths_and_leaves):
+        value = saved[name]
         if _is_key(like):
             value = jax.random.wrap_key_data(np.asarray(value), impl=jax.random.key_impl(like))
         else:
             value = jax.numpy.asarray(value, dtype=like.dtype)
             if value.shape != like.shape:
-                raise ValueError(f"checkpoint array {i} has shape {value.shape}, expected {like.shape}")
+                raise ValueError(f"{where}: {name} has shape {value.shape}, the model needs {like.shape}")
         out.append(value)
     return jax.tree.unflatten(treedef, out)
 
@@ -46,8 +66,6 @@ class RunCheckpoints:
     """The checkpoints folder of one run."""
 
     def __init__(self, directory: str | Path):
-        import orbax.checkpoint as ocp
-
         self.directory = Path(directory).resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
         options = ocp.CheckpointManagerOptions(
@@ -55,7 +73,6 @@ class RunCheckpoints:
             cleanup_tmp_directories=True,  # leftovers of a save that was killed
             create=True,
         )
-        self._ocp = ocp
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def epochs(self) -> list[int]:
@@ -65,9 +82,11 @@ class RunCheckpoints:
         steps = self.epochs()
         return steps[-1] if steps else None
 
-    def save(self, epoch: int, arrays: dict[str, Any], meta: dict, *, keep: set[int]) -> None:
-        """Write checkpoint `epoch` durably, then delete every other one not in `keep` (e.g. the best)."""
-        ocp = self._ocp
+    def save(self, epoch: int, sections: dict[str, Any], meta: dict, *, keep: set[int]) -> None:
+        """Write checkpoint `epoch` durably, then delete every other one not in `keep` (e.g. the best).
+        `sections` maps a name ('params', 'rest', 'opt') to a pytree, stored by path name."""
+        arrays = {name: named_arrays(tree) for name, tree in sections.items()}
+        meta = {**meta, "checkpoint_format": CHECKPOINT_FORMAT}
         if epoch in self.manager.all_steps():
             self.manager.delete(epoch)
         self.manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(arrays),
@@ -78,13 +97,20 @@ class RunCheckpoints:
                 self.manager.delete(step)
 
     def meta(self, epoch: int) -> dict:
-        ocp = self._ocp
-        return dict(self.manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+        """The JSON saved with checkpoint `epoch`; UsageError when an older fusion-sweep wrote it."""
+        meta = dict(self.manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+        if meta.get("checkpoint_format") != CHECKPOINT_FORMAT:
+            raise UsageError(f"{self.directory} holds checkpoints of an older fusion-sweep (arrays numbered, not "
+                             "named by their place in the model); rerun with --overwrite to train afresh")
+        return meta
 
-    def arrays(self, epoch: int) -> dict[str, Any]:
-        ocp = self._ocp
+    def restore(self, epoch: int, templates: dict[str, Any]) -> dict[str, Any]:
+        """The sections of checkpoint `epoch` named in `templates` ({'params': like, ...}), each shaped like its
+        template."""
         restored = self.manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-        return dict(restored["state"])
+        saved = restored["state"]
+        return {name: restore_named(template, dict(saved[name]), f"{self.directory} epoch {epoch} {name}")
+                for name, template in templates.items()}
 
     def close(self) -> None:
         self.manager.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from sklearn import metrics as skm
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, classes: Sequence[str], *,
@@ -13,8 +14,6 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, classes: Seque
 
     labels: (N,) int in [0, K); probs: (N, K) class probabilities. AUC is one-vs-rest (macro) beyond 2
     classes, and NaN when the labels hold a single class."""
-    from sklearn import metrics as skm
-
     labels = np.asarray(labels, np.int64)
     probs = np.asarray(probs, np.float64)
     k = len(classes)
@@ -26,7 +25,7 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, classes: Seque
         labels, preds, labels=ids, zero_division=0)
     out: dict = {
         f"{prefix}accuracy": float(skm.accuracy_score(labels, preds)),
-        f"{prefix}balanced_accuracy": _balanced_accuracy(labels, preds, ids),
+        f"{prefix}balanced_accuracy": _balanced_accuracy(labels, preds),
         f"{prefix}auc": _auc(labels, probs, ids),
     }
     for i, name in enumerate(classes):
@@ -43,9 +42,7 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, classes: Seque
     return out
 
 
-def _balanced_accuracy(labels: np.ndarray, preds: np.ndarray, ids: list[int]) -> float:
-    from sklearn import metrics as skm
-
+def _balanced_accuracy(labels: np.ndarray, preds: np.ndarray) -> float:
     present = np.unique(labels)
     if present.size == 0:
         return float("nan")
@@ -55,8 +52,6 @@ def _balanced_accuracy(labels: np.ndarray, preds: np.ndarray, ids: list[int]) ->
 
 
 def _auc(labels: np.ndarray, probs: np.ndarray, ids: list[int]) -> float:
-    from sklearn import metrics as skm
-
     if np.unique(labels).size < 2:
         return float("nan")
     if len(ids) == 2:
@@ -72,8 +67,6 @@ def _auc(labels: np.ndarray, probs: np.ndarray, ids: list[int]) -> float:
 
 def classification_report_text(labels: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> str:
     """The report in the layout of the seed's figures: sklearn's classification_report, two digits."""
-    from sklearn import metrics as skm
-
     preds = np.asarray(probs).argmax(axis=1)
     return skm.classification_report(np.asarray(labels), preds, labels=list(range(len(classes))),
                                      target_names=list(classes), digits=2, zero_division=0)

@@ -3,51 +3,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from matplotlib.figure import Figure  # drawn headless, without pyplot's global state
+
+from sweep.files import write_bytes_atomic, write_json_atomic, write_text_atomic
+
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 OUTPUT_FILES = ("metrics.json", "classification_report.txt", "history.csv", "confusion_matrix.png")
-
-
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename over `path` (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode())
-
-
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN/inf
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item"):
-        return _json_safe(value.item())
-    return value
-
-
-def write_json_atomic(path: str | Path, data: dict) -> None:
-    write_text_atomic(path, json.dumps(_json_safe(data), indent=2) + "\n")
 
 
 def history_csv(history: Sequence[dict]) -> str:
@@ -61,11 +25,6 @@ def history_csv(history: Sequence[dict]) -> str:
 
 def confusion_matrix_png(matrix: Sequence[Sequence[int]], classes: Sequence[str], title: str = "") -> bytes:
     """A labelled confusion matrix (rows true, columns predicted) as PNG bytes, drawn headless."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
     k = len(classes)
     fig = Figure(figsize=(1.6 + 1.1 * k, 1.2 + 1.0 * k), dpi=120)
     ax = fig.add_subplot()

@@ -2,8 +2,10 @@
 
 Every step is a pure function of arrays: the model is split once into (graphdef, params, rest) with
 `nnx.split(model, nnx.Param, ...)` (rest = BatchNorm statistics and dropout RNG state), and each step
-merges them back inside `jax.jit`. Shapes stay fixed for a whole run (the data pipeline pads the last
-batch and marks padded rows with `valid=False`), so each step compiles once.
+merges them back inside `jax.jit`. A train step reads and returns ONE pytree, TrainState(params, rest,
+opt_state, totals), so `state, metrics = train_step(state, batch)`; stacking states along a leading axis
+(e.g. seeds) and jax.vmap-ing the step needs nothing else. Shapes stay fixed for a whole run (the data
+pipeline pads the last batch and marks padded rows with `valid=False`), so each step compiles once.
 
 Timing a step in isolation (what `fusion-sweep bench` does):
 
@@ -13,13 +15,13 @@ Timing a step in isolation (what `fusion-sweep bench` does):
     kit.evaluate(10)         # 10 eval steps
     kit.train_step._cache_size()   # compilations so far (1 after the first call)
 
-`kit.state` holds (params, rest, opt_state, totals) and `kit.batch` the example batch, for custom loops:
-`kit.state = kit.train_step(*kit.state, kit.batch)` (the inputs are donated: use only the returned state).
+`kit.state` is the TrainState and `kit.batch` the example batch, for custom loops:
+`kit.state, metrics = kit.train_step(kit.state, kit.batch)` (the state is donated: use only the returned one).
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import flax.nnx as nnx
 import jax
@@ -29,23 +31,23 @@ import optax
 
 from data.model_input import to_model_input  # jax only: the GPU path never loads grain, cv2 or TFDS
 from data.spec import PipelineSpec
+from sweep import UsageError
 from sweep.configs.schema import OptimConfig
 
 OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("float32", "bfloat16")
 
 
 def check_optim(optim: OptimConfig) -> None:
-    """Raise ValueError naming the bad field and the valid choices (called before any expensive work)."""
+    """Raise UsageError naming the bad field and the valid choices (called before any expensive work)."""
     if optim.name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimiser {optim.name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        raise UsageError(f"unknown optimiser {optim.name!r}; choose one of: {', '.join(OPTIMIZERS)}")
     if optim.schedule not in SCHEDULES:
-        raise ValueError(f"unknown learning-rate schedule {optim.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+        raise UsageError(f"unknown learning-rate schedule {optim.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
     if not optim.learning_rate > 0:
-        raise ValueError(f"learning_rate must be > 0, got {optim.learning_rate!r}")
+        raise UsageError(f"learning_rate must be > 0, got {optim.learning_rate!r}")
     if optim.warmup_epochs < 0:
-        raise ValueError(f"warmup_epochs must be >= 0, got {optim.warmup_epochs!r}")
+        raise UsageError(f"warmup_epochs must be >= 0, got {optim.warmup_epochs!r}")
 
 
 def _learning_rate(optim: OptimConfig, steps_per_epoch: int, epochs: int):
@@ -81,6 +83,15 @@ def split_model(model: nnx.Module, *, train: bool):
     return nnx.split(model, nnx.Param, ...)
 
 
+class TrainState(NamedTuple):
+    """Everything a train step changes, as one pytree."""
+
+    params: Any  # nnx.State of the trainable weights
+    rest: Any  # nnx.State of the rest: BatchNorm moving statistics, dropout RNG keys and counts
+    opt_state: Any  # the optimiser's state (e.g. RMSprop's running mean of squared gradients)
+    totals: dict[str, jax.Array]  # running sums since the last reset (see init_totals)
+
+
 def init_totals() -> dict[str, jax.Array]:
     """On-device running sums of one epoch; `bad_step` is the first step (1-based) whose loss was not finite."""
     return {
@@ -89,66 +100,65 @@ def init_totals() -> dict[str, jax.Array]:
     }
 
 
-def _forward(graphdef, params, rest, batch, pipeline: PipelineSpec, precision: str, augment_cnn_only: bool):
-    # bfloat16 compute is the model's own dtype (build_model(..., dtype=jnp.bfloat16)): params stay float32
+def init_state(params, rest, tx: optax.GradientTransformation) -> TrainState:
+    """A fresh TrainState: the optimiser initialised on `params`, totals at zero."""
+    return TrainState(params, rest, tx.init(params), init_totals())
+
+
+def _forward(graphdef, params, rest, batch, pipeline: PipelineSpec, augment_cnn_only: bool):
+    """(float32 logits, updated rest). Compute runs in the model's own dtype (build it with dtype=jnp.bfloat16 for
+    bfloat16; params stay float32); with augment_cnn_only the ResNet branch sees the un-augmented image."""
     model = nnx.merge(graphdef, params, rest, copy=True)
-    x = to_model_input(batch["image"], pipeline)
-    resnet_x = None
-    if augment_cnn_only and "clean_image" in batch:
-        resnet_x = to_model_input(batch["clean_image"], pipeline)
-    logits = model(x, resnet_x=resnet_x).astype(jnp.float32)
+    resnet_x = to_model_input(batch["clean_image"], pipeline) if augment_cnn_only and "clean_image" in batch else None
+    logits = model(to_model_input(batch["image"], pipeline), resnet_x=resnet_x).astype(jnp.float32)
     _, new_rest = nnx.state(model, nnx.Param, ...)
     return logits, new_rest
 
 
+def _add_to_totals(totals: dict, loss, correct, n_valid) -> dict:
+    steps = totals["steps"] + 1
+    bad = totals["bad_step"]
+    return {"loss_sum": totals["loss_sum"] + loss * n_valid, "correct": totals["correct"] + correct,
+            "count": totals["count"] + n_valid, "steps": steps,
+            "bad_step": jnp.where((bad < 0) & ~jnp.isfinite(loss), steps, bad)}
+
+
 def make_train_step(graphdef, tx: optax.GradientTransformation, pipeline: PipelineSpec, *,
-                    class_weights: np.ndarray | None = None, precision: str = "float32",
-                    augment_cnn_only: bool = False) -> Callable:
-    """jit(params, rest, opt_state, totals, batch) -> (params, rest, opt_state, totals), all inputs but batch donated.
+                    class_weights: np.ndarray | None = None, augment_cnn_only: bool = False) -> Callable:
+    """jit(state, batch) -> (state, metrics), the state donated; metrics: this batch's mean loss and accuracy.
 
     Loss: softmax cross-entropy averaged over the valid rows (padded rows contribute nothing), each row
-    scaled by its class weight when `class_weights` is given (Keras' class_weight convention).
-    bfloat16 compute comes from the model itself (build_model(..., dtype=jnp.bfloat16), float32 params);
-    `precision` is validated here so a typo fails before compiling."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    scaled by its class weight when `class_weights` is given (Keras' class_weight convention)."""
     weights = None if class_weights is None else jnp.asarray(class_weights, jnp.float32)
 
     def loss_fn(params, rest, batch):
-        logits, new_rest = _forward(graphdef, params, rest, batch, pipeline, precision, augment_cnn_only)
+        logits, new_rest = _forward(graphdef, params, rest, batch, pipeline, augment_cnn_only)
         valid = batch["valid"]
         ce = jnp.where(valid, optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]), 0.0)
         row_weight = valid.astype(jnp.float32)
         if weights is not None:
             row_weight = row_weight * weights[batch["label"]]
         n_valid = jnp.maximum(valid.sum(), 1).astype(jnp.float32)
-        loss = jnp.sum(ce * row_weight) / n_valid
-        return loss, (logits, new_rest)
+        return jnp.sum(ce * row_weight) / n_valid, (logits, new_rest)
 
-    def step(params, rest, opt_state, totals, batch):
-        (loss, (logits, new_rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, batch)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
+    def step(state: TrainState, batch):
+        (loss, (logits, new_rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state.rest, batch)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
         valid = batch["valid"]
         n_valid = valid.sum().astype(jnp.float32)
         correct = jnp.sum((jnp.argmax(logits, -1) == batch["label"]) & valid).astype(jnp.float32)
-        steps = totals["steps"] + 1
-        bad = totals["bad_step"]
-        totals = {
-            "loss_sum": totals["loss_sum"] + loss * n_valid, "correct": totals["correct"] + correct,
-            "count": totals["count"] + n_valid, "steps": steps,
-            "bad_step": jnp.where((bad < 0) & ~jnp.isfinite(loss), steps, bad),
-        }
-        return params, new_rest, opt_state, totals
+        state = TrainState(optax.apply_updates(state.params, updates), new_rest, opt_state,
+                           _add_to_totals(state.totals, loss, correct, n_valid))
+        return state, {"loss": loss, "accuracy": correct / jnp.maximum(n_valid, 1.0)}
 
-    return jax.jit(step, donate_argnums=(0, 1, 2, 3))
+    return jax.jit(step, donate_argnums=0)
 
 
-def make_eval_step(graphdef, pipeline: PipelineSpec, *, precision: str = "float32") -> Callable:
+def make_eval_step(graphdef, pipeline: PipelineSpec) -> Callable:
     """jit(params, rest, batch) -> (per-row cross-entropy (0 on padded rows), probabilities (B, K))."""
 
     def step(params, rest, batch):
-        logits, _ = _forward(graphdef, params, rest, batch, pipeline, precision, False)
+        logits, _ = _forward(graphdef, params, rest, batch, pipeline, False)
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
         return jnp.where(batch["valid"], ce, 0.0), jax.nn.softmax(logits, axis=-1)
 
@@ -191,27 +201,26 @@ class StepKit:
 
     train_step: Callable
     eval_step: Callable
-    state: tuple  # (params, rest, opt_state, totals)
+    state: TrainState
     eval_graph: Any
     batch: dict
 
     def train(self, steps: int) -> None:
         for _ in range(steps):
-            self.state = self.train_step(*self.state, self.batch)
+            self.state, _ = self.train_step(self.state, self.batch)
         jax.block_until_ready(self.state)
 
     def evaluate(self, steps: int) -> None:
-        params, rest = self.state[0], self.state[1]
         out = None
         for _ in range(steps):
-            out = self.eval_step(params, rest, self.batch)
+            out = self.eval_step(self.state.params, self.state.rest, self.batch)
         jax.block_until_ready(out)
 
 
 def step_kit(model: nnx.Module, *, batch_size: int, image_size: int, num_classes: int = 2,
-             pipeline: PipelineSpec = PipelineSpec(), optim: OptimConfig = OptimConfig(),
-             precision: str = "float32", seed: int = 0) -> StepKit:
-    """Build (state, train/eval step, random example batch) for `model` at this batch size, as train.py does."""
+             pipeline: PipelineSpec = PipelineSpec(), optim: OptimConfig = OptimConfig(), seed: int = 0) -> StepKit:
+    """Build (state, train/eval step, random example batch) for `model` at this batch size, as training does.
+    For bfloat16 compute, build the model with dtype=jnp.bfloat16."""
     rng = np.random.default_rng(seed)
     batch = {
         "image": jnp.asarray(rng.random((batch_size, image_size, image_size, 1), np.float32)),
@@ -221,6 +230,5 @@ def step_kit(model: nnx.Module, *, batch_size: int, image_size: int, num_classes
     eval_graph, _, _ = split_model(model, train=False)
     graphdef, params, rest = split_model(model, train=True)
     tx = make_optimizer(optim, steps_per_epoch=100, epochs=1)
-    state = (params, rest, tx.init(params), init_totals())
-    return StepKit(make_train_step(graphdef, tx, pipeline, precision=precision),
-                   make_eval_step(eval_graph, pipeline, precision=precision), state, eval_graph, batch)
+    return StepKit(make_train_step(graphdef, tx, pipeline), make_eval_step(eval_graph, pipeline),
+                   init_state(params, rest, tx), eval_graph, batch)

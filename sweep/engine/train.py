@@ -1,24 +1,41 @@
-"""Train and evaluate ONE model (no Ray): resumable from orbax checkpoints, writes the run's metrics files."""
+"""Train and evaluate ONE model (no Ray): resumable from checkpoints, writes the run's metrics files.
+
+train_and_evaluate reads top to bottom: the run folder, the data, a _Run (model, compiled steps, one TrainState),
+resume from the last checkpoint, then one epoch at a time (train, validate, checkpoint, stop early), restore the
+selected weights, and evaluate them on the named evaluation splits (today: 'test').
+"""
 from __future__ import annotations
 
-import collections
 import dataclasses
 import math
-import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Callable
 
+import flax.nnx as nnx
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from sweep.configs.schema import TrainConfig
-from sweep.configs.io import config_differences, config_from_dict, config_to_dict
-from sweep.engine.run_outputs import OUTPUT_FILES, write_json_atomic, write_run_outputs
+from data.builder import prepare
+from data.pipeline import class_weights, steps_per_epoch, train_batches
+from models.profile import count_params, forward_flops, latency_ms
+from models.registry import MODEL_NAMES, build_model
+from sweep import UsageError
+from sweep.configs.io import config_to_dict
+from sweep.configs.naming import config_label, config_of
+from sweep.configs.schema import PRECISIONS, TrainConfig
+from sweep.engine.checkpoint import RunCheckpoints
+from sweep.engine.evaluate import (EVAL_KEYS, SplitPredictions, Weights, device_batches, evaluate_split,
+                                   evaluate_splits)
+from sweep.engine.metrics import classification_metrics, classification_report_text
+from sweep.engine.progress import EpochProgress
+from sweep.engine.run_folder import prepare_folder, run_paths, write_config
+from sweep.engine.run_outputs import write_run_outputs
+from sweep.engine.steps import (TrainState, check_optim, init_state, init_totals, make_eval_step, make_optimizer,
+                                make_train_step, split_model)
 
-MODELS = ("cnn", "resnet50v2", "fusion")
 HISTORY_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
-CONFIG_FILE = "config.json"
 
 
 @dataclasses.dataclass
@@ -31,10 +48,6 @@ class Result:
     out_dir: Path | None
 
 
-class ConfigMismatch(ValueError):
-    """The out dir / checkpoint dir already holds a run of a different config."""
-
-
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training; `last_epoch` finished epochs are saved in `checkpoint_dir`."""
 
@@ -45,163 +58,45 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 def check_config(config: TrainConfig) -> None:
-    """Fail fast, naming the value and the valid choices, on configs that cannot work."""
-    from sweep.engine.steps import PRECISIONS, check_optim
-
-    if config.model not in MODELS:
-        raise ValueError(f"unknown model {config.model!r}; choose one of: {', '.join(MODELS)}")
+    """Fail fast with a UsageError naming the value and the valid choices, on configs that cannot work."""
+    if config.model not in MODEL_NAMES:
+        raise UsageError(f"unknown model {config.model!r}; choose one of: {', '.join(MODEL_NAMES)}")
     check_optim(config.optim)
     if config.precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {config.precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        raise UsageError(f"unknown precision {config.precision!r}; choose one of: {', '.join(PRECISIONS)}")
     for name in ("batch_size", "eval_batch_size", "epochs"):
         value = getattr(config, name)
         if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            raise UsageError(f"{name} must be an int >= 1, got {value!r}")
     es = config.early_stopping
     if es is not None:
         if es.metric not in HISTORY_METRICS:
-            raise ValueError(f"early stopping metric {es.metric!r} unknown; choose one of: {', '.join(HISTORY_METRICS)}")
+            raise UsageError(f"early stopping metric {es.metric!r} unknown; choose one of: {', '.join(HISTORY_METRICS)}")
         if es.mode not in ("max", "min"):
-            raise ValueError(f"early stopping mode must be 'max' or 'min', got {es.mode!r}")
+            raise UsageError(f"early stopping mode must be 'max' or 'min', got {es.mode!r}")
         if es.patience < 1:
-            raise ValueError(f"early stopping patience must be >= 1, got {es.patience!r}")
+            raise UsageError(f"early stopping patience must be >= 1, got {es.patience!r}")
 
 
-def build_model(config: TrainConfig, num_classes: int, image_size: int):
-    """The model of `config`, initialised from config.seed (params) and config.seed + 1 (dropout)."""
-    import flax.nnx as nnx
-    import jax.numpy as jnp
-
-    from models.registry import build_model as registry_build
-
+def init_model(config: TrainConfig, num_classes: int, image_size: int):
+    """The model of `config` with fresh weights from config.seed (params) and config.seed + 1 (dropout)."""
     spec = config.model
     if config.model == "fusion":
         spec = config.fusion.replace(num_classes=num_classes, image_size=image_size, channels=config.pipeline.channels)
-    return registry_build(spec, num_classes=num_classes, image_size=image_size, channels=config.pipeline.channels,
-                          resnet_head=config.resnet_head, rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1),
-                          dtype=jnp.bfloat16 if config.precision == "bfloat16" else None,
-                          bn_momentum=config.bn_momentum)
+    return build_model(spec, num_classes=num_classes, image_size=image_size, channels=config.pipeline.channels,
+                       resnet_head=config.resnet_head, rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1),
+                       dtype=jnp.bfloat16 if config.precision == "bfloat16" else None,
+                       bn_momentum=config.bn_momentum)
 
 
 def model_label(config: TrainConfig) -> str:
-    return config.fusion.label if config.model == "fusion" else config.model
+    return config_label(config_of(config))
 
 
-# ---------------------------------------------------------------- out dir bookkeeping
-
-def _config_paths(out_dir: Path | None, checkpoint_dir: Path | None) -> list[Path]:
-    return [d / CONFIG_FILE for d in (out_dir, checkpoint_dir) if d is not None]
-
-
-def _refuse_if_different(config_dict: dict, out_dir: Path | None, checkpoint_dir: Path | None) -> None:
-    import json
-
-    for path in _config_paths(out_dir, checkpoint_dir):
-        if not path.is_file():
-            continue
-        try:
-            old = json.loads(path.read_text())
-        except ValueError:
-            raise ConfigMismatch(f"{path} is not valid JSON; use --overwrite to start afresh") from None
-        diff = config_differences(old, config_dict)
-        if diff:
-            where = out_dir if out_dir is not None else checkpoint_dir
-            raise ConfigMismatch(
-                f"{where} already holds a run with a different config:\n  " + "\n  ".join(diff[:12])
-                + ("\n  ..." if len(diff) > 12 else "")
-                + "\nrun with --overwrite (overwrite=True) to start afresh, or choose another out dir")
-    if checkpoint_dir is not None and checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()) \
-            and not (checkpoint_dir / CONFIG_FILE).is_file():
-        raise ConfigMismatch(f"{checkpoint_dir} holds files but no {CONFIG_FILE}; it is not a run of fusion-sweep "
-                             "(use --overwrite to start afresh, or another out dir)")
-
-
-def _clear(out_dir: Path | None, checkpoint_dir: Path | None) -> None:
-    if checkpoint_dir is not None and checkpoint_dir.exists():
-        shutil.rmtree(checkpoint_dir)
-    if out_dir is not None:
-        for name in (*OUTPUT_FILES, CONFIG_FILE):
-            (out_dir / name).unlink(missing_ok=True)
-
-
-# ---------------------------------------------------------------- progress
-
-class _Progress:
-    """One line per epoch on stderr: steps, loss, accuracy, images/s, ETA (redrawn in place on a terminal)."""
-
-    def __init__(self, enabled: bool, epochs: int, steps: int, batch_size: int):
-        self.enabled, self.epochs, self.steps, self.batch_size = enabled, epochs, steps, batch_size
-        self.tty = enabled and sys.stderr.isatty()
-        self.last = 0.0
-
-    def due(self) -> bool:
-        return self.tty and time.perf_counter() - self.last > 1.0
-
-    def update(self, epoch: int, step: int, totals: dict, start: float) -> None:
-        self.last = time.perf_counter()
-        elapsed = self.last - start
-        count = max(float(totals["count"]), 1.0)
-        rate = step * self.batch_size / max(elapsed, 1e-9)
-        eta = (self.steps - step) * elapsed / max(step, 1)
-        line = (f"epoch {epoch}/{self.epochs}  {step}/{self.steps} steps  loss {float(totals['loss_sum']) / count:.4f}"
-                f"  acc {float(totals['correct']) / count:.3f}  {rate:.1f} img/s  ETA {_clock(eta)}")
-        print("\r" + line.ljust(100), end="", file=sys.stderr, flush=True)
-
-    def epoch_done(self, row: dict, best: bool) -> None:
-        if not self.enabled:
-            return
-        line = (f"epoch {row['epoch']}/{self.epochs}  {self.steps}/{self.steps} steps  loss {row['loss']:.4f}"
-                f"  acc {row['accuracy']:.3f}  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.3f}"
-                f"  {row['images_per_second']:.1f} img/s  {row['seconds']:.1f}s" + ("  *best" if best else ""))
-        print(("\r" if self.tty else "") + line.ljust(100), file=sys.stderr, flush=True)
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 60}:{seconds % 60:02d}"
-
-
-def _say(enabled: bool, message: str) -> None:
-    if enabled:
-        print(message, file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------- evaluation
-
-def _device_batches(batches, keys: tuple[str, ...], ahead: int = 2):
-    """Copy batches to the device `ahead` steps before they are used, so transfers overlap the running step."""
-    import jax
-
-    pending: collections.deque = collections.deque()
-    for batch in batches:
-        pending.append(jax.device_put({k: batch[k] for k in keys if k in batch}))
-        if len(pending) > ahead:
-            yield pending.popleft()
-    while pending:
-        yield pending.popleft()
-
-
-def evaluate_split(eval_step, params, rest, split, pipeline, batch_size: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """(labels, probabilities, mean cross-entropy) over every example of `split`, in row order."""
-    from data.pipeline import eval_batches
-
-    outputs, valids, labels = [], [], []
-    for batch in _device_batches(eval_batches(split, pipeline, batch_size=batch_size), ("image", "label", "valid")):
-        outputs.append(eval_step(params, rest, batch))  # stays on device until the loop is done
-        valids.append(batch["valid"])
-        labels.append(batch["label"])
-    if not outputs:
-        return np.zeros((0,), np.int32), np.zeros((0, 0), np.float32), float("nan")
-    valid = np.concatenate([np.asarray(v) for v in valids])
-    ce = np.concatenate([np.asarray(o[0]) for o in outputs])[valid]
-    probs = np.concatenate([np.asarray(o[1]) for o in outputs])[valid]
-    return np.concatenate([np.asarray(x) for x in labels])[valid], probs, float(ce.mean())
-
-
-# ---------------------------------------------------------------- training
+# ---------------------------------------------------------------- one run in memory
 
 @dataclasses.dataclass
-class _Progression:
+class RunProgress:
     """Everything besides arrays that a checkpoint must restore for an identical continuation."""
 
     epoch: int = 0  # finished epochs
@@ -219,272 +114,256 @@ class _Progression:
         return value > self.best_value if mode == "max" else value < self.best_value
 
 
-def train_and_evaluate(config: TrainConfig, *, out_dir: str | Path | None = None,
-                       on_epoch: Callable[[int, dict], None] | None = None,
-                       checkpoint_dir: str | Path | None = None, overwrite: bool = False, progress: bool = False,
-                       prepared=None) -> Result:
-    """Train `config`, evaluate the best weights on the test split, write the run's files into out_dir.
+@dataclasses.dataclass
+class _Run:
+    """One training run in memory: its config and data, the model, its compiled steps and the TrainState."""
 
-    checkpoint_dir defaults to out_dir/checkpoints; when it holds checkpoints of the same config, training
-    continues after the last finished epoch (a different config is refused unless overwrite). on_epoch(epoch,
-    metrics) runs after that epoch's checkpoint is on disk. `prepared` skips data.prepare(config.data)."""
-    import jax
-    import jax.numpy as jnp
+    config: TrainConfig
+    prepared: object  # data.prepared.PreparedDataset
+    model: nnx.Module
+    train_step: Callable
+    eval_step: Callable
+    state: TrainState
+    steps: int  # per epoch
+    checkpoints: RunCheckpoints | None
+    bar: EpochProgress
+    progress: RunProgress = dataclasses.field(default_factory=RunProgress)
+    best_in_memory: Weights | None = None  # without checkpoints: a copy of the best epoch's weights
+    compiled: tuple[int, float, float] | None = None  # (epoch, seconds, images) of the step that compiled
 
-    from data.pipeline import class_weights, steps_per_epoch, train_batches
-    from sweep.engine.checkpoint import RunCheckpoints, flatten_arrays
-    from sweep.engine.steps import init_totals, make_eval_step, make_optimizer, make_train_step, split_model
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.prepared.classes)
 
-    check_config(config)
-    out_dir = Path(out_dir) if out_dir is not None else None
-    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else (
-        out_dir / "checkpoints" if out_dir is not None else None)
-    config_dict = config_to_dict(config)
-    if overwrite:
-        _clear(out_dir, checkpoint_dir)
-    else:
-        _refuse_if_different(config_dict, out_dir, checkpoint_dir)
+    @property
+    def monitor(self) -> tuple[str, str]:
+        es = self.config.early_stopping
+        return (es.metric, es.mode) if es else ("val_accuracy", "max")
 
-    if prepared is None:
-        from data.builder import prepare
+    def split(self, name: str):
+        return self.prepared.split(name)
 
-        prepared = prepare(config.data, progress=progress)
-    classes = tuple(prepared.classes)
-    num_classes = len(classes)
-    train, val, test = prepared.split("train"), prepared.split("val"), prepared.split("test")
+
+def _check_splits(prepared, config: TrainConfig) -> None:
+    train, val = prepared.split("train"), prepared.split("val")
     if len(train) < config.batch_size:
-        raise ValueError(f"batch_size {config.batch_size} is larger than the train split ({len(train)} images); "
+        raise UsageError(f"batch_size {config.batch_size} is larger than the train split ({len(train)} images); "
                          f"use a batch size of at most {len(train)}")
     if len(val) == 0:
-        raise ValueError("the validation split is empty; give the data a larger val fraction or more images")
+        raise UsageError("the validation split is empty; give the data a larger val fraction or more images")
 
-    for path in _config_paths(out_dir, checkpoint_dir):
-        write_json_atomic(path, config_dict)
 
-    model = build_model(config, num_classes, prepared.image_size)
+def _build_run(config: TrainConfig, prepared, checkpoint_dir: Path | None, progress: bool) -> _Run:
+    """The model and its compiled steps (eval mode's graph split off before training mode's)."""
+    num_classes = len(prepared.classes)
+    train = prepared.split("train")
+    model = init_model(config, num_classes, prepared.image_size)
     eval_graph, _, _ = split_model(model, train=False)
     graphdef, params, rest = split_model(model, train=True)
     steps = steps_per_epoch(train, config.pipeline, config.batch_size, num_classes)
     tx = make_optimizer(config.optim, steps, config.epochs)
-    opt_state = tx.init(params)
     weights = class_weights(train, num_classes) if config.pipeline.balance == "class_weight" else None
-    train_step = make_train_step(graphdef, tx, config.pipeline, class_weights=weights, precision=config.precision,
-                                 augment_cnn_only=config.augment_cnn_only)
-    eval_step = make_eval_step(eval_graph, config.pipeline, precision=config.precision)
-    template = {"params": params, "rest": rest, "opt": opt_state}
+    return _Run(config, prepared, model,
+                make_train_step(graphdef, tx, config.pipeline, class_weights=weights,
+                                augment_cnn_only=config.augment_cnn_only),
+                make_eval_step(eval_graph, config.pipeline), init_state(params, rest, tx), steps,
+                RunCheckpoints(checkpoint_dir) if checkpoint_dir is not None else None,
+                EpochProgress(progress, config.epochs, steps, config.batch_size))
 
-    es = config.early_stopping
-    metric, mode = (es.metric, es.mode) if es else ("val_accuracy", "max")
-    restore_best = bool(es and es.restore_best)
-    run = _Progression()
-    checkpoints = RunCheckpoints(checkpoint_dir) if checkpoint_dir is not None else None
-    best_in_memory = None
-    try:
-        if checkpoints is not None and checkpoints.latest_epoch() is not None:
-            latest = checkpoints.latest_epoch()
-            meta = checkpoints.meta(latest)
-            restored = _restore(template, _flat_sections(checkpoints.arrays(latest)))
-            params, rest, opt_state = restored["params"], restored["rest"], restored["opt"]
-            run = _Progression(**{k: meta[k] for k in ("epoch", "history", "best_epoch", "best_value", "wait", "stopped")})
-            _say(progress, f"resuming after epoch {run.epoch} from {checkpoints.directory}")
 
-        bar = _Progress(progress, config.epochs, steps, config.batch_size)
-        keys = ("image", "label", "valid") + (("clean_image",) if config.augment_cnn_only else ())
-        compile_seconds = 0.0
-        first_step_done = False
-        compiled_in_epoch = None  # (epoch, seconds, images) of the step that compiled, left out of images/s
-        while run.epoch < config.epochs and not run.stopped:
-            epoch = run.epoch + 1
-            start = time.perf_counter()
-            totals = init_totals()
-            batches = train_batches(train, config.pipeline, batch_size=config.batch_size, seed=config.seed,
-                                    epoch=epoch, num_classes=num_classes, with_clean=config.augment_cnn_only)
-            for step, batch in enumerate(_device_batches(batches, keys), start=1):
-                params, rest, opt_state, totals = train_step(params, rest, opt_state, totals, batch)
-                if not first_step_done:
-                    jax.block_until_ready(totals)
-                    compile_seconds = time.perf_counter() - start
-                    compiled_in_epoch = (epoch, compile_seconds, float(np.asarray(batch["valid"]).sum()))
-                    first_step_done = True
-                if bar.due():
-                    host = jax.device_get(totals)
-                    if host["bad_step"] >= 0:
-                        break
-                    bar.update(epoch, step, host, start)
-            host = jax.device_get(totals)
-            train_seconds = time.perf_counter() - start
+def _resume(run: _Run) -> None:
+    """Continue after the last checkpointed epoch, if there is one: arrays by name, and the run's progress."""
+    latest = run.checkpoints.latest_epoch() if run.checkpoints is not None else None
+    if latest is None:
+        return
+    meta = run.checkpoints.meta(latest)
+    state = run.state
+    restored = run.checkpoints.restore(latest, {"params": state.params, "rest": state.rest, "opt": state.opt_state})
+    run.state = TrainState(restored["params"], restored["rest"], restored["opt"], state.totals)
+    run.progress = RunProgress(**{k: meta[k] for k in ("epoch", "history", "best_epoch", "best_value", "wait",
+                                                       "stopped")})
+    run.bar.say(f"resuming after epoch {run.progress.epoch} from {run.checkpoints.directory}")
+
+
+# ---------------------------------------------------------------- one epoch
+
+def _train_epoch(run: _Run, epoch: int, start: float) -> dict:
+    """Every train step of `epoch`; the epoch's totals on the host (bad_step >= 0: the loss stopped being finite)."""
+    config = run.config
+    keys = EVAL_KEYS + (("clean_image",) if config.augment_cnn_only else ())
+    batches = train_batches(run.split("train"), config.pipeline, batch_size=config.batch_size, seed=config.seed,
+                            epoch=epoch, num_classes=len(run.classes), with_clean=config.augment_cnn_only)
+    run.state = run.state._replace(totals=init_totals())
+    for step, batch in enumerate(device_batches(batches, keys), start=1):
+        run.state, _ = run.train_step(run.state, batch)
+        if run.compiled is None:  # the first step compiles: time it apart from the steady rate
+            jax.block_until_ready(run.state.totals)
+            run.compiled = (epoch, time.perf_counter() - start, float(np.asarray(batch["valid"]).sum()))
+        if run.bar.due():
+            host = jax.device_get(run.state.totals)
             if host["bad_step"] >= 0:
-                return _diverged(config, out_dir, run, epoch, int(host["bad_step"]), classes, progress)
-            val_labels, val_probs, val_loss = evaluate_split(eval_step, params, rest, val, config.pipeline,
-                                                             config.eval_batch_size)
-            count = float(host["count"])
-            steady_seconds, steady_images = train_seconds, count
-            if compiled_in_epoch and compiled_in_epoch[0] == epoch and steps > 1:
-                steady_seconds, steady_images = train_seconds - compiled_in_epoch[1], count - compiled_in_epoch[2]
-            row = {
-                "epoch": epoch, "loss": float(host["loss_sum"]) / count, "accuracy": float(host["correct"]) / count,
-                "val_loss": val_loss, "val_accuracy": float(np.mean(val_probs.argmax(1) == val_labels)),
-                "seconds": time.perf_counter() - start, "train_seconds": train_seconds, "images": count,
-                "steady_seconds": steady_seconds, "steady_images": steady_images,
-                "images_per_second": steady_images / max(steady_seconds, 1e-9),
-            }
-            if not math.isfinite(row["val_loss"]):
-                return _diverged(config, out_dir, run, epoch, int(host["steps"]), classes, progress)
-            run.history.append(row)
-            run.epoch = epoch
-            best = run.improved(row[metric], mode)
-            if best:
-                run.best_epoch, run.best_value, run.wait = epoch, row[metric], 0
-                if checkpoints is None and restore_best:
-                    best_in_memory = jax.tree.map(jnp.copy, (params, rest))
-            else:
-                run.wait += 1
-                run.stopped = es is not None and run.wait >= es.patience
-            if checkpoints is not None:
-                meta = {**dataclasses.asdict(run), "classes": list(classes), "image_size": prepared.image_size,
-                        "model": model_label(config), "data_fingerprint": prepared.fingerprint}
-                checkpoints.save(epoch, {"params": flatten_arrays(params), "rest": flatten_arrays(rest),
-                                         "opt": flatten_arrays(opt_state)}, meta, keep={run.best_epoch})
-            bar.epoch_done(row, best)
-            if on_epoch is not None:
-                on_epoch(epoch, dict(row))
-        if run.stopped:
-            _say(progress, f"early stopping after epoch {run.epoch}: no {metric} improvement for {es.patience} epochs "
-                           f"(best epoch {run.best_epoch})")
+                break
+            run.bar.update(epoch, step, host, start)
+    return jax.device_get(run.state.totals)
 
-        weights_epoch = run.epoch
-        if restore_best and run.best_epoch is not None and run.best_epoch != run.epoch:
-            weights_epoch = run.best_epoch
-            if checkpoints is not None:
-                restored = _restore({"params": params, "rest": rest}, _flat_sections(checkpoints.arrays(run.best_epoch)))
-                params, rest = restored["params"], restored["rest"]
-            else:
-                params, rest = best_in_memory
+
+def _history_row(run: _Run, epoch: int, host: dict, start: float, train_seconds: float) -> dict:
+    """The epoch's history row: train loss/accuracy, validation of the current weights, images/s without the
+    compile step."""
+    val = evaluate_split(run.eval_step, run.state.params, run.state.rest, run.split("val"), run.config.pipeline,
+                         run.config.eval_batch_size)
+    count = float(host["count"])
+    steady_seconds, steady_images = train_seconds, count
+    if run.compiled and run.compiled[0] == epoch and run.steps > 1:
+        steady_seconds, steady_images = train_seconds - run.compiled[1], count - run.compiled[2]
+    return {
+        "epoch": epoch, "loss": float(host["loss_sum"]) / count, "accuracy": float(host["correct"]) / count,
+        "val_loss": val.loss, "val_accuracy": float(np.mean(val.probs.argmax(1) == val.labels)),
+        "seconds": time.perf_counter() - start, "train_seconds": train_seconds, "images": count,
+        "steady_seconds": steady_seconds, "steady_images": steady_images,
+        "images_per_second": steady_images / max(steady_seconds, 1e-9),
+    }
+
+
+def _record_epoch(run: _Run, row: dict) -> bool:
+    """Append the row, update best/patience, checkpoint; True when this epoch is the best so far."""
+    progress, (metric, mode) = run.progress, run.monitor
+    es = run.config.early_stopping
+    progress.history.append(row)
+    progress.epoch = row["epoch"]
+    best = progress.improved(row[metric], mode)
+    if best:
+        progress.best_epoch, progress.best_value, progress.wait = row["epoch"], row[metric], 0
+        if run.checkpoints is None and es is not None and es.restore_best:
+            run.best_in_memory = Weights(*jax.tree.map(jnp.copy, (run.state.params, run.state.rest)))
+    else:
+        progress.wait += 1
+        progress.stopped = es is not None and progress.wait >= es.patience
+    if run.checkpoints is not None:
+        meta = {**dataclasses.asdict(progress), "classes": list(run.classes), "image_size": run.prepared.image_size,
+                "model": model_label(run.config), "data_fingerprint": run.prepared.fingerprint}
+        state = run.state
+        run.checkpoints.save(row["epoch"], {"params": state.params, "rest": state.rest, "opt": state.opt_state},
+                             meta, keep={progress.best_epoch})
+    return best
+
+
+def _run_epoch(run: _Run, on_epoch) -> tuple[int, int] | None:
+    """Train, validate and record one epoch; (epoch, step) where the run diverged, else None."""
+    epoch = run.progress.epoch + 1
+    start = time.perf_counter()
+    host = _train_epoch(run, epoch, start)
+    if host["bad_step"] >= 0:
+        return epoch, int(host["bad_step"])
+    row = _history_row(run, epoch, host, start, time.perf_counter() - start)
+    if not math.isfinite(row["val_loss"]):
+        return epoch, int(host["steps"])
+    run.bar.epoch_done(row, _record_epoch(run, row))
+    if on_epoch is not None:
+        on_epoch(epoch, dict(row))
+    return None
+
+
+def _selected_weights(run: _Run) -> tuple[int, Weights]:
+    """(epoch, weights) the run's metrics come from: the best epoch's when early stopping restores it."""
+    progress, es = run.progress, run.config.early_stopping
+    if progress.stopped:
+        run.bar.say(f"early stopping after epoch {progress.epoch}: no {run.monitor[0]} improvement for "
+                    f"{es.patience} epochs (best epoch {progress.best_epoch})")
+    current = Weights(run.state.params, run.state.rest)
+    if not (es and es.restore_best and progress.best_epoch is not None and progress.best_epoch != progress.epoch):
+        return progress.epoch, current
+    if run.checkpoints is None:
+        return progress.best_epoch, run.best_in_memory
+    restored = run.checkpoints.restore(progress.best_epoch, {"params": current.params, "rest": current.rest})
+    return progress.best_epoch, Weights(restored["params"], restored["rest"])
+
+
+# ---------------------------------------------------------------- the run
+
+def train_and_evaluate(config: TrainConfig, *, out_dir: str | Path | None = None,
+                       on_epoch: Callable[[int, dict], None] | None = None,
+                       checkpoint_dir: str | Path | None = None, overwrite: bool = False, progress: bool = False,
+                       prepared=None) -> Result:
+    """Train `config`, evaluate the selected weights on the test split, write the run's files into out_dir.
+
+    checkpoint_dir defaults to out_dir/checkpoints; when it holds checkpoints of the same config, training
+    continues after the last finished epoch (a different config is refused unless overwrite). on_epoch(epoch,
+    metrics) runs after that epoch's checkpoint is on disk. `prepared` skips data.builder.prepare(config.data)."""
+    check_config(config)
+    out_dir, checkpoint_dir = run_paths(out_dir, checkpoint_dir)
+    config_dict = config_to_dict(config)
+    prepare_folder(config_dict, out_dir, checkpoint_dir, overwrite)
+    prepared = prepared if prepared is not None else prepare(config.data, progress=progress)
+    _check_splits(prepared, config)
+    write_config(config_dict, out_dir, checkpoint_dir)
+    run = _build_run(config, prepared, checkpoint_dir, progress)
+    try:
+        _resume(run)
+        while run.progress.epoch < config.epochs and not run.progress.stopped:
+            diverged = _run_epoch(run, on_epoch)
+            if diverged is not None:
+                return _diverged(run, out_dir, *diverged)
+        weights_epoch, weights = _selected_weights(run)
     except KeyboardInterrupt:
-        raise TrainingInterrupted(run.epoch, checkpoints.directory if checkpoints else None) from None
+        raise TrainingInterrupted(run.progress.epoch, run.checkpoints.directory if run.checkpoints else None) from None
     finally:
-        if checkpoints is not None:
-            checkpoints.close()
+        if run.checkpoints is not None:
+            run.checkpoints.close()
+    predictions = evaluate_final(run, weights, {"test": run.split("test")})
+    return _finish(run, weights_epoch, predictions["test"], out_dir)
 
-    import flax.nnx as nnx
 
-    nnx.update(model, params, rest)
-    model.eval()
-    labels, probs, test_loss = evaluate_split(eval_step, params, rest, test, config.pipeline, config.eval_batch_size)
-    status = "early_stopped" if run.stopped else "completed"
-    metrics = _final_metrics(config, model, run, status, weights_epoch, labels, probs, test_loss, classes,
-                             prepared.image_size, compile_seconds)
-    from sweep.engine.metrics import classification_report_text
+def evaluate_final(run: _Run, weights: Weights, splits: dict) -> dict[str, SplitPredictions]:
+    """The selected weights, loaded into the model, scored on each named evaluation split."""
+    nnx.update(run.model, weights.params, weights.rest)
+    run.model.eval()
+    return evaluate_splits(run.eval_step, weights.params, weights.rest, splits, run.config.pipeline,
+                           run.config.eval_batch_size)
 
-    report = classification_report_text(labels, probs, classes)
+
+def _finish(run: _Run, weights_epoch: int, test: SplitPredictions, out_dir: Path | None) -> Result:
+    status = "early_stopped" if run.progress.stopped else "completed"
+    metrics = _final_metrics(run, status, weights_epoch, test)
     if out_dir is not None:
-        write_run_outputs(out_dir, metrics, report, run.history, title=f"{model_label(config)} (test)")
-    return Result(status, metrics, run.history, out_dir)
+        write_run_outputs(out_dir, metrics, classification_report_text(test.labels, test.probs, run.classes),
+                          run.progress.history, title=f"{model_label(run.config)} (test)")
+    return Result(status, metrics, run.progress.history, out_dir)
 
 
-def _flat_sections(saved: dict) -> dict:
-    return {section: dict(values) for section, values in saved.items()}
-
-
-def _restore(templates: dict, saved: dict) -> dict:
-    """Each section of a checkpoint ('params', 'rest', 'opt') shaped like its template."""
-    from sweep.engine.checkpoint import unflatten_arrays
-
-    return {name: unflatten_arrays(template, saved[name]) for name, template in templates.items()}
-
-
-def _diverged(config, out_dir, run: _Progression, epoch: int, step: int, classes, progress: bool) -> Result:
-    metrics = {"status": "diverged", "epochs_run": run.epoch, "diverged_epoch": epoch, "diverged_step": step,
-               "classes": list(classes), "model": model_label(config),
+def _diverged(run: _Run, out_dir: Path | None, epoch: int, step: int) -> Result:
+    config = run.config
+    metrics = {"status": "diverged", "epochs_run": run.progress.epoch, "diverged_epoch": epoch, "diverged_step": step,
+               "classes": list(run.classes), "model": model_label(config),
                "message": f"loss became NaN or inf at epoch {epoch}, step {step}; lower the learning rate "
                           f"(now {config.optim.learning_rate:g}) or use float32"}
-    _say(progress, metrics["message"])
+    run.bar.say(metrics["message"])
     if out_dir is not None:
-        write_run_outputs(out_dir, metrics, None, run.history)
-    return Result("diverged", metrics, run.history, out_dir)
+        write_run_outputs(out_dir, metrics, None, run.progress.history)
+    return Result("diverged", metrics, run.progress.history, out_dir)
 
 
-def _final_metrics(config, model, run: _Progression, status: str, weights_epoch: int, labels, probs, test_loss,
-                   classes, image_size: int, compile_seconds: float) -> dict:
-    from models.profile import count_params, forward_flops, latency_ms
-    from sweep.engine.metrics import classification_metrics
-
-    best = run.history[run.best_epoch - 1] if run.best_epoch else run.history[-1]
-    batch_shape = (1, image_size, image_size, config.pipeline.channels)
-    counted = count_params(model)
-    seconds = [row["seconds"] for row in run.history]
-    images = sum(row.get("steady_images", 0.0) for row in run.history)
-    train_seconds = sum(row.get("steady_seconds", 0.0) for row in run.history)
+def _final_metrics(run: _Run, status: str, weights_epoch: int, test: SplitPredictions) -> dict:
+    progress, image_size = run.progress, run.prepared.image_size
+    best = progress.history[progress.best_epoch - 1] if progress.best_epoch else progress.history[-1]
+    batch_shape = (1, image_size, image_size, run.config.pipeline.channels)
+    counted = count_params(run.model)
+    seconds = [row["seconds"] for row in progress.history]
+    images = sum(row.get("steady_images", 0.0) for row in progress.history)
+    train_seconds = sum(row.get("steady_seconds", 0.0) for row in progress.history)
     metrics = {
-        "status": status, "model": model_label(config), "epochs_run": run.epoch, "best_epoch": run.best_epoch,
-        "weights_epoch": weights_epoch, "val_accuracy": best["val_accuracy"], "val_loss": best["val_loss"],
-        "test_loss": test_loss,
+        "status": status, "model": model_label(run.config), "epochs_run": progress.epoch,
+        "best_epoch": progress.best_epoch, "weights_epoch": weights_epoch, "val_accuracy": best["val_accuracy"],
+        "val_loss": best["val_loss"], "test_loss": test.loss,
     }
-    metrics.update(classification_metrics(labels, probs, classes, prefix="test_"))
+    metrics.update(classification_metrics(test.labels, test.probs, run.classes, prefix="test_"))
     metrics.update({
         "params": int(counted.total), "trainable_params": int(counted.trainable),
         "non_trainable_params": int(counted.non_trainable),
-        "flops": float(forward_flops(model, batch_shape)), "latency_ms": float(latency_ms(model, batch_shape)),
+        "flops": float(forward_flops(run.model, batch_shape)), "latency_ms": float(latency_ms(run.model, batch_shape)),
         "image_size": image_size, "train_seconds": float(sum(seconds)),
         "seconds_per_epoch": float(np.mean(seconds)) if seconds else 0.0,
         "images_per_second": float(images / train_seconds) if train_seconds else 0.0,
-        "compile_seconds": float(compile_seconds),
+        "compile_seconds": float(run.compiled[1]) if run.compiled else 0.0,
     })
     return metrics
-
-
-# ---------------------------------------------------------------- loading a finished run
-
-@dataclasses.dataclass
-class LoadedRun:
-    """A trained run: its model (eval mode, best weights), config and class names."""
-
-    model: object
-    config: TrainConfig
-    classes: tuple[str, ...]
-    image_size: int
-    weights_epoch: int
-    run_dir: Path
-
-    def predict_fn(self, batch_size: int = 64) -> Callable[[np.ndarray], np.ndarray]:
-        """images (N,H,W,1) float in [0,1] -> probabilities (N,K); one compilation for any N."""
-        from sweep.engine.steps import make_predict_fn
-
-        return make_predict_fn(self.model, self.config.pipeline, batch_size)
-
-
-def load_run(run_dir: str | Path) -> LoadedRun:
-    """Rebuild the model of a run folder and restore the weights its test metrics were computed with."""
-    import json
-
-    import flax.nnx as nnx
-
-    from sweep.engine.checkpoint import RunCheckpoints
-    from sweep.engine.steps import split_model
-
-    run_dir = Path(run_dir)
-    checkpoint_dir = run_dir / "checkpoints" if (run_dir / "checkpoints").is_dir() else run_dir
-    config_path = next((p for p in (run_dir / CONFIG_FILE, checkpoint_dir / CONFIG_FILE) if p.is_file()), None)
-    if config_path is None:
-        raise FileNotFoundError(f"{run_dir} is not a run folder: no {CONFIG_FILE} (expected from `fusion-sweep train`)")
-    config = config_from_dict(json.loads(config_path.read_text()))
-    checkpoints = RunCheckpoints(checkpoint_dir)
-    try:
-        latest = checkpoints.latest_epoch()
-        if latest is None:
-            raise FileNotFoundError(f"{checkpoint_dir} holds no finished epoch yet")
-        meta = checkpoints.meta(latest)
-        es = config.early_stopping
-        epoch = meta["best_epoch"] if es and es.restore_best and meta.get("best_epoch") else latest
-        classes = tuple(meta["classes"])
-        model = build_model(config, len(classes), int(meta["image_size"]))
-        _, params, rest = split_model(model, train=False)
-        saved = _flat_sections(checkpoints.arrays(epoch))
-        restored = _restore({"params": params, "rest": rest}, saved)
-    finally:
-        checkpoints.close()
-    nnx.update(model, restored["params"], restored["rest"])
-    model.eval()
-    return LoadedRun(model, config, classes, int(meta["image_size"]), int(epoch), run_dir)
-
-

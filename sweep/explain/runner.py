@@ -10,15 +10,20 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from data.builder import prepare
+from models.registry import PARENT_NAMES
+from sweep.configs.naming import config_label
+from sweep.engine.load import load_run
 from sweep.explain.figures import save_npz, write_grid, write_overlay
 from sweep.explain.predict import DEFAULT_BATCH_SIZE, BucketedPredict, forward_seconds_per_image
-from sweep.explain.section import border_by_class, format_cell, mean_scores, render_section, shortcut_reasons, \
-    agreement_rows
-from sweep.explain.shap_maps import ImageExplanation, as_float_images, check_class_mode, check_masker, \
-    explain_images, score_map
+from sweep.explain.section import (agreement_rows, border_by_class, format_cell, mean_scores, render_section,
+                                   shortcut_reasons)
+from sweep.explain.shap_maps import (ImageExplanation, as_float_images, check_class_mode, check_masker,
+                                     explain_images, score_map)
+from sweep.files import write_text_atomic
+from sweep.runtime import device_description
 
 TRIAL_SELECTIONS = ("pareto+parents", "pareto", "parents", "all")
-PARENT_MODELS = ("cnn", "resnet50v2")
 FAILED_STATUSES = ("error", "failed", "diverged", "running", "pending")
 SUMMARY_COLUMNS = (
     "trial_id", "image_id", "label", "pred", "prob", "evals", "seconds", "border_share", "marker_share",
@@ -36,8 +41,6 @@ def explain_run(run_dir: str | Path, images: np.ndarray, *, labels: Sequence[int
                 max_evals: int = 300, masker: str = "blur(16,16)", class_mode: str = "true",
                 batch_size: int = DEFAULT_BATCH_SIZE, loaded=None) -> tuple[list[dict], list[ImageExplanation]]:
     """Explain one trained run (its best checkpoint) on `images`; return summary rows and the explanations."""
-    from sweep.engine.train import load_run
-
     masker = check_masker(masker)
     check_class_mode(class_mode)
     if loaded is None:
@@ -95,7 +98,7 @@ def select_trials(results_dir: str | Path, trials: str | Sequence[str] = "pareto
             raise FileNotFoundError(f"{pareto_path} is missing; use --trials parents|all|ID,...")
         chosen += [r["trial_id"] for r in _read_csv(pareto_path)]
     if "parents" in trials:
-        chosen += [r["trial_id"] for r in done if r.get("model") in PARENT_MODELS]
+        chosen += [r["trial_id"] for r in done if r.get("model") in PARENT_NAMES]
     if trials == "all":
         chosen += [r["trial_id"] for r in done]
     return list(dict.fromkeys(chosen))
@@ -150,8 +153,6 @@ class ExplainSummary:
 
 
 def _write_csv(path: Path, rows: Sequence[dict], columns: Sequence[str]) -> None:
-    from sweep.tune.results import write_text_atomic
-
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
@@ -165,24 +166,7 @@ def _trial_labels(results_dir: Path) -> dict[str, str]:
     path = results_dir / "trials.csv"
     if not path.is_file():
         return {}
-    out = {}
-    for r in _read_csv(path):
-        parts = [r.get("model", "")]
-        parts += [c for c in (r.get("cnn_cut"), r.get("resnet_cut")) if c and r.get("model") == "fusion"]
-        out[r["trial_id"]] = " ".join(p for p in parts if p)
-    return out
-
-
-def _machine() -> str:
-    """e.g. 'cpu (2 cores)' or 'NVIDIA H100 80GB HBM3 (gpu)': where the forward times were measured."""
-    import os
-
-    import jax
-
-    device = jax.devices()[0]
-    if device.platform == "cpu":
-        return f"this machine's CPU ({len(os.sched_getaffinity(0))} cores)"
-    return f"{getattr(device, 'device_kind', device.platform)} ({device.platform})"
+    return {r["trial_id"]: config_label(r) for r in _read_csv(path) if r.get("model")}
 
 
 def _save_images(folder: Path, x: np.ndarray, ids: list[str], lesions, boxes) -> None:
@@ -207,9 +191,6 @@ def explain_results(results_dir: str | Path, *, trials: str | Sequence[str] = "p
     if int(images) < 1 or int(max_evals) < 3:
         raise ValueError(f"need images >= 1 and max_evals >= 3, got images={images}, max_evals={max_evals}")
     dirs = trial_dirs(results_dir, select_trials(results_dir, trials))
-
-    from data.builder import prepare
-    from sweep.engine.train import load_run
 
     out_dir = Path(out_dir) if out_dir else results_dir / "explanations"
 
@@ -255,11 +236,9 @@ def explain_results(results_dir: str | Path, *, trials: str | Sequence[str] = "p
         grid = f"{out_dir.name}/grid.png" if out_dir.parent == results_dir else str(out_dir / "grid.png")
     section = render_section(means, flags, agreement, forward, synthetic=synthetic, images=len(idx),
                              max_evals=max_evals, masker=masker, class_mode=class_mode, labels_by_trial=titles,
-                             grid_path=grid, machine=_machine(),
+                             grid_path=grid, machine=device_description(),
                              class_borders=border_by_class(rows, first.classes))
     _write_csv(out_dir / "summary.csv", rows, SUMMARY_COLUMNS)
     _write_csv(out_dir / "agreement.csv", agreement, ("image_id", "trial_a", "trial_b", "spearman"))
-    from sweep.tune.results import write_text_atomic
-
     write_text_atomic(out_dir / "section.md", section)
     return ExplainSummary(out_dir, rows, agreement, means, flags, forward, section, synthetic)

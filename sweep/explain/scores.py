@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.stats import spearmanr
 
 BORDER_FRACTION = 0.10  # the outer band whose attribution share is border_share
 # A model is a "possible shortcut" when its mean share is more than SHORTCUT_RATIO x the median of the
@@ -80,8 +81,6 @@ def pointing_hit(values: np.ndarray, lesion_mask: np.ndarray | None) -> float:
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman rank correlation of two maps of the same shape (NaN if either is constant)."""
-    from scipy.stats import spearmanr
-
     a, b = _as_map(a).ravel(), _as_map(b).ravel()
     if a.shape != b.shape:
         raise ValueError(f"maps differ in size: {a.size} vs {b.size}")

@@ -7,7 +7,9 @@ import time
 from typing import Callable, Sequence
 
 import numpy as np
+import shap
 
+from sweep import UsageError
 from sweep.explain import scores
 from sweep.explain.predict import (DEFAULT_BATCH_SIZE, BucketedPredict, CountingPredict, Predict,
                                    forward_seconds_per_image)
@@ -28,12 +30,12 @@ def check_masker(masker):
         return f"blur({int(match.group(1))},{int(match.group(2))})"
     if text in ("inpaint_telea", "inpaint_ns"):
         return text
-    raise ValueError(f"unknown masker {masker!r}; allowed forms: {', '.join(MASKER_FORMS)} (k a positive int)")
+    raise UsageError(f"unknown masker {masker!r}; allowed forms: {', '.join(MASKER_FORMS)} (k a positive int)")
 
 
 def check_class_mode(class_mode: str) -> str:
     if class_mode not in CLASS_MODES:
-        raise ValueError(f"unknown class mode {class_mode!r}; choose one of {', '.join(CLASS_MODES)}")
+        raise UsageError(f"unknown class mode {class_mode!r}; choose one of {', '.join(CLASS_MODES)}")
     return class_mode
 
 
@@ -72,8 +74,6 @@ def explain_images(predict: Predict, images: np.ndarray, *, labels: Sequence[int
 
     `predict` maps (N,H,W,1) float32 in [0,1] to (N,K) probabilities and should already be compiled for the
     batch sizes it will see (see BucketedPredict.warm_up)."""
-    import shap
-
     masker = check_masker(masker)
     check_class_mode(class_mode)
     x = as_float_images(images)

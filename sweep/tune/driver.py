@@ -1,16 +1,26 @@
 """The sweep driver: Ray (local or a cluster), the Tuner over the trials, restore, and the results it writes."""
 from __future__ import annotations
 
-import dataclasses
+import logging
 import math
 import os
 import shutil
 import time
 from pathlib import Path
 
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from data.builder import cache_root, prepare, user_cache_dir
+from sweep.analysis.report import build_report, scaling_headline, summary_table
+from sweep.configs.io import config_to_dict
+from sweep.configs.naming import config_label
 from sweep.configs.schema import SweepConfig
+from sweep.files import write_json_atomic
+from sweep.runtime import REPO_ROOT, enable_compilation_cache
 from sweep.tune.progress import Progress
-from sweep.tune.space import config_label
+from sweep.tune.results import manifest, trial_row, trials_frame, write_trials
 from sweep.tune.trial import run_trial
 
 EXPERIMENT = "sweep"  # Ray's experiment folder under the storage path
@@ -32,10 +42,6 @@ def experiment_path(out_dir: str, storage: str | None) -> str:
 
 def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str, str] | None = None) -> bool:
     """Connect to `address` (auto, ray://...) or start a quiet local Ray. Returns True if this call started it."""
-    import logging
-
-    import ray
-
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -59,8 +65,6 @@ def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, stor
                compile_cache: str | None, callbacks: list, base_dict: dict, prepared_path: str | None = None):
     """A Tuner over the listed trials (a grid over the trial list: each appears exactly once). Trials open the
     driver's prepared dataset at `prepared_path` when their node sees it (a shared cache), else prepare their own."""
-    from ray import tune
-
     param_space = {
         "trial": tune.grid_search(trials),
         "base": base_dict,
@@ -80,14 +84,10 @@ def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, stor
 
 
 def trainable_with_resources(sweep: SweepConfig):
-    from ray import tune
-
     return tune.with_resources(run_trial, {"cpu": sweep.cpus_per_trial, "gpu": sweep.gpus_per_trial})
 
 
 def make_scheduler(sweep: SweepConfig):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
     if sweep.scheduler == "fifo":
         return FIFOScheduler()
     epochs = max(1, sweep.train.epochs)
@@ -97,8 +97,6 @@ def make_scheduler(sweep: SweepConfig):
 
 
 def make_run_config(sweep: SweepConfig, *, results_dir: str, storage: str | None, callbacks: list):
-    from ray import tune
-
     return tune.RunConfig(
         name=EXPERIMENT,
         storage_path=storage_for(results_dir, storage),
@@ -110,16 +108,8 @@ def make_run_config(sweep: SweepConfig, *, results_dir: str, storage: str | None
     )
 
 
-def can_restore(out_dir: str, storage: str | None) -> bool:
-    from ray import tune
-
-    return tune.Tuner.can_restore(experiment_path(out_dir, storage))
-
-
 def restore_tuner(sweep: SweepConfig, *, results_dir: str, storage: str | None, callbacks: list):
     """Continue an interrupted experiment: finished trials keep their results, unfinished and errored ones go on."""
-    from ray import tune
-
     path = experiment_path(results_dir, storage)
     if not tune.Tuner.can_restore(path):
         raise FileNotFoundError(f"--resume: no Ray experiment to continue at {path}; run without --resume first")
@@ -132,8 +122,6 @@ def restore_tuner(sweep: SweepConfig, *, results_dir: str, storage: str | None, 
 
 def row_of_trial(trial_id: str, status: str, config: dict, metrics: dict | None) -> dict:
     """A trials.csv row for a trial as Ray saw it."""
-    from sweep.tune.results import trial_row
-
     metrics = dict(metrics or {})
     row = trial_row(trial_id, status, config["trial"], metrics if metrics.get("final") else
                     {k: v for k, v in metrics.items() if k in ("val_accuracy", "epoch", "params", "flops")})
@@ -162,16 +150,6 @@ def rows_from_grid(grid) -> list[dict]:
     return rows
 
 
-def base_config_dict(sweep: SweepConfig) -> dict:
-    from sweep.configs.io import config_to_dict
-
-    return config_to_dict(sweep.train)
-
-
-def sweep_to_dict(sweep: SweepConfig) -> dict:
-    return dataclasses.asdict(sweep)
-
-
 def prune_ray_checkpoints(experiment: str) -> int:
     """Delete Ray's per-trial checkpoint copies of a finished experiment (no trial will be resumed); bytes freed."""
     freed = 0
@@ -182,18 +160,7 @@ def prune_ray_checkpoints(experiment: str) -> int:
     return freed
 
 
-def clean_ray_storage(out_dir: str) -> None:
-    """Remove a previous run's Ray state under OUT/ray (a fresh, non-resumed run starts clean)."""
-    path = Path(out_dir) / "ray"
-    if path.is_dir():
-        shutil.rmtree(path)
-
-
-# ---------------------------------------------------------------- the whole run
-
 def _write_partial(out: Path, rows: dict[str, dict]) -> None:
-    from sweep.tune.results import trials_frame, write_trials
-
     write_trials(trials_frame(list(rows.values())), out)
 
 
@@ -204,31 +171,61 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
     start = start or time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    say = lambda text: print(f"[{int(time.time() - start) // 60:02d}:{int(time.time() - start) % 60:02d}] {text}",
-                             flush=True)
-    from data.builder import cache_root, prepare, user_cache_dir
 
-    # trials must read the very dataset the driver prepared: pin the cache folder as an absolute path
+    def say(text: str) -> None:
+        elapsed = int(time.time() - start)
+        print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {text}", flush=True)
+
+    sweep, prepared = _prepare_data(sweep, say)
+    fingerprint, counts = f"{prepared.fingerprint}/{prepared.path.name}", prepared.counts()
+    started, resources = _start_ray(address, say, len(trials), sweep)
+    rows: dict[str, dict] = {}
+    try:
+        grid = _fit(sweep, trials, out, storage, resume, rows, say, str(prepared.path))
+    finally:
+        if started:
+            ray.shutdown()
+    frame, errors = _write_tables(grid, out, storage, say)
+    facts = {"data_fingerprint": fingerprint, "command": command, "cluster_resources": resources,
+             "extra": {"name": sweep.name, "trials_total": len(trials), "trials_failed": len(errors),
+                       "ray_experiment": experiment_path(str(out), storage), "resumed": resume, "data_counts": counts}}
+    write_json_atomic(out / "manifest.json", manifest(sweep, wall_seconds=time.time() - start, **facts))
+    build_report(out)
+    say(f"trials done: {len(frame) - len(errors)}/{len(frame)} ok; tables, plots and report written")
+    if explain and sweep.explain_images > 0 and frame["test_accuracy"].notna().any():
+        _explain(out, sweep, say)
+    wall = time.time() - start
+    write_json_atomic(out / "manifest.json", manifest(sweep, wall_seconds=wall, **facts))
+    build_report(out)
+    _print_summary(out, wall)
+    return 0 if not errors else 1
+
+
+def _prepare_data(sweep: SweepConfig, say):
+    """(sweep with the data's cache folder pinned, the dataset prepared once by the driver): trials open that very
+    folder where their node sees it, else prepare the same spec into the same path."""
     spec = sweep.train.data
     spec = spec.replace(cache_dir=str(cache_root(spec).resolve()))
     say(f"preparing data: {spec.source} at {spec.image_size}px" + (f" from {spec.data_dir}" if spec.data_dir else ""))
     prepared = prepare(spec)
-    sweep = sweep.replace(train=sweep.train.replace(data=spec))
-    fingerprint = f"{prepared.fingerprint}/{prepared.path.name}"
     counts = prepared.counts()
-    say(f"data ready: " + ", ".join(f"{s} {sum(c.values())}" for s, c in counts.items()) + f" images ({prepared.path})")
+    say("data ready: " + ", ".join(f"{s} {sum(c.values())}" for s, c in counts.items()) + f" images ({prepared.path})")
+    return sweep.replace(train=sweep.train.replace(data=spec)), prepared
 
-    compile_cache = str((user_cache_dir() / "jax-compile").resolve())
-    env = {"FUSION_SWEEP_CACHE": str(user_cache_dir().resolve()), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+def _start_ray(address: str | None, say, n_trials: int, sweep: SweepConfig) -> tuple[bool, dict]:
+    env = {"FUSION_SWEEP_CACHE": str(user_cache_dir().resolve()), "PYTHONPATH": str(REPO_ROOT)}
     started = init_ray(address, num_cpus=None if address else len(os.sched_getaffinity(0)), env=env)
-    import ray
-
     resources = ray.cluster_resources()
     say(f"Ray {'started locally' if started else 'connected at ' + str(address)}: {resources.get('CPU', 0):.0f} CPUs, "
-        f"{resources.get('GPU', 0):.0f} GPUs; {len(trials)} trials x {sweep.cpus_per_trial:g} CPU"
+        f"{resources.get('GPU', 0):.0f} GPUs; {n_trials} trials x {sweep.cpus_per_trial:g} CPU"
         + (f" + {sweep.gpus_per_trial:g} GPU" if sweep.gpus_per_trial else "") + " each")
-    rows: dict[str, dict] = {}
+    return started, resources
 
+
+def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None, resume: bool, rows: dict,
+         say, prepared_path: str | None = None):
+    """Run (or continue) the experiment; trials.csv is rewritten as each trial finishes."""
     def record(trial) -> None:
         status = "ERROR" if trial.status == "ERROR" else "TERMINATED"
         rows[trial.trial_id] = row_of_trial(trial.trial_id, status, trial.config, trial.last_result)
@@ -237,23 +234,19 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
         except Exception as err:  # a table write must never stop the sweep
             say(f"warning: could not update trials.csv: {err}")
 
-    progress = Progress(len(trials), on_complete=record)
-    callbacks = [progress.callback()]
-    try:
-        if resume:
-            tuner = restore_tuner(sweep, results_dir=str(out), storage=storage, callbacks=callbacks)
-            say(f"resuming {experiment_path(str(out), storage)}")
-        else:
-            tuner = make_tuner(sweep, trials, results_dir=str(out), storage=storage, compile_cache=compile_cache,
-                               callbacks=callbacks, base_dict=base_config_dict(sweep),
-                               prepared_path=str(prepared.path))
-        grid = tuner.fit()
-    finally:
-        if started:
-            ray.shutdown()
-    from sweep.analysis.report import build_report, scaling_headline, summary_table
-    from sweep.tune.results import manifest, trials_frame, write_json_atomic, write_trials
+    callbacks = [Progress(len(trials), on_complete=record).callback()]
+    if resume:
+        tuner = restore_tuner(sweep, results_dir=str(out), storage=storage, callbacks=callbacks)
+        say(f"resuming {experiment_path(str(out), storage)}")
+    else:
+        compile_cache = str((user_cache_dir() / "jax-compile").resolve())
+        tuner = make_tuner(sweep, trials, results_dir=str(out), storage=storage, compile_cache=compile_cache,
+                           callbacks=callbacks, base_dict=config_to_dict(sweep.train), prepared_path=prepared_path)
+    return tuner.fit()
 
+
+def _write_tables(grid, out: Path, storage: str | None, say):
+    """trials.csv/.parquet from Ray's final results; Ray's checkpoint copies pruned when every trial finished."""
     frame = trials_frame(rows_from_grid(grid))
     errors = [r for r in grid if r.error]
     for result in errors[:5]:
@@ -264,41 +257,24 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
         if pruned:
             say(f"every trial finished: removed {pruned / 2**20:.0f} MiB of Ray's copies of trial checkpoints "
                 f"(each trial's own run folder under {out / 'trials'} keeps its checkpoint)")
-    info = {"name": sweep.name, "trials_total": len(trials), "trials_failed": len(errors),
-            "ray_experiment": experiment_path(str(out), storage), "resumed": resume,
-            "data_counts": counts}
-    write_json_atomic(out / "manifest.json", manifest(sweep, data_fingerprint=fingerprint, command=command,
-                                                      cluster_resources=resources, wall_seconds=time.time() - start,
-                                                      extra=info))
-    build_report(out)
-    say(f"trials done: {len(frame) - len(errors)}/{len(frame)} ok; tables, plots and report written")
-    if explain and sweep.explain_images > 0 and frame["test_accuracy"].notna().any():
-        _explain(out, sweep, say)
-        build_report(out)
-    wall = time.time() - start
-    write_json_atomic(out / "manifest.json", manifest(sweep, data_fingerprint=fingerprint, command=command,
-                                                      cluster_resources=resources, wall_seconds=wall, extra=info))
-    build_report(out)
+    return frame, errors
+
+
+def _print_summary(out: Path, wall: float) -> None:
     print()
     print(summary_table(out))
     print()
     print(scaling_headline(out))
     print(f"\nresults in {out}/: trials.csv, trials.parquet, pareto.csv, plots/, report.md, manifest.json"
           + (", explanations/" if (out / "explanations").is_dir() else "") + f"  ({wall:.0f} s)")
-    return 0 if not errors else 1
 
 
 def _explain(out: Path, sweep: SweepConfig, say) -> None:
-    """SHAP explanations of the Pareto front and the parents (skipped with a note if sweep.explain is not there)."""
-    try:
-        from sweep.explain.runner import explain_results
-    except ImportError as err:
-        say(f"skipping explanations: sweep.explain is not available ({err})")
-        return
+    """SHAP explanations of the Pareto front and the parents (a failure is reported; the sweep's results stand)."""
+    from sweep.explain.runner import explain_results  # loads JAX and SHAP: only in a sweep that explains
+
     say(f"explaining the Pareto front and parents: {sweep.explain_images} images x {sweep.explain_max_evals} evals")
     try:
-        from sweep.runtime import enable_compilation_cache
-
         enable_compilation_cache()
         explain_results(out, trials="pareto+parents", images=sweep.explain_images,
                         max_evals=sweep.explain_max_evals, log=lambda text: say(text))

@@ -6,7 +6,9 @@ import sys
 import time
 from typing import Any, Callable
 
-from sweep.tune.space import config_label
+from ray.tune import Callback
+
+from sweep.configs.naming import config_label
 
 
 class Progress:
@@ -38,8 +40,6 @@ class Progress:
         return f"{len(self.done)}/{self.total} done, {len(self.running)} running{best}"
 
     def callback(self):
-        from ray.tune import Callback
-
         progress = self
 
         class _ProgressCallback(Callback):

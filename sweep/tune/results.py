@@ -1,14 +1,19 @@
-"""The results contract of a sweep: the trials table (CSV + Parquet) and manifest.json, written atomically."""
+"""The results contract of a sweep: the trials table (CSV + Parquet) and manifest.json (how it was made)."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import io
 import json
 import os
-import platform
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
+
+from sweep import runtime
+from sweep.configs.naming import CONFIG_KEYS
+from sweep.files import write_bytes_atomic, write_text_atomic
 
 BASE_COLUMNS = (
     "trial_id", "status", "model", "cnn_cut", "resnet_cut", "branch_width", "head_width", "seed",
@@ -19,34 +24,11 @@ BASE_COLUMNS = (
 RENAMES = {"epochs_run": "epochs"}
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write to a temp file beside `path`, then rename over it (readers never see half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    return write_bytes_atomic(path, text.encode())
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
-
-
 def trial_row(trial_id: str, status: str, trial: dict[str, Any], metrics: dict[str, Any] | None) -> dict[str, Any]:
     """One trials.csv row from a trial description and the metrics its training reported (may be partial)."""
     metrics = dict(metrics or {})
     row: dict[str, Any] = {"trial_id": trial_id, "status": status}
-    for key in ("model", "cnn_cut", "resnet_cut", "branch_width", "head_width", "seed"):
+    for key in (*CONFIG_KEYS, "seed"):
         row[key] = trial.get(key)
     for key, value in metrics.items():
         column = RENAMES.get(key, key)
@@ -60,8 +42,6 @@ def trial_row(trial_id: str, status: str, trial: dict[str, Any], metrics: dict[s
 
 def trials_frame(rows: list[dict[str, Any]]):
     """A DataFrame with the contract's columns first (missing ones empty), then per-class and extra columns."""
-    import pandas as pd
-
     frame = pd.DataFrame(rows)
     for column in BASE_COLUMNS:
         if column not in frame:
@@ -74,8 +54,6 @@ def trials_frame(rows: list[dict[str, Any]]):
 
 def write_trials(frame, out_dir: str | os.PathLike) -> tuple[Path, Path]:
     """trials.csv and trials.parquet into out_dir, atomically."""
-    import io
-
     out_dir = Path(out_dir)
     csv_path = write_text_atomic(out_dir / "trials.csv", frame.to_csv(index=False))
     buffer = io.BytesIO()
@@ -86,8 +64,6 @@ def write_trials(frame, out_dir: str | os.PathLike) -> tuple[Path, Path]:
 
 def read_trials(results_dir: str | os.PathLike):
     """The trials table of a results folder (Parquet when present, else CSV)."""
-    import pandas as pd
-
     results_dir = Path(results_dir)
     if (results_dir / "trials.parquet").is_file():
         frame = pd.read_parquet(results_dir / "trials.parquet")
@@ -100,38 +76,8 @@ def read_trials(results_dir: str | os.PathLike):
     return frame
 
 
-def _git_commit() -> str | None:
-    try:
-        repo = Path(__file__).resolve().parents[1]
-        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    versions = {"python": platform.python_version()}
-    for name in ("fusion-sweep", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ray", "numpy", "pandas",
-                 "scipy", "shap", "grain", "tensorflow-datasets", "matplotlib"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
-
-
 def _hardware(cluster_resources: dict | None) -> dict[str, Any]:
-    hardware: dict[str, Any] = {"machine": platform.machine(), "platform": platform.platform(),
-                                "driver_cpus": os.cpu_count(), "driver_cpus_usable": len(os.sched_getaffinity(0))}
-    try:
-        with open("/proc/cpuinfo") as f:
-            hardware["cpu_model"] = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
-    except OSError:
-        pass
+    hardware = runtime.hardware()
     if cluster_resources:
         hardware["ray_cluster_resources"] = {k: v for k, v in cluster_resources.items() if not k.startswith("node:")}
     return hardware
@@ -141,15 +87,13 @@ def manifest(sweep_config, *, data_fingerprint: str | None, command: list[str] |
              cluster_resources: dict | None = None, wall_seconds: float | None = None,
              extra: dict | None = None) -> dict[str, Any]:
     """Everything needed to say how a results folder was made."""
-    import datetime
-
     return {
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "sweep_config": dataclasses.asdict(sweep_config) if dataclasses.is_dataclass(sweep_config) else sweep_config,
         "data_fingerprint": data_fingerprint,
-        "git_commit": _git_commit(),
-        "versions": _versions(),
+        "git_commit": runtime.git_commit(),
+        "versions": runtime.versions(),
         "hardware": _hardware(cluster_resources),
         "wall_seconds": wall_seconds,
         **(extra or {}),

@@ -5,73 +5,62 @@ import itertools
 import random
 from typing import Any
 
-from models.spec import SEED_CNN_CUT, SEED_RESNET_CUT
+from models.graphs import CNN_LAYERS, RESNET50V2_LAYERS
+from models.registry import PARENT_NAMES
+from models.spec import FusionSpec
+from sweep import UsageError
+from sweep.configs.naming import SEED_FUSION
 from sweep.configs.schema import SearchSpace, SweepConfig, TrainConfig
 
-# What identifies a configuration (a trial without its seed). These are also trials.csv columns.
-CONFIG_KEYS = ("model", "cnn_cut", "resnet_cut", "branch_width", "head_width")
-SEED_FUSION = {"model": "fusion", "cnn_cut": SEED_CNN_CUT, "resnet_cut": SEED_RESNET_CUT,
-               "branch_width": 2048, "head_width": 2048}
-MAX_WIDTH = 2048  # the seed's Dense width
-
-
-def cut_names() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The valid cut names of the CNN and of ResNet50V2 (their layer names)."""
-    try:
-        from models import CNN_LAYERS, RESNET50V2_LAYERS
-    except ImportError:
-        from models.cnn import CNN_LAYERS
-        from models.resnet_v2 import RESNET50V2_LAYERS
-    return tuple(CNN_LAYERS), tuple(RESNET50V2_LAYERS)
+MAX_WIDTH = FusionSpec().branch_width  # the seed's Dense width: the widest a sweep tries
 
 
 def _check_cuts(field: str, cuts: tuple, valid: tuple[str, ...], model: str) -> None:
     if not cuts:
-        raise ValueError(f"search space field {field} is empty; give at least one {model} cut "
+        raise UsageError(f"search space field {field} is empty; give at least one {model} cut "
                          f"(e.g. {valid[len(valid) // 2]!r}), or None to drop that branch")
     for cut in cuts:
         if cut is not None and cut not in valid:
             near = [name for name in valid if str(cut).split("_")[0] in name][:8] or list(valid[:8])
-            raise ValueError(f"unknown {model} cut {cut!r} in {field}; valid cuts include {near} "
+            raise UsageError(f"unknown {model} cut {cut!r} in {field}; valid cuts include {near} "
                              f"(all: `fusion-sweep layers {model}`)")
 
 
 def _check_widths(field: str, widths: tuple) -> None:
     if not widths:
-        raise ValueError(f"search space field {field} is empty; give at least one width, e.g. (256, 2048)")
+        raise UsageError(f"search space field {field} is empty; give at least one width, e.g. (256, 2048)")
     for width in widths:
         if not isinstance(width, int) or width < 1 or width > MAX_WIDTH or width & (width - 1):
-            raise ValueError(f"{field} contains {width!r}; widths are powers of two from 1 to {MAX_WIDTH}")
+            raise UsageError(f"{field} contains {width!r}; widths are powers of two from 1 to {MAX_WIDTH}")
 
 
 def validate_space(space: SearchSpace) -> None:
     """Raise ValueError naming the bad field and the valid choices. Cheap: no JAX, no Ray."""
-    cnn_valid, resnet_valid = cut_names()
-    _check_cuts("cnn_cuts", tuple(space.cnn_cuts), cnn_valid, "cnn")
-    _check_cuts("resnet_cuts", tuple(space.resnet_cuts), resnet_valid, "resnet50v2")
+    _check_cuts("cnn_cuts", tuple(space.cnn_cuts), CNN_LAYERS, "cnn")
+    _check_cuts("resnet_cuts", tuple(space.resnet_cuts), RESNET50V2_LAYERS, "resnet50v2")
     _check_widths("branch_widths", tuple(space.branch_widths))
     _check_widths("head_widths", tuple(space.head_widths))
     if all(c is None for c in space.cnn_cuts) and all(c is None for c in space.resnet_cuts):
-        raise ValueError("search space has no branch at all: cnn_cuts and resnet_cuts are both only None")
+        raise UsageError("search space has no branch at all: cnn_cuts and resnet_cuts are both only None")
 
 
 def validate_sweep(sweep: SweepConfig) -> None:
     """Check the whole sweep config (space, seeds, search, resources) before anything expensive starts."""
     validate_space(sweep.space)
     if sweep.seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {sweep.seeds}")
+        raise UsageError(f"seeds must be >= 1, got {sweep.seeds}")
     if sweep.search not in ("grid", "random"):
-        raise ValueError(f"search must be 'grid' or 'random', got {sweep.search!r}")
+        raise UsageError(f"search must be 'grid' or 'random', got {sweep.search!r}")
     if sweep.search == "random" and sweep.num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1 for random search, got {sweep.num_samples}")
+        raise UsageError(f"num_samples must be >= 1 for random search, got {sweep.num_samples}")
     if sweep.scheduler not in ("asha", "fifo"):
-        raise ValueError(f"scheduler must be 'asha' or 'fifo', got {sweep.scheduler!r}")
+        raise UsageError(f"scheduler must be 'asha' or 'fifo', got {sweep.scheduler!r}")
     if sweep.cpus_per_trial <= 0:
-        raise ValueError(f"cpus_per_trial must be > 0, got {sweep.cpus_per_trial}")
+        raise UsageError(f"cpus_per_trial must be > 0, got {sweep.cpus_per_trial}")
     if sweep.gpus_per_trial < 0:
-        raise ValueError(f"gpus_per_trial must be >= 0, got {sweep.gpus_per_trial}")
+        raise UsageError(f"gpus_per_trial must be >= 0, got {sweep.gpus_per_trial}")
     if sweep.max_concurrent is not None and sweep.max_concurrent < 1:
-        raise ValueError(f"max_concurrent must be >= 1 or unset, got {sweep.max_concurrent}")
+        raise UsageError(f"max_concurrent must be >= 1 or unset, got {sweep.max_concurrent}")
 
 
 def fusion_configs(space: SearchSpace) -> list[dict[str, Any]]:
@@ -88,8 +77,8 @@ def fusion_configs(space: SearchSpace) -> list[dict[str, Any]]:
 
 def parent_configs() -> list[dict[str, Any]]:
     """The two parents as reference points: the CNN alone and ResNet50V2 alone, with the seed's heads."""
-    return [{"model": "cnn", "cnn_cut": None, "resnet_cut": None, "branch_width": None, "head_width": 2048},
-            {"model": "resnet50v2", "cnn_cut": None, "resnet_cut": None, "branch_width": None, "head_width": 2048}]
+    return [{"model": model, "cnn_cut": None, "resnet_cut": None, "branch_width": None,
+             "head_width": FusionSpec().head_width} for model in PARENT_NAMES]
 
 
 def configurations(sweep: SweepConfig) -> list[dict[str, Any]]:
@@ -112,18 +101,6 @@ def expand(sweep: SweepConfig) -> list[dict[str, Any]]:
     validate_sweep(sweep)
     base_seed = sweep.train.seed
     return [dict(config, seed=base_seed + k) for k in range(sweep.seeds) for config in configurations(sweep)]
-
-
-def config_label(trial: dict[str, Any]) -> str:
-    """A short name of a configuration, e.g. 'cnn', 'resnet50v2', 'cnn:block3_drop+rn:conv3_block4_2_relu/b2048/h2048'."""
-    if trial["model"] != "fusion":
-        return str(trial["model"])
-    parts = []
-    if trial.get("cnn_cut"):
-        parts.append(f"cnn:{trial['cnn_cut']}")
-    if trial.get("resnet_cut"):
-        parts.append(f"rn:{trial['resnet_cut']}")
-    return "+".join(parts) + f"/b{int(trial['branch_width'])}/h{int(trial['head_width'])}"
 
 
 def train_config_for(trial: dict[str, Any], base: TrainConfig) -> TrainConfig:

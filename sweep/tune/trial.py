@@ -1,11 +1,20 @@
 """Inside one Ray trial: claim and pin cores before JAX starts, train with train_and_evaluate, report to Tune."""
 from __future__ import annotations
 
+import fcntl
+import json
 import math
 import os
 import time
 from pathlib import Path
 from typing import Any
+
+import ray
+from ray import tune
+
+from sweep.configs.io import config_from_dict, config_to_dict
+from sweep.runtime import enable_compilation_cache, pin_cores
+from sweep.tune.space import train_config_for
 
 CORE_LOCK_DIR = Path(os.environ.get("FUSION_SWEEP_CORE_LOCKS") or Path("/tmp") / f"fusion-sweep-cores-{os.getuid()}")
 _held_core_locks: list[int] = []  # file descriptors; the kernel drops the locks when the trial process dies
@@ -15,10 +24,6 @@ def claim_cores(count: int) -> list[int]:
     """Claim `count` cores of this node for this process with per-core flock files (released when the process
     exits, even on a crash) and pin to them. Ray reserves CPU counts but not which cores, and JAX on CPU uses
     every core it can see, so without this concurrent trials would fight over all cores."""
-    import fcntl
-
-    from sweep.runtime import pin_cores
-
     allowed = sorted(os.sched_getaffinity(0))
     if count >= len(allowed):
         return allowed
@@ -46,21 +51,14 @@ def _setup_trial_process(cpus: float, gpus: float, compile_cache: str | None) ->
     if 0 < gpus < 1:
         os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 * gpus:.2f}")
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    from sweep.runtime import enable_compilation_cache
-
     enable_compilation_cache(compile_cache)
     return cores
 
 
 def run_trial(config: dict[str, Any]) -> None:
     """The Ray Tune function trainable: train one trial, report every epoch with its checkpoint, then the test metrics."""
-    from ray import tune
-
-    from sweep.configs.io import config_from_dict
-
     _setup_trial_process(config["cpus"], config["gpus"], config.get("compile_cache"))
-    from sweep.tune.space import train_config_for
-    from sweep.engine.train import train_and_evaluate
+    from sweep.engine.train import train_and_evaluate  # JAX starts here: after the cores are pinned
 
     trial = config["trial"]
     trial_id = tune.get_context().get_trial_id()
@@ -98,10 +96,6 @@ def run_trial(config: dict[str, Any]) -> None:
 
 def finished_metrics(out_dir: Path, train_config) -> dict | None:
     """The metrics of a finished run of exactly this config in out_dir, else None."""
-    import json
-
-    from sweep.configs.io import config_to_dict
-
     metrics_file, config_file = out_dir / "metrics.json", out_dir / "config.json"
     if not (metrics_file.is_file() and config_file.is_file()):
         return None
@@ -114,6 +108,4 @@ def finished_metrics(out_dir: Path, train_config) -> dict | None:
 
 
 def ray_node_id() -> str:
-    import ray
-
     return ray.get_runtime_context().get_node_id()

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sweep.tune.results import read_trials, trial_row, trials_frame, write_json_atomic, write_trials
+from sweep.files import write_json_atomic
+from sweep.tune.results import read_trials, trial_row, trials_frame, write_trials
 
 
 def _fake_results(tmp_path):

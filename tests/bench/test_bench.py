@@ -107,10 +107,10 @@ def test_pipeline_targets_compare_each_size_with_its_fastest_model():
 
 
 def test_gpu_path_modules_do_not_import_ray_shap_tfds_grain_or_cv2():
-    """The GPU machine has only jax, flax, optax and orbax: the bench's GPU path, the models and the training
-    engine (steps, loop, checkpoints, metrics, outputs) must import without the data pipeline's packages."""
+    """The GPU machine has only jax, flax, optax and orbax: the bench's GPU path, the models and the engine's jitted
+    steps (with to_model_input), checkpoints and metrics import without the data pipeline's packages."""
     code = ("import sys, sweep.commands.bench, sweep.bench.runner, sweep.bench.steps, sweep.bench.peak, "
-            "sweep.bench.pipeline, sweep.bench.peer, sweep.bench.report, sweep.engine.steps, sweep.engine.train, "
+            "sweep.bench.pipeline, sweep.bench.peer, sweep.bench.report, sweep.engine.steps, "
             "sweep.engine.checkpoint, sweep.engine.metrics, sweep.engine.run_outputs, models.registry, "
             "data.model_input, data.spec; "
             "bad = [m for m in ('ray', 'shap', 'tensorflow_datasets', 'tensorflow', 'grain', 'cv2') "

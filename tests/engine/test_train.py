@@ -63,7 +63,8 @@ def test_run_writes_outputs_and_resumes_to_identical_metrics(tmp_path, prepared)
 
 
 def test_out_dir_with_another_config_is_refused_until_overwrite(tmp_path, prepared):
-    from sweep.engine.train import ConfigMismatch, train_and_evaluate
+    from sweep.engine.run_folder import ConfigMismatch
+    from sweep.engine.train import train_and_evaluate
 
     train_and_evaluate(tiny_config(epochs=1), out_dir=tmp_path, prepared=prepared)
     with pytest.raises(ConfigMismatch, match=r"optim.learning_rate: 0.0001 -> 0.001"):
@@ -98,7 +99,7 @@ def test_train_step_compiles_once_across_an_epoch_with_a_ragged_last_batch(prepa
 
     from data.pipeline import train_batches
     from models.registry import build_model
-    from sweep.engine.steps import init_totals, make_optimizer, make_train_step, split_model
+    from sweep.engine.steps import init_state, make_optimizer, make_train_step, split_model
 
     split = prepared.split("train")
     batch_size = 13
@@ -107,14 +108,45 @@ def test_train_step_compiles_once_across_an_epoch_with_a_ragged_last_batch(prepa
     graphdef, params, rest = split_model(model, train=True)
     tx = make_optimizer(OptimConfig(), steps_per_epoch=10, epochs=1)
     step = make_train_step(graphdef, tx, PipelineSpec(channels=1))
-    state = (params, rest, tx.init(params), init_totals())
+    state = init_state(params, rest, tx)
     valid_rows = []
     for batch in train_batches(split, PipelineSpec(channels=1), batch_size=batch_size, seed=0, epoch=1, num_classes=2):
         valid_rows.append(int(batch["valid"].sum()))
-        state = step(*state, {k: batch[k] for k in ("image", "label", "valid")})
+        state, metrics = step(state, {k: batch[k] for k in ("image", "label", "valid")})
+        assert set(metrics) == {"loss", "accuracy"}
     assert valid_rows[-1] < batch_size  # the last batch was padded
-    assert int(state[3]["count"]) == sum(valid_rows)
+    assert int(state.totals["count"]) == sum(valid_rows)
     assert step._cache_size() == 1
+
+
+def test_train_state_stacks_along_a_seed_axis_and_vmaps(prepared):
+    """One TrainState per seed, stacked on a leading axis: a vmapped step equals each seed's own step."""
+    import flax.nnx as nnx
+    import jax
+    import jax.numpy as jnp
+
+    from data.pipeline import train_batches
+    from models.registry import build_model
+    from sweep.engine.steps import init_state, make_optimizer, make_train_step, split_model
+
+    tx = make_optimizer(OptimConfig(), steps_per_epoch=10, epochs=1)
+    states, graphdef = [], None
+    for seed in (0, 1):
+        model = build_model(TINY_FUSION.replace(image_size=32, channels=1), rngs=nnx.Rngs(params=seed, dropout=seed + 1))
+        graphdef, params, rest = split_model(model, train=True)
+        states.append(init_state(params, rest, tx))
+    batch = next(iter(train_batches(prepared.split("train"), PipelineSpec(channels=1), batch_size=16, seed=0,
+                                    epoch=1, num_classes=2)))
+    batch = {k: jnp.asarray(batch[k]) for k in ("image", "label", "valid")}
+    step = make_train_step(graphdef, tx, PipelineSpec(channels=1))
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+    together, _ = jax.jit(jax.vmap(step, in_axes=(0, None)))(stacked, batch)
+    for seed, state in enumerate(states):
+        alone, _ = step(state, batch)
+        for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(together.params)):
+            # RMSprop moves every weight by ~lr * 3.2 on its first step; a near-zero gradient's sign may differ
+            # with the summation order of a vmapped program, hence atol well below one step (3e-4)
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b[seed]), rtol=1e-5, atol=1e-5)
 
 
 def test_eval_predictions_are_identical_at_batch_1_and_64(prepared):
@@ -137,7 +169,8 @@ def test_eval_predictions_are_identical_at_batch_1_and_64(prepared):
 
 def test_load_run_predicts_the_test_metrics(tmp_path, prepared):
     from sweep.engine.metrics import classification_metrics
-    from sweep.engine.train import load_run, train_and_evaluate
+    from sweep.engine.load import load_run
+    from sweep.engine.train import train_and_evaluate
 
     result = train_and_evaluate(tiny_config(epochs=2), out_dir=tmp_path, prepared=prepared)
     loaded = load_run(tmp_path)
@@ -172,3 +205,26 @@ def test_evaluate_refuses_classes_the_model_does_not_know():
     with pytest.raises(ValueError, match="'Lung_Opacity' unknown to the model; the model knows COVID, Normal; "
                                          "the data has COVID, Lung_Opacity"):
         check_classes(("COVID", "Lung_Opacity"), ("COVID", "Normal"))
+
+
+def test_checkpoints_name_arrays_by_their_place_and_old_run_folders_are_refused(tmp_path, prepared):
+    import orbax.checkpoint as ocp
+
+    from sweep import UsageError
+    from sweep.engine.checkpoint import RunCheckpoints
+    from sweep.engine.train import train_and_evaluate
+
+    train_and_evaluate(tiny_config(epochs=1), out_dir=tmp_path, prepared=prepared)
+    checkpoints = RunCheckpoints(tmp_path / "checkpoints")
+    saved = checkpoints.manager.restore(1, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+    assert "cnn.block1_conv.kernel" in saved["params"] and "cnn.block1_bn.mean" in saved["rest"]
+    assert any(name.startswith("0.nu.cnn.block1_conv") for name in saved["opt"])  # RMSprop's second moment
+    meta = checkpoints.meta(1)
+    del meta["checkpoint_format"]  # what a run of an older fusion-sweep left behind
+    checkpoints.manager.delete(1)
+    checkpoints.manager.save(1, args=ocp.args.Composite(state=ocp.args.StandardSave(dict(saved)),
+                                                        meta=ocp.args.JsonSave(meta)), force=True)
+    checkpoints.close()
+    (tmp_path / "metrics.json").unlink()
+    with pytest.raises(UsageError, match="older fusion-sweep .* rerun with --overwrite"):
+        train_and_evaluate(tiny_config(epochs=1), out_dir=tmp_path, prepared=prepared)

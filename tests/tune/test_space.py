@@ -9,7 +9,8 @@ import pytest
 from models.spec import SEED_CNN_CUT, SEED_RESNET_CUT
 from sweep.configs.presets import PRESETS, get_preset
 from sweep.configs.schema import SearchSpace, SweepConfig
-from sweep.tune.space import SEED_FUSION, config_label, expand, train_config_for
+from sweep.configs.naming import SEED_FUSION, config_label
+from sweep.tune.space import expand, train_config_for
 
 
 def test_quick_preset_has_eight_fusions_the_seed_fusion_and_both_parents():
@@ -77,7 +78,7 @@ def test_train_config_for_sets_cuts_widths_and_seed():
 
 
 def test_set_overrides_any_field():
-    from sweep.commands.run import set_field
+    from sweep.configs.io import set_field
 
     sweep = set_field(get_preset("quick"), "train.optim.learning_rate", "1e-3")
     assert sweep.train.optim.learning_rate == 1e-3

@@ -19,7 +19,7 @@ from sweep.analysis.html.shift_plot import shift_figure
 from sweep.analysis.html.size_plot import EMPTY_BAND, band_data, size_figure, verdict_sentence
 from sweep.analysis.html.static_tables import html_table, shift_tables
 from sweep.analysis.html.trials_table import table_data
-from sweep.tune.results import write_text_atomic
+from sweep.files import write_text_atomic
 
 HERE = Path(__file__).parent
 SWITCH_LABELS = {"params": "params", "flops": "FLOPs", "latency_ms": "latency"}

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from sweep.tune.space import SEED_FUSION, config_label
+from sweep.configs.naming import config_label, is_seed_fusion
 
 SIZE_AXES = {"params": "parameters", "flops": "FLOPs per image (forward)", "latency_ms": "latency per image (ms)"}
 INTERVAL_LEVEL = 0.90  # the contract's level for intervals
@@ -15,13 +15,8 @@ ROLES = ("fusion", "seed's fusion", "CNN parent", "ResNet50V2 parent")
 
 
 def row_label(row: dict) -> str:
-    """The configuration's label of a trials.csv row (absent branches read as NaN, '' or 'none' there)."""
-    clean = dict(row)
-    for key in ("cnn_cut", "resnet_cut"):
-        value = clean.get(key)
-        if value is None or (isinstance(value, float) and math.isnan(value)) or value in ("", "none"):
-            clean[key] = None
-    return config_label(clean)
+    """The configuration's label of a trials.csv row (config_label reads NaN, '' and 'none' cuts as absent)."""
+    return config_label(row)
 
 
 def role_of(row) -> str:
@@ -30,17 +25,7 @@ def role_of(row) -> str:
         return "CNN parent"
     if row["model"] == "resnet50v2":
         return "ResNet50V2 parent"
-    same = all(_same(row.get(key), value) for key, value in SEED_FUSION.items())
-    return "seed's fusion" if same else "fusion"
-
-
-def _same(a, b) -> bool:
-    if isinstance(b, (int, float)) and not isinstance(b, bool):
-        try:
-            return float(a) == float(b)
-        except (TypeError, ValueError):
-            return False
-    return a == b
+    return "seed's fusion" if is_seed_fusion(row) else "fusion"
 
 
 def acc_column(split: str) -> str:

@@ -1,0 +1,37 @@
+"""cli.main: every command is there or the CLI fails loudly; a UsageError is one line on stderr and exit 2."""
+from __future__ import annotations
+
+import pytest
+
+from sweep import UsageError, cli
+
+
+def test_a_usage_error_anywhere_is_one_line_and_exit_2(monkeypatch, capsys):
+    def fails(args):
+        raise UsageError("--out /x is not a folder\nchoose another")
+
+    monkeypatch.setattr("sweep.commands.report.run", fails)
+    assert cli.main(["report", "anything"]) == 2
+    err = capsys.readouterr().err
+    assert err == "fusion-sweep report: error: --out /x is not a folder choose another\n"
+
+
+def test_a_command_that_fails_to_import_is_an_error_not_a_missing_command(monkeypatch):
+    monkeypatch.setitem(cli.COMMANDS, "ghost", ("sweep.commands.ghost", "never built"))
+    with pytest.raises(ModuleNotFoundError, match="sweep.commands.ghost"):
+        cli.build_parser()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--optimizer", "lamb"], "--optimizer lamb: expected one of rmsprop, adam, adamw, sgd"),
+    (["train", "--patience", "-1"], "early stopping patience must be >= 1, got -1"),
+    (["train", "--set", "pipeline.augment=heavy"], "expected one of none, mild, seed"),
+    (["run", "--set", "seeds=0"], "seeds must be >= 1"),
+    (["bench", "--skip", "gpu"], "--skip: unknown gpu; choose from compile,pipeline,shap,ray,flops"),
+    (["data", "show", "--out", "grid.jpg"], "--out must name a .png file"),
+    (["profile", "--model", "cnn", "--cnn-cut", "block1_drop"], "--cnn-cut only apply to --model fusion"),
+])
+def test_bad_input_is_reported_before_any_work(argv, words, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and err.count("\n") == 1
