@@ -153,7 +153,8 @@ def _check_splits(prepared, config: TrainConfig) -> None:
         raise UsageError("the validation split is empty; give the data a larger val fraction or more images")
 
 
-def _build_run(config: TrainConfig, prepared, checkpoint_dir: Path | None, progress: bool) -> _Run:
+def _build_run(config: TrainConfig, prepared, checkpoint_dir: Path | None, progress: bool,
+               on_step: Callable[[dict], None] | None = None) -> _Run:
     """The model and its compiled steps (eval mode's graph split off before training mode's)."""
     num_classes = len(prepared.classes)
     train = prepared.split("train")
@@ -168,7 +169,7 @@ def _build_run(config: TrainConfig, prepared, checkpoint_dir: Path | None, progr
                                 augment_cnn_only=config.augment_cnn_only),
                 make_eval_step(eval_graph, config.pipeline), init_state(params, rest, tx), steps,
                 RunCheckpoints(checkpoint_dir) if checkpoint_dir is not None else None,
-                EpochProgress(progress, config.epochs, steps, config.batch_size))
+                EpochProgress(progress, config.epochs, steps, config.batch_size, listener=on_step))
 
 
 def _resume(run: _Run) -> None:
@@ -284,12 +285,13 @@ def _selected_weights(run: _Run) -> tuple[int, Weights]:
 def train_and_evaluate(config: TrainConfig, *, out_dir: str | Path | None = None,
                        on_epoch: Callable[[int, dict], None] | None = None,
                        checkpoint_dir: str | Path | None = None, overwrite: bool = False, progress: bool = False,
-                       prepared=None) -> Result:
+                       prepared=None, on_step: Callable[[dict], None] | None = None) -> Result:
     """Train `config`, evaluate the selected weights on the test split, write the run's files into out_dir.
 
     checkpoint_dir defaults to out_dir/checkpoints; when it holds checkpoints of the same config, training
     continues after the last finished epoch (a different config is refused unless overwrite). on_epoch(epoch,
-    metrics) runs after that epoch's checkpoint is on disk. `prepared` skips data.builder.prepare(config.data)."""
+    metrics) runs after that epoch's checkpoint is on disk; on_step(status) every ~2 s within an epoch (epoch, step,
+    steps, running loss and accuracy, images/s, seconds per step). `prepared` skips data.builder.prepare(...)."""
     check_config(config)
     out_dir, checkpoint_dir = run_paths(out_dir, checkpoint_dir)
     config_dict = config_to_dict(config)
@@ -297,7 +299,7 @@ def train_and_evaluate(config: TrainConfig, *, out_dir: str | Path | None = None
     prepared = prepared if prepared is not None else prepare(config.data, progress=progress)
     _check_splits(prepared, config)
     write_config(config_dict, out_dir, checkpoint_dir)
-    run = _build_run(config, prepared, checkpoint_dir, progress)
+    run = _build_run(config, prepared, checkpoint_dir, progress, on_step)
     try:
         _resume(run)
         while run.progress.epoch < config.epochs and not run.progress.stopped:

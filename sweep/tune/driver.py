@@ -7,9 +7,11 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 import ray
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from data.builder import cache_root, prepare, user_cache_dir
@@ -19,6 +21,7 @@ from sweep.configs.naming import config_label
 from sweep.configs.schema import SweepConfig
 from sweep.files import write_json_atomic
 from sweep.runtime import REPO_ROOT, enable_compilation_cache
+from sweep.tune.board import BOARD_ENV, BoardClient, board_name
 from sweep.tune.progress import Progress
 from sweep.tune.results import manifest, trial_row, trials_frame, write_trials
 from sweep.tune.trial import run_trial
@@ -40,18 +43,26 @@ def experiment_path(out_dir: str, storage: str | None) -> str:
     return storage_for(out_dir, storage).rstrip("/") + "/" + EXPERIMENT
 
 
-def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str, str] | None = None) -> bool:
-    """Connect to `address` (auto, ray://...) or start a quiet local Ray. Returns True if this call started it."""
+def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str, str] | None = None,
+             on_dashboard: Callable[[str], None] | None = None) -> bool:
+    """Connect to `address` (auto, ray://...) or start a quiet local Ray. Returns True if this call started it.
+    on_dashboard(url) hears the Ray dashboard's address where one runs (a cluster's head; not a local Ray)."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
+    # Ray would add its own TensorBoard logger beside each trial's event files (sweep.tune.tensorboard_log);
+    # make_run_config adds back the JSON and CSV loggers that Ray's experiment analysis reads
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     if ray.is_initialized():
         return False
     runtime_env = {"env_vars": dict(env or {})}
     if address:
-        ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
-                 log_to_driver=False, configure_logging=True)
+        context = ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
+                           log_to_driver=False, configure_logging=True)
+        url = getattr(context, "dashboard_url", None)
+        if url and on_dashboard:
+            on_dashboard(url if "://" in url else f"http://{url}")
         return False
     # Ray nices workers (15) to favour its own daemons; on a shared workstation that starves the trials, which
     # are the work. A local run keeps them at normal priority.
@@ -102,7 +113,7 @@ def make_run_config(sweep: SweepConfig, *, results_dir: str, storage: str | None
         storage_path=storage_for(results_dir, storage),
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=callbacks,
+        callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()],
         verbose=0,
         log_to_file=True,
     )
@@ -166,7 +177,8 @@ def _write_partial(out: Path, rows: dict[str, dict]) -> None:
 
 def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str | None = None,
               storage: str | None = None, resume: bool = False, explain: bool = True,
-              start: float | None = None, command: list[str] | None = None) -> int:
+              start: float | None = None, command: list[str] | None = None, mlflow: str | None = None,
+              mlflow_experiment: str | None = None) -> int:
     """Prepare data once, run the trials on Ray (local or a cluster), then write the results contract into `out`."""
     start = start or time.time()
     out = Path(out)
@@ -178,10 +190,11 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
 
     sweep, prepared = _prepare_data(sweep, say)
     fingerprint, counts = f"{prepared.fingerprint}/{prepared.path.name}", prepared.counts()
-    started, resources = _start_ray(address, say, len(trials), sweep)
+    started, resources, board = _start_ray(address, say, len(trials), sweep)
     rows: dict[str, dict] = {}
     try:
-        grid = _fit(sweep, trials, out, storage, resume, rows, say, str(prepared.path))
+        grid = _fit(sweep, trials, out, storage, resume, rows, Progress(len(trials), board=board, start=start),
+                    str(prepared.path))
     finally:
         if started:
             ray.shutdown()
@@ -197,8 +210,9 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
     wall = time.time() - start
     write_json_atomic(out / "manifest.json", manifest(sweep, wall_seconds=wall, **facts))
     build_report(out)
+    recorded = record_mlflow(out, frame, mlflow, mlflow_experiment or sweep.name, say) if mlflow else True
     _print_summary(out, wall)
-    return 0 if not errors else 1
+    return 0 if not errors and recorded else 1
 
 
 def _prepare_data(sweep: SweepConfig, say):
@@ -213,19 +227,25 @@ def _prepare_data(sweep: SweepConfig, say):
     return sweep.replace(train=sweep.train.replace(data=spec)), prepared
 
 
-def _start_ray(address: str | None, say, n_trials: int, sweep: SweepConfig) -> tuple[bool, dict]:
-    env = {"FUSION_SWEEP_CACHE": str(user_cache_dir().resolve()), "PYTHONPATH": str(REPO_ROOT)}
-    started = init_ray(address, num_cpus=None if address else len(os.sched_getaffinity(0)), env=env)
+def _start_ray(address: str | None, say, n_trials: int, sweep: SweepConfig) -> tuple[bool, dict, BoardClient | None]:
+    """Ray, and the progress board that trials post their status to (None if it cannot start)."""
+    env = {"FUSION_SWEEP_CACHE": str(user_cache_dir().resolve()), "PYTHONPATH": str(REPO_ROOT),
+           BOARD_ENV: board_name()}
+    started = init_ray(address, num_cpus=None if address else len(os.sched_getaffinity(0)), env=env,
+                       on_dashboard=lambda url: say(f"Ray dashboard: {url}"))
     resources = ray.cluster_resources()
     say(f"Ray {'started locally' if started else 'connected at ' + str(address)}: {resources.get('CPU', 0):.0f} CPUs, "
         f"{resources.get('GPU', 0):.0f} GPUs; {n_trials} trials x {sweep.cpus_per_trial:g} CPU"
         + (f" + {sweep.gpus_per_trial:g} GPU" if sweep.gpus_per_trial else "") + " each")
-    return started, resources
+    return started, resources, open_board(env[BOARD_ENV], say)
 
 
 def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None, resume: bool, rows: dict,
-         say, prepared_path: str | None = None):
-    """Run (or continue) the experiment; trials.csv is rewritten as each trial finishes."""
+         progress: Progress, prepared_path: str | None = None):
+    """Run (or continue) the experiment with the live view; trials.csv is rewritten as each trial finishes. Trials
+    open the dataset at `prepared_path` where their node sees it."""
+    say = progress.say  # lines go above the live status block
+
     def record(trial) -> None:
         status = "ERROR" if trial.status == "ERROR" else "TERMINATED"
         rows[trial.trial_id] = row_of_trial(trial.trial_id, status, trial.config, trial.last_result)
@@ -234,7 +254,8 @@ def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None,
         except Exception as err:  # a table write must never stop the sweep
             say(f"warning: could not update trials.csv: {err}")
 
-    callbacks = [Progress(len(trials), on_complete=record).callback()]
+    progress.on_complete = record
+    callbacks = [progress.callback()]
     if resume:
         tuner = restore_tuner(sweep, results_dir=str(out), storage=storage, callbacks=callbacks)
         say(f"resuming {experiment_path(str(out), storage)}")
@@ -243,6 +264,28 @@ def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None,
         tuner = make_tuner(sweep, trials, results_dir=str(out), storage=storage, compile_cache=compile_cache,
                            callbacks=callbacks, base_dict=config_to_dict(sweep.train), prepared_path=prepared_path)
     return tuner.fit()
+
+
+def open_board(name: str, say) -> BoardClient | None:
+    """The progress board trials post to; None (per-epoch lines only) if the actor cannot start."""
+    try:
+        return BoardClient(name)
+    except Exception as err:  # live progress is a view: the sweep runs without it
+        say(f"live progress shows epochs only: the progress board did not start ({type(err).__name__}: {err})")
+        return None
+
+
+def record_mlflow(out: Path, frame, uri: str, experiment: str, say) -> bool:
+    """One MLflow run per row; False (the run then exits 1) if MLflow failed, the tables staying as written."""
+    from sweep.tune.mlflow_log import log_sweep
+
+    rows = [{**row, "label": config_label(row)} for row in frame.to_dict("records")]
+    try:
+        log_sweep(out, uri, experiment=experiment, rows=rows, say=say)
+        return True
+    except Exception as err:
+        say(f"MLflow recording failed at {uri}: {type(err).__name__}: {err}")
+        return False
 
 
 def _write_tables(grid, out: Path, storage: str | None, say):

@@ -12,9 +12,12 @@ from typing import Any
 import ray
 from ray import tune
 
+from data.builder import open_prepared
 from sweep.configs.io import config_from_dict, config_to_dict
+from sweep.configs.naming import config_label
 from sweep.runtime import enable_compilation_cache, pin_cores
 from sweep.tune.space import train_config_for
+from sweep.tune.watch import RowWatch
 
 CORE_LOCK_DIR = Path(os.environ.get("FUSION_SWEEP_CORE_LOCKS") or Path("/tmp") / f"fusion-sweep-cores-{os.getuid()}")
 _held_core_locks: list[int] = []  # file descriptors; the kernel drops the locks when the trial process dies
@@ -72,8 +75,10 @@ def run_trial(config: dict[str, Any]) -> None:
         restored.to_directory(str(checkpoint_dir))  # e.g. a restarted trial on another node without shared --out
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
+    watch = RowWatch(trial_id, trial_id, f"{config_label(trial)} seed {trial['seed']}", train_config.epochs, out_dir)
 
     def on_epoch(epoch: int, metrics: dict) -> None:
+        watch.epoch(epoch, metrics)
         report = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
         report.update(epoch=int(epoch), final=False, node_id=ray_node_id())
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
@@ -82,15 +87,14 @@ def run_trial(config: dict[str, Any]) -> None:
     if finished is not None:  # Ray restarted a trial whose run had already finished (e.g. after a driver crash)
         metrics, status = finished, finished.get("status", "completed")
     else:
-        from data.builder import open_prepared
-
         prepared = open_prepared(config.get("prepared_path"), train_config.data)  # None where the cache is not shared
         result = train_and_evaluate(train_config, out_dir=out_dir, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch,
-                                    prepared=prepared)
+                                    on_step=watch.step, prepared=prepared)
         metrics, status = result.metrics, result.status
     final = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
     final.update(final=True, train_status=status, wall_seconds=time.time() - start, node_id=ray_node_id(),
                  classes=",".join(metrics.get("classes", []) or []))
+    watch.finish(final)
     tune.report(final)
 
 
