@@ -49,7 +49,8 @@ def table(result: dict, epoch_images: int = 15_500) -> str:
                      f"{peak.get('best_flops_per_s', peak['flops_per_s']) / 1e9:,.1f} best (the % peak basis)")
     extras = {
         "compile from cache": lambda r: f"{r['cold']['compile_s']:.1f} s cold -> {r['cached']['compile_s']:.2f} s cached",
-        "input pipeline": lambda r: f"{r['images_per_s']:,.0f} images/s",
+        "input pipeline": lambda r: ", ".join(f"{size} px {f['images_per_s']:,.0f} images/s (peak RSS "
+                                              f"{f['peak_rss_mb']:,.0f} MB)" for size, f in r["by_size"].items()),
         "shap": lambda r: f"overhead ratio {r.get('ratio', float('nan')):.2f}",
         "ray": lambda r: f"{r['overhead_per_trial_s']:.2f} s overhead per trial (K={r['trials']})",
     }

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from data.pipeline import to_model_input
+from data.model_input import to_model_input  # jax only: the GPU path never loads grain, cv2 or TFDS
 from data.spec import PipelineSpec
 from sweep import UsageError
 from sweep.configs.schema import OptimConfig

@@ -73,8 +73,9 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str,
 
 
 def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, storage: str | None,
-               compile_cache: str | None, callbacks: list, base_dict: dict):
-    """A Tuner over the listed trials (a grid over the trial list: each appears exactly once)."""
+               compile_cache: str | None, callbacks: list, base_dict: dict, prepared_path: str | None = None):
+    """A Tuner over the listed trials (a grid over the trial list: each appears exactly once). Trials open the
+    driver's prepared dataset at `prepared_path` when their node sees it (a shared cache), else prepare their own."""
     param_space = {
         "trial": tune.grid_search(trials),
         "base": base_dict,
@@ -82,6 +83,7 @@ def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, stor
         "cpus": sweep.cpus_per_trial,
         "gpus": sweep.gpus_per_trial,
         "compile_cache": compile_cache,
+        "prepared_path": prepared_path,
     }
     return tune.Tuner(
         trainable_with_resources(sweep),
@@ -186,11 +188,13 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
         elapsed = int(time.time() - start)
         print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {text}", flush=True)
 
-    sweep, fingerprint, counts = _prepare_data(sweep, say)
+    sweep, prepared = _prepare_data(sweep, say)
+    fingerprint, counts = f"{prepared.fingerprint}/{prepared.path.name}", prepared.counts()
     started, resources, board = _start_ray(address, say, len(trials), sweep)
     rows: dict[str, dict] = {}
     try:
-        grid = _fit(sweep, trials, out, storage, resume, rows, Progress(len(trials), board=board, start=start))
+        grid = _fit(sweep, trials, out, storage, resume, rows, Progress(len(trials), board=board, start=start),
+                    str(prepared.path))
     finally:
         if started:
             ray.shutdown()
@@ -211,16 +215,16 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
     return 0 if not errors and recorded else 1
 
 
-def _prepare_data(sweep: SweepConfig, say) -> tuple[SweepConfig, str, dict]:
-    """The dataset prepared once by the driver; trials read the very same one (its cache folder pinned)."""
+def _prepare_data(sweep: SweepConfig, say):
+    """(sweep with the data's cache folder pinned, the dataset prepared once by the driver): trials open that very
+    folder where their node sees it, else prepare the same spec into the same path."""
     spec = sweep.train.data
     spec = spec.replace(cache_dir=str(cache_root(spec).resolve()))
     say(f"preparing data: {spec.source} at {spec.image_size}px" + (f" from {spec.data_dir}" if spec.data_dir else ""))
     prepared = prepare(spec)
     counts = prepared.counts()
     say("data ready: " + ", ".join(f"{s} {sum(c.values())}" for s, c in counts.items()) + f" images ({prepared.path})")
-    sweep = sweep.replace(train=sweep.train.replace(data=spec))
-    return sweep, f"{prepared.fingerprint}/{prepared.path.name}", counts
+    return sweep.replace(train=sweep.train.replace(data=spec)), prepared
 
 
 def _start_ray(address: str | None, say, n_trials: int, sweep: SweepConfig) -> tuple[bool, dict, BoardClient | None]:
@@ -237,8 +241,9 @@ def _start_ray(address: str | None, say, n_trials: int, sweep: SweepConfig) -> t
 
 
 def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None, resume: bool, rows: dict,
-         progress: Progress):
-    """Run (or continue) the experiment with the live view; trials.csv is rewritten as each trial finishes."""
+         progress: Progress, prepared_path: str | None = None):
+    """Run (or continue) the experiment with the live view; trials.csv is rewritten as each trial finishes. Trials
+    open the dataset at `prepared_path` where their node sees it."""
     say = progress.say  # lines go above the live status block
 
     def record(trial) -> None:
@@ -257,7 +262,7 @@ def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None,
     else:
         compile_cache = str((user_cache_dir() / "jax-compile").resolve())
         tuner = make_tuner(sweep, trials, results_dir=str(out), storage=storage, compile_cache=compile_cache,
-                           callbacks=callbacks, base_dict=config_to_dict(sweep.train))
+                           callbacks=callbacks, base_dict=config_to_dict(sweep.train), prepared_path=prepared_path)
     return tuner.fit()
 
 

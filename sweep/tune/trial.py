@@ -12,6 +12,7 @@ from typing import Any
 import ray
 from ray import tune
 
+from data.builder import open_prepared
 from sweep.configs.io import config_from_dict, config_to_dict
 from sweep.configs.naming import config_label
 from sweep.runtime import enable_compilation_cache, pin_cores
@@ -86,8 +87,9 @@ def run_trial(config: dict[str, Any]) -> None:
     if finished is not None:  # Ray restarted a trial whose run had already finished (e.g. after a driver crash)
         metrics, status = finished, finished.get("status", "completed")
     else:
+        prepared = open_prepared(config.get("prepared_path"), train_config.data)  # None where the cache is not shared
         result = train_and_evaluate(train_config, out_dir=out_dir, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch,
-                                    on_step=watch.step)
+                                    on_step=watch.step, prepared=prepared)
         metrics, status = result.metrics, result.status
     final = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
     final.update(final=True, train_status=status, wall_seconds=time.time() - start, node_id=ray_node_id(),

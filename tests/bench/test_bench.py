@@ -14,7 +14,7 @@ from sweep.bench.runner import BenchOptions, run_bench
 
 def _tiny(**changes) -> BenchOptions:
     base = dict(models=("cnn",), sizes=(32,), batch_sizes=(2,), windows=1, window_s=0.01,
-                pipeline_seconds=0.2, peak_n=256, skip=("compile", "shap", "ray", "flops"))
+                pipeline_seconds=0.2, pipeline_images=60, peak_n=256, skip=("compile", "shap", "ray", "flops"))
     base.update(changes)
     return BenchOptions(**base)
 
@@ -56,7 +56,9 @@ def test_tiny_run_has_every_figure_and_writes_json(tmp_path):
     assert row["train_flops_per_step"] > 0 and 0 < row["train_fraction_of_peak"]
     assert row["train_compile_s"] > 0
     assert result["peak"]["flops_per_s"] > 0
-    assert result["pipeline"]["images_per_s"] > 0
+    assert result["pipeline"]["images_per_s"] > 0 and result["pipeline"]["by_size"]["32"]["peak_rss_mb"] > 0
+    assert "prepared synthetic dataset" in result["pipeline"]["source"]
+    assert result["targets"]["pipeline_vs_fastest_model_32px >= 10"]["value"] > 0
     assert {"hardware", "versions", "load", "targets"} <= set(result)
     assert len(result["load"]["before"]) == 3 and len(result["load"]["after"]) == 3
     path = write_json(tmp_path / "b.json", result)
@@ -91,10 +93,27 @@ def test_peer_ratios_keys_name_model_phase_and_backend():
     assert not any("tensorflow" in key for key in ratios)
 
 
-def test_gpu_path_modules_do_not_import_ray_shap_or_tfds():
+def test_pipeline_targets_compare_each_size_with_its_fastest_model():
+    from sweep.bench.runner import targets
+
+    result = {"models": [{"model": "cnn", "image_size": 64, "train": {"images_per_s": 100.0}},
+                         {"model": "fusion", "image_size": 64, "train": {"images_per_s": 300.0}},
+                         {"model": "cnn", "image_size": 128, "train": {"images_per_s": 50.0}}],
+              "pipeline": {"by_size": {"64": {"images_per_s": 2400.0}, "128": {"images_per_s": 1800.0}}}}
+    checks = targets(result)
+    assert checks["pipeline_vs_fastest_model_64px >= 10"] == {"value": 8.0, "met": False}
+    assert checks["pipeline_vs_fastest_model_128px >= 10"] == {"value": 36.0, "met": True}
+    assert checks["pipeline_128px_images_per_s >= 2000"] == {"value": 1800.0, "met": False}
+
+
+def test_gpu_path_modules_do_not_import_ray_shap_tfds_grain_or_cv2():
+    """The GPU machine has only jax, flax, optax and orbax: the bench's GPU path, the models and the engine's jitted
+    steps (with to_model_input), checkpoints and metrics import without the data pipeline's packages."""
     code = ("import sys, sweep.commands.bench, sweep.bench.runner, sweep.bench.steps, sweep.bench.peak, "
-            "sweep.bench.pipeline, sweep.bench.peer, sweep.bench.report, sweep.engine.steps; "
-            "bad = [m for m in ('ray', 'shap', 'tensorflow_datasets', 'tensorflow') if m in sys.modules]; "
-            "print(bad); sys.exit(1 if bad else 0)")
+            "sweep.bench.pipeline, sweep.bench.peer, sweep.bench.report, sweep.engine.steps, "
+            "sweep.engine.checkpoint, sweep.engine.metrics, sweep.engine.run_outputs, models.registry, "
+            "data.model_input, data.spec; "
+            "bad = [m for m in ('ray', 'shap', 'tensorflow_datasets', 'tensorflow', 'grain', 'cv2') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from data.pipeline import to_model_input
+from data.model_input import to_model_input
 from data.spec import PipelineSpec
 from data.synthetic import generate
 from sweep.explain import models_table, runner, shap_maps
