@@ -9,6 +9,7 @@ from typing import Any, Callable
 from ray.tune import Callback
 
 from sweep.configs.naming import config_label
+from sweep.tune.rows import seeds_label, trial_seeds
 
 
 class Progress:
@@ -51,8 +52,8 @@ class Progress:
                 if time.time() - progress.last_line > progress.every and not result.get("final"):
                     progress.last_line = time.time()
                     progress.say(f"{progress.status()} | {trial.trial_id} {config_label(trial.config['trial'])} "
-                                 f"seed {trial.config['trial']['seed']} epoch {result.get('epoch')} "
-                                 f"val_acc {result.get('val_accuracy', float('nan')):.3f}")
+                                 f"{seeds_label(trial.config['trial'])} epoch {result.get('epoch')} "
+                                 f"val_acc {result.get('val_accuracy', float('nan')):.3f} (mean over seeds)")
 
             def on_step_end(self, iteration, trials, **info):
                 if time.time() - progress.last_line > 3 * progress.every:  # a heartbeat while trials compile
@@ -71,12 +72,13 @@ class Progress:
         self.running.discard(trial.trial_id)
         self.done[trial.trial_id] = status
         result = trial.last_result or {}
-        name = f"{config_label(trial.config['trial'])} seed {trial.config['trial']['seed']}"
+        name = f"{config_label(trial.config['trial'])} {seeds_label(trial.config['trial'])}"
         value = result.get(self.metric)
         if status == "TERMINATED" and isinstance(value, (int, float)) and not math.isnan(value):
             if self.best is None or value > self.best[0]:
                 self.best = (float(value), name)
-            detail = f"{self.metric} {value:.3f}, {result.get('params', 0):,.0f} params"
+            mean = " (mean over seeds)" if len(trial_seeds(trial.config["trial"])) > 1 else ""
+            detail = f"{self.metric} {value:.3f}{mean}, {result.get('params', 0):,.0f} params"
         else:
             detail = status.lower() if status != "TERMINATED" else f"stopped at epoch {result.get('epoch')}"
         self.say(f"{trial.trial_id} {name}: {detail} | {self.status()}")
