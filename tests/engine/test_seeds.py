@@ -19,7 +19,7 @@ HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 def tiny_config(**changes) -> TrainConfig:
     config = TrainConfig(model="fusion", fusion=TINY_FUSION, data=DataSpec(image_size=32, num_images=120),
                          pipeline=PipelineSpec(channels=1), optim=OptimConfig(learning_rate=1e-3), batch_size=16,
-                         eval_batch_size=32, epochs=3, early_stopping=EarlyStopping(patience=1))
+                         eval_batch_size=32, epochs=6, early_stopping=EarlyStopping(patience=2))
     return config.replace(**changes)
 
 
@@ -40,14 +40,16 @@ def history(result) -> list[tuple]:
     return [tuple(row[k] for k in HISTORY_KEYS) for row in result.history]
 
 
+SEEDS = (0, 3)  # with these two, seed 0 stops early at epoch 3 while seed 3 trains all 6 epochs
+
+
 @pytest.fixture(scope="module")
 def sequential(tmp_path_factory, prepared):
-    """Seeds 0, 1 and 2 trained in one sequential run: the reference the other tests compare with."""
+    """Seeds 0 and 3 trained in one sequential run: the reference the other tests compare with."""
     from sweep.engine.train import train_seeds
 
     root = tmp_path_factory.mktemp("sequential")
-    return root, train_seeds(tiny_config(), [0, 1, 2], out_dirs=[root / f"s{s}" for s in range(3)],
-                             prepared=prepared)
+    return root, train_seeds(tiny_config(), list(SEEDS), out_dirs=[root / f"s{s}" for s in SEEDS], prepared=prepared)
 
 
 def test_each_seed_has_its_own_folder_metrics_and_predictions_and_equals_its_run_alone(sequential, prepared,
@@ -56,7 +58,7 @@ def test_each_seed_has_its_own_folder_metrics_and_predictions_and_equals_its_run
 
     root, results = sequential
     test = prepared.split("test")
-    for seed, result in enumerate(results):
+    for seed, result in zip(SEEDS, results):
         folder = root / f"s{seed}"
         assert result.out_dir == folder and (folder / "metrics.json").is_file() and (folder / "checkpoints").is_dir()
         assert result.metrics["test_n"] == len(test) and result.metrics["collapsed"] in (True, False)
@@ -66,44 +68,41 @@ def test_each_seed_has_its_own_folder_metrics_and_predictions_and_equals_its_run
         assert list(frame["label"]) == [("COVID", "Normal")[y] for y in test.labels]
         accuracy = float((frame["label"] == frame["pred"]).mean())
         assert accuracy == pytest.approx(result.metrics["test_accuracy"])
-        np.testing.assert_allclose(frame[["prob_COVID", "prob_Normal"]].sum(1), 1.0, atol=1e-5)
-    assert len({tuple(history(r)[0]) for r in results}) == 3, "seeds are replicates, not copies"
-    alone = train_and_evaluate(tiny_config(seed=1), out_dir=tmp_path, prepared=prepared)
+        np.testing.assert_allclose(frame[["prob_COVID", "prob_Normal"]].sum(axis=1), 1.0, atol=1e-5)
+    assert history(results[0])[0] != history(results[1])[0], "seeds are replicates, not copies"
+    alone = train_and_evaluate(tiny_config(seed=SEEDS[1]), out_dir=tmp_path, prepared=prepared)
     assert stable(alone.metrics) == stable(results[1].metrics)
 
 
-def test_a_seed_that_stops_early_keeps_its_best_weights_while_its_siblings_go_on(sequential):
-    _, results = sequential
-    for result in results:
+def test_a_seed_that_stops_early_keeps_its_best_weights_while_its_sibling_goes_on(sequential):
+    _, (stopped, going_on) = sequential
+    assert stopped.status == "early_stopped" and stopped.metrics["epochs_run"] == 3
+    assert going_on.status == "completed" and going_on.metrics["epochs_run"] == 6
+    for result in (stopped, going_on):
         metrics = result.metrics
         assert metrics["weights_epoch"] == metrics["best_epoch"]
         assert metrics["val_accuracy"] == result.history[metrics["best_epoch"] - 1]["val_accuracy"]
-        if result.status == "early_stopped":
-            assert metrics["epochs_run"] == metrics["best_epoch"] + 1  # patience 1
-    # which seeds stop is up to their data; the pairing below shows it happened while another went on
-    epochs = [r.metrics["epochs_run"] for r in results]
-    if len(set(epochs)) == 1:
-        pytest.skip(f"every seed ran {epochs[0]} epochs with these seeds: no early stop beside a running sibling")
+    assert stopped.metrics["epochs_run"] == stopped.metrics["best_epoch"] + 2  # patience 2
 
 
 def test_resume_after_seeds_were_cut_at_different_epochs_gives_identical_metrics(sequential, prepared, tmp_path):
-    """As if killed between two seeds' checkpoints: seed 1 lost its last one; each seed picks up where it was."""
+    """As if killed between two seeds' checkpoints: seed 3 lost its last one; each seed picks up where it was."""
     from sweep.engine.checkpoint import RunCheckpoints
     from sweep.engine.train import train_seeds
 
-    folders = [tmp_path / f"s{s}" for s in range(3)]
+    folders = [tmp_path / f"s{s}" for s in SEEDS]
 
     def die_after_epoch_2(epoch, summaries):
-        assert set(summaries) == {0, 1, 2} and all("train_status" in s for s in summaries.values())
+        assert set(summaries) == set(SEEDS) and all("train_status" in s for s in summaries.values())
         if epoch == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_seeds(tiny_config(), [0, 1, 2], out_dirs=folders, prepared=prepared, on_epoch=die_after_epoch_2)
+        train_seeds(tiny_config(), list(SEEDS), out_dirs=folders, prepared=prepared, on_epoch=die_after_epoch_2)
     checkpoints = RunCheckpoints(folders[1] / "checkpoints")
     checkpoints.manager.delete(checkpoints.latest_epoch())
     checkpoints.close()
-    resumed = train_seeds(tiny_config(), [0, 1, 2], out_dirs=folders, prepared=prepared)
+    resumed = train_seeds(tiny_config(), list(SEEDS), out_dirs=folders, prepared=prepared)
     for again, reference in zip(resumed, sequential[1]):
         assert stable(again.metrics) == stable(reference.metrics)
         assert history(again) == history(reference)
@@ -111,8 +110,9 @@ def test_resume_after_seeds_were_cut_at_different_epochs_gives_identical_metrics
 
 def test_vmapped_seeds_match_sequential_ones_and_a_diverging_seed_is_masked(sequential, prepared, tmp_path,
                                                                             monkeypatch):
-    """One vectorised program for three seeds, seed 2 poisoned with NaN weights: it is marked diverged, and seeds 0
-    and 1 train as they do alone (to float tolerance: a vmapped program sums in another order)."""
+    """One vectorised program for three seeds, seed 5 poisoned with NaN weights: it is marked diverged, and seeds 0
+    and 3 train as they do in the sequential run (to float tolerance: a vmapped program sums in another order)."""
+    import flax.nnx as nnx
     import jax
     import jax.numpy as jnp
 
@@ -123,25 +123,21 @@ def test_vmapped_seeds_match_sequential_ones_and_a_diverging_seed_is_masked(sequ
 
     def poisoned(config, num_classes, image_size):
         model = build(config, num_classes, image_size)
-        if config.seed == 2:
-            import flax.nnx as nnx
-
-            params = nnx.state(model, nnx.Param)
-            nnx.update(model, jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), params))
+        if config.seed == 5:
+            nnx.update(model, jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), nnx.state(model, nnx.Param)))
         return model
 
     monkeypatch.setattr(engine_train, "init_model", poisoned)
-    results = train_seeds(tiny_config(early_stopping=None, epochs=2), [0, 1, 2], mode="vmap",
-                          out_dirs=[tmp_path / f"s{s}" for s in range(3)], prepared=prepared)
+    seeds = [*SEEDS, 5]
+    results = train_seeds(tiny_config(early_stopping=None, epochs=2), seeds, mode="vmap",
+                          out_dirs=[tmp_path / f"s{s}" for s in seeds], prepared=prepared)
     assert [r.status for r in results] == ["completed", "completed", "diverged"]
-    assert results[2].metrics["diverged_epoch"] == 1 and not (tmp_path / "s2" / "predictions.parquet").exists()
-    reference = train_seeds(tiny_config(early_stopping=None, epochs=2), [0, 1], mode="sequential",
-                            out_dirs=[tmp_path / f"r{s}" for s in range(2)], prepared=prepared)
-    for vmapped, alone in zip(results[:2], reference):
-        for a, b in zip(vmapped.history, alone.history):
+    assert results[2].metrics["diverged_epoch"] == 1 and not (tmp_path / "s5" / "predictions.parquet").exists()
+    assert (tmp_path / "s3" / "predictions.parquet").is_file()
+    for vmapped, alone in zip(results[:2], sequential[1]):
+        for a, b in zip(vmapped.history, alone.history[:2]):  # constant learning rate: epochs 1-2 are the same
             for key in ("loss", "val_loss"):
                 assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-4)
-        assert abs(vmapped.metrics["test_accuracy"] - alone.metrics["test_accuracy"]) <= 2 / vmapped.metrics["test_n"]
 
 
 def test_a_masked_seed_state_is_left_exactly_as_it_was(prepared):
