@@ -41,7 +41,7 @@ def rows_of_trial(ray_trial_id: str, status: str, config: dict, result: dict | N
         description = {k: v for k, v in trial.items() if k != "seeds"} | {"seed": seed}
         mine = dict(reported.get(str(seed)) or {})
         row = _final_row(ray_trial_id, status, description, mine) if result.get("final") else \
-            _partial_row(ray_trial_id, status, description, mine, reported_at_all=bool(result))
+            _partial_row(ray_trial_id, status, description, mine, reported_at_all="epoch" in result)
         if status == "ERROR":
             row["train_status"] = "error"
             if error:
