@@ -13,14 +13,16 @@ from sweep.configs.naming import SEED_FUSION, config_label
 from sweep.tune.space import expand, row_count, train_config_for
 
 
-def test_quick_preset_has_six_fusions_varying_both_branches_three_seeds_each_and_both_parents():
-    trials = expand(get_preset("quick"))
+@pytest.mark.parametrize("preset", ["quick", "cpu-real"])
+def test_cpu_presets_have_six_fusions_varying_both_branches_three_seeds_each_and_both_parents(preset):
+    trials = expand(get_preset(preset))
     fusions = [t for t in trials if t["model"] == "fusion"]
     assert len(fusions) >= 6 and all(len(t["seeds"]) >= 3 for t in fusions)
     assert {t["model"] for t in trials} == {"fusion", "cnn", "resnet50v2"}
     assert {t["resnet_cut"] for t in fusions} - {None, SEED_RESNET_CUT}, "a ResNet cut besides the seed's"
     assert len({t["cnn_cut"] for t in fusions}) >= 2
     assert dict(SEED_FUSION, seeds=[0, 1, 2]) in trials
+    assert all(len(t["seeds"]) >= 1 for t in trials if t["model"] != "fusion")
 
 
 def test_one_ray_trial_per_configuration_holds_all_its_seeds_parents_fewer():

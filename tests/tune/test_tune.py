@@ -83,3 +83,29 @@ def test_a_trial_that_failed_before_reporting_keeps_its_id_and_error_on_every_se
     rows = rows_of_trial("t9", "ERROR", {"trial": TRIAL}, None, error="ValueError: boom")
     assert [(r["trial_id"], r["train_status"], r["error"]) for r in rows] == [
         ("t9-s0", "error", "ValueError: boom"), ("t9-s1", "error", "ValueError: boom")]
+
+
+def test_an_epoch_report_averages_the_seeds_that_did_not_diverge_and_carries_every_seeds_checkpoint(tmp_path,
+                                                                                                   monkeypatch):
+    from sweep.tune import trial as trial_module
+
+    heard = []
+
+    def report(metrics, checkpoint=None):
+        heard.append((metrics, sorted(p.relative_to(checkpoint.path).as_posix()
+                                      for p in Path(checkpoint.path).rglob("*") if p.is_file())))
+
+    monkeypatch.setattr(trial_module.tune, "report", report)
+    monkeypatch.setattr(trial_module, "ray_node_id", lambda: "node-1")
+    run_dirs = {seed: tmp_path / f"abc-s{seed}" for seed in (0, 1, 2)}
+    for seed, folder in run_dirs.items():
+        (folder / "checkpoints" / "2").mkdir(parents=True)
+        (folder / "checkpoints" / "2" / "arrays").write_text(str(seed))
+    summaries = {0: {"train_status": "training", "selected_val_accuracy": 0.8, "val_accuracy": 0.7, "epoch": 2},
+                 1: {"train_status": "early_stopped", "selected_val_accuracy": 0.6, "val_accuracy": 0.5, "epoch": 2},
+                 2: {"train_status": "diverged", "selected_val_accuracy": 0.9, "epoch": 1}}
+    trial_module.report_epoch(2, summaries, run_dirs, "abc")
+    (metrics, files), = heard
+    assert metrics["val_accuracy"] == pytest.approx(0.7) and metrics["epoch"] == 2 and metrics["seeds_training"] == 1
+    assert metrics["seeds"]["1"]["trial_id"] == "abc-s1" and metrics["seeds"]["2"]["train_status"] == "diverged"
+    assert files == [f"s{seed}/checkpoints/2/arrays" for seed in (0, 1, 2)]
