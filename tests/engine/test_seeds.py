@@ -108,6 +108,7 @@ def test_resume_after_seeds_were_cut_at_different_epochs_gives_identical_metrics
         assert history(again) == history(reference)
 
 
+@pytest.mark.slow  # a vmapped program of convolutions compiles slowly on CPU
 def test_vmapped_seeds_match_sequential_ones_and_a_diverging_seed_is_masked(sequential, prepared, tmp_path,
                                                                             monkeypatch):
     """One vectorised program for three seeds, seed 5 poisoned with NaN weights: it is marked diverged, and seeds 0
