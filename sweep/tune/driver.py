@@ -23,10 +23,16 @@ from sweep.files import write_json_atomic
 from sweep.runtime import REPO_ROOT, enable_compilation_cache
 from sweep.tune.board import BOARD_ENV, BoardClient, board_name
 from sweep.tune.progress import Progress
-from sweep.tune.results import manifest, trial_row, trials_frame, write_trials
+from sweep.tune.collect import collect_predictions
+from sweep.tune.results import manifest, trials_frame, write_trials
+from sweep.tune.rows import rows_of_trial
+from sweep.tune.space import row_count
 from sweep.tune.trial import run_trial
 
 EXPERIMENT = "sweep"  # Ray's experiment folder under the storage path
+# a worker process runs one trial after another (sweep.tune.trial resets it in between): JAX, the imports and the
+# open dataset stay warm. `fusion-sweep bench` (section ray) measures the per-trial overhead with and without.
+REUSE_ACTORS = True
 
 
 # ---------------------------------------------------------------- Ray and the Tuner
@@ -74,8 +80,12 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str,
 
 def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, storage: str | None,
                compile_cache: str | None, callbacks: list, base_dict: dict, prepared_path: str | None = None):
-    """A Tuner over the listed trials (a grid over the trial list: each appears exactly once). Trials open the
-    driver's prepared dataset at `prepared_path` when their node sees it (a shared cache), else prepare their own."""
+    """A Tuner over the listed trials (a grid over the trial list: each appears exactly once).
+
+    Worker processes are reused from one trial to the next (reuse_actors; sweep.tune.trial starts each trial from
+    a clean slate): JAX, the imports and the open dataset stay warm, which is most of what a trial used to pay for
+    its own process. Trials open the driver's prepared dataset at `prepared_path` when their node sees it (a shared
+    cache), else prepare their own."""
     param_space = {
         "trial": tune.grid_search(trials),
         "base": base_dict,
@@ -84,12 +94,13 @@ def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, stor
         "gpus": sweep.gpus_per_trial,
         "compile_cache": compile_cache,
         "prepared_path": prepared_path,
+        "seed_mode": sweep.seed_mode,
     }
     return tune.Tuner(
         trainable_with_resources(sweep),
         param_space=param_space,
         tune_config=tune.TuneConfig(scheduler=make_scheduler(sweep), num_samples=1,
-                                    max_concurrent_trials=sweep.max_concurrent, reuse_actors=False),
+                                    max_concurrent_trials=sweep.max_concurrent, reuse_actors=REUSE_ACTORS),
         run_config=make_run_config(sweep, results_dir=results_dir, storage=storage, callbacks=callbacks),
     )
 
@@ -131,25 +142,8 @@ def restore_tuner(sweep: SweepConfig, *, results_dir: str, storage: str | None, 
     return tuner
 
 
-def row_of_trial(trial_id: str, status: str, config: dict, metrics: dict | None) -> dict:
-    """A trials.csv row for a trial as Ray saw it."""
-    metrics = dict(metrics or {})
-    row = trial_row(trial_id, status, config["trial"], metrics if metrics.get("final") else
-                    {k: v for k, v in metrics.items() if k in ("val_accuracy", "epoch", "params", "flops")})
-    if not metrics.get("final"):
-        row["epochs"] = metrics.get("epoch")
-        row["train_status"] = "stopped_by_scheduler" if status == "TERMINATED" and metrics else "unfinished"
-    for key in ("final", "epoch", "done", "training_iteration", "time_this_iter_s", "time_total_s", "timestamp",
-                "pid", "hostname", "node_ip", "time_since_restore", "iterations_since_restore", "date",
-                "checkpoint_dir_name", "should_checkpoint", "wall_seconds", "config", "experiment_tag"):
-        row.pop(key, None)
-    for key in ("node_ip", "node_id"):
-        if metrics.get(key):
-            row[key] = metrics[key]
-    return row
-
-
 def rows_from_grid(grid) -> list[dict]:
+    """trials.csv rows (one per seed) of every Ray trial that started."""
     rows = []
     for result in grid:
         if not (result.config or {}).get("trial"):
@@ -157,7 +151,8 @@ def rows_from_grid(grid) -> list[dict]:
         metrics = result.metrics or {}
         trial_id = metrics.get("trial_id") or Path(result.path).name.split("_")[1]
         status = "ERROR" if result.error else "TERMINATED"
-        rows.append(row_of_trial(trial_id, status, result.config, metrics))
+        error = str(result.error).strip().splitlines()[-1][:300] if result.error else None
+        rows.extend(rows_of_trial(trial_id, status, result.config, metrics, error))
     return rows
 
 
@@ -190,18 +185,20 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
 
     sweep, prepared = _prepare_data(sweep, say)
     fingerprint, counts = f"{prepared.fingerprint}/{prepared.path.name}", prepared.counts()
-    started, resources, board = _start_ray(address, say, len(trials), sweep)
+    started, resources, board = _start_ray(address, say, trials, sweep)
     rows: dict[str, dict] = {}
     try:
         grid = _fit(sweep, trials, out, storage, resume, rows, Progress(len(trials), board=board, start=start),
-                    str(prepared.path))
+                    str(Path(prepared.path).resolve()))
     finally:
         if started:
             ray.shutdown()
     frame, errors = _write_tables(grid, out, storage, say)
     facts = {"data_fingerprint": fingerprint, "command": command, "cluster_resources": resources,
-             "extra": {"name": sweep.name, "trials_total": len(trials), "trials_failed": len(errors),
-                       "ray_experiment": experiment_path(str(out), storage), "resumed": resume, "data_counts": counts}}
+             "extra": {"name": sweep.name, "trials_total": row_count(trials), "ray_trials": len(trials),
+                       "trials_failed": int((frame["status"] == "ERROR").sum()) if len(frame) else 0,
+                       "ray_trials_failed": len(errors), "ray_experiment": experiment_path(str(out), storage),
+                       "resumed": resume, "data_counts": counts}}
     write_json_atomic(out / "manifest.json", manifest(sweep, wall_seconds=time.time() - start, **facts))
     build_report(out)
     say(f"trials done: {len(frame) - len(errors)}/{len(frame)} ok; tables, plots and report written")
@@ -227,7 +224,8 @@ def _prepare_data(sweep: SweepConfig, say):
     return sweep.replace(train=sweep.train.replace(data=spec)), prepared
 
 
-def _start_ray(address: str | None, say, n_trials: int, sweep: SweepConfig) -> tuple[bool, dict, BoardClient | None]:
+def _start_ray(address: str | None, say, trials: list[dict],
+               sweep: SweepConfig) -> tuple[bool, dict, BoardClient | None]:
     """Ray, and the progress board that trials post their status to (None if it cannot start)."""
     env = {"FUSION_SWEEP_CACHE": str(user_cache_dir().resolve()), "PYTHONPATH": str(REPO_ROOT),
            BOARD_ENV: board_name()}
@@ -235,7 +233,8 @@ def _start_ray(address: str | None, say, n_trials: int, sweep: SweepConfig) -> t
                        on_dashboard=lambda url: say(f"Ray dashboard: {url}"))
     resources = ray.cluster_resources()
     say(f"Ray {'started locally' if started else 'connected at ' + str(address)}: {resources.get('CPU', 0):.0f} CPUs, "
-        f"{resources.get('GPU', 0):.0f} GPUs; {n_trials} trials x {sweep.cpus_per_trial:g} CPU"
+        f"{resources.get('GPU', 0):.0f} GPUs; {len(trials)} trials ({row_count(trials)} configuration x seed rows) x "
+        f"{sweep.cpus_per_trial:g} CPU"
         + (f" + {sweep.gpus_per_trial:g} GPU" if sweep.gpus_per_trial else "") + " each")
     return started, resources, open_board(env[BOARD_ENV], say)
 
@@ -248,7 +247,8 @@ def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None,
 
     def record(trial) -> None:
         status = "ERROR" if trial.status == "ERROR" else "TERMINATED"
-        rows[trial.trial_id] = row_of_trial(trial.trial_id, status, trial.config, trial.last_result)
+        for row in rows_of_trial(trial.trial_id, status, trial.config, trial.last_result):
+            rows[row["trial_id"]] = row
         try:
             _write_partial(out, rows)
         except Exception as err:  # a table write must never stop the sweep
@@ -289,11 +289,13 @@ def record_mlflow(out: Path, frame, uri: str, experiment: str, say) -> bool:
 
 
 def _write_tables(grid, out: Path, storage: str | None, say):
-    """trials.csv/.parquet from Ray's final results; Ray's checkpoint copies pruned when every trial finished."""
+    """trials.csv/.parquet and predictions.parquet from Ray's final results; Ray's checkpoint copies pruned when
+    every trial finished."""
     frame = trials_frame(rows_from_grid(grid))
     errors = [r for r in grid if r.error]
     for result in errors[:5]:
         say(f"trial failed: {config_label(result.config['trial'])}: {str(result.error).strip().splitlines()[-1][:300]}")
+    collect_predictions(grid, out, say)
     write_trials(frame, out)
     if not errors and "://" not in storage_for(str(out), storage):
         pruned = prune_ray_checkpoints(experiment_path(str(out), storage))
