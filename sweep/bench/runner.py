@@ -1,5 +1,5 @@
 """One benchmark run: peak, every model's steps (with the Keras peers interleaved), conv layers, compile cache,
-pipeline, SHAP, Ray."""
+pipeline, SHAP, Ray, seeds."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,11 +9,15 @@ import time
 import traceback
 from typing import Callable
 
+import jax
+
 from models.registry import MODEL_NAMES
+from sweep import runtime
+from sweep.bench import peak, report, steps
 
 DEVICES = ("cpu", "gpu")
 PEERS = ("keras",)
-SECTIONS = ("conv_layers", "compile", "pipeline", "shap", "ray", "flops")  # what --skip may leave out
+SECTIONS = ("conv_layers", "compile", "pipeline", "shap", "ray", "seeds", "flops")  # what --skip may leave out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,10 +36,12 @@ class BenchOptions:
     peer_python: str | None = None
     peer_models: tuple[str, ...] = MODEL_NAMES
     compile_model: str = "resnet50v2"
-    ray_trials: int = 4
+    ray_trials: int = 8
+    seeds_k: int = 4  # section seeds: K seeds vectorised vs K sequential runs
     shap_images: int = 8  # the sweep's settings: >= 8 images, >= 200 evaluations each
     shap_max_evals: int = 200
     pipeline_seconds: float = 5.0
+    pipeline_images: int = 2000  # synthetic images the pipeline section streams (prepared once per size)
     peak_n: int | None = None  # matmul size for the peak (default 2048 on CPU, 4096 on GPU)
     skip: tuple[str, ...] = ()  # any of SECTIONS
 
@@ -49,7 +55,7 @@ class BenchOptions:
         if quick:
             base.update(sizes=base.get("sizes", (64,))[:1] if device == "gpu" else (64,),
                         batch_sizes=base.get("batch_sizes", (32,))[:1] if device == "gpu" else (32,),
-                        windows=3, window_s=1.0, conv_window_s=0.25, ray_trials=2, pipeline_seconds=2.0,
+                        windows=3, window_s=1.0, conv_window_s=0.25, pipeline_seconds=2.0, pipeline_images=500,
                         peer_models=("resnet50v2",), compile_model="cnn", skip=("flops",))
         base.update({k: v for k, v in overrides.items() if v is not None})
         return BenchOptions(**base)
@@ -74,24 +80,15 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
     Order: peak, the models at the first image size (the Keras peers' windows interleaved with ours), the conv
     layers, the overheads, then the larger sizes (slowest last); `checkpoint(result)` is called after each
     section, so a run cut short still leaves what it measured."""
-    from sweep import runtime
-    from sweep.bench import report
-    from sweep.bench.peak import matmul_peak
-
-    bad = [m for m in options.models if m not in MODEL_NAMES]
-    if bad:
-        raise ValueError(f"unknown bench models {bad}; choose from {MODEL_NAMES}")
-    if options.peer not in (None, *PEERS):
-        raise ValueError(f"peer must be one of {PEERS}, got {options.peer!r}")
-    gpu = options.device == "gpu"
+    _check(options)
     result: dict = {
         "started_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "complete": False, "options": dataclasses.asdict(options), "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "load": {"before": [round(x, 2) for x in os.getloadavg()], "cores_note":
                  "1-minute load average above the usable core count means other processes shared the CPU"},
         "timing": "per figure: median of interleaved windows (candidates take turns), with min/max/quartiles",
+        "hardware": report.hardware(), "versions": runtime.versions(), "models": [],
     }
-    import jax
 
     def save() -> None:
         result["targets"] = targets(result)
@@ -99,26 +96,50 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
         if checkpoint is not None:
             checkpoint(result)
 
-    result["hardware"] = report.hardware()
-    result["versions"] = runtime.versions()
+    gpu = options.device == "gpu"
     if gpu and jax.default_backend() != "gpu":
         raise RuntimeError(f"--device gpu asked for, but jax's backend is {jax.default_backend()!r}")
-    result["peak"] = run_section("peak matmul", lambda: matmul_peak(
-        "bfloat16" if gpu else "float32", n=options.peak_n or (4096 if gpu else 2048)), log)
+    result["peak"] = run_section("peak matmul", lambda: peak.matmul_peak(
+        _precision(options), n=options.peak_n or (4096 if gpu else 2048)), log)
     # The best window: on a shared box the median peak drops with other processes' load, and a model measured in
     # a quieter moment would then appear to beat the machine.
     result["peak"]["fraction_basis"] = "best_flops_per_s"
-    result["models"] = []
-    peers, skipped = ({}, {})
-    if options.peer == "keras":
-        from sweep.bench.peer import open_peers
+    _first_size_with_peers(options, result, save, log)
+    _overheads(options, result, save, log)
+    for size in options.sizes[1:]:
+        _measure_size(options, size, result, {}, save, log)
+    result["complete"] = True
+    result["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    save()
+    return result
 
-        peers, skipped = open_peers(options.peer_python, log)
+
+def _check(options: BenchOptions) -> None:
+    bad = [m for m in options.models if m not in MODEL_NAMES]
+    if bad:
+        raise ValueError(f"unknown bench models {bad}; choose from {MODEL_NAMES}")
+    if options.peer not in (None, *PEERS):
+        raise ValueError(f"peer must be one of {PEERS}, got {options.peer!r}")
+
+
+def _precision(options: BenchOptions) -> str:
+    return "bfloat16" if options.device == "gpu" else "float32"
+
+
+def _first_size_with_peers(options: BenchOptions, result: dict, save, log) -> None:
+    """The models at the first size and (on CPU) the conv layers, the Keras peers (if asked for) serving their
+    windows in turn with ours; the peers are closed whatever happens."""
+    peers, skipped = {}, {}
+    if options.peer == "keras":
+        from sweep.bench import peer
+
+        peers, skipped = peer.open_peers(options.peer_python, log)
     try:
-        _measure_size(result, options, options.sizes[0], peers, save, log)
+        _measure_size(options, options.sizes[0], result, peers, save, log)
         if options.peer == "keras":
             _collect_peers(result, peers, skipped)
-        if not gpu and "conv_layers" not in options.skip:
+            save()
+        if options.device != "gpu" and "conv_layers" not in options.skip:
             from sweep.bench.conv_layers import SEED_MODELS, time_conv_layers
 
             result["conv_layers"] = run_section("conv layers", lambda: time_conv_layers(
@@ -126,30 +147,22 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
                 window_s=options.conv_window_s, tf_peer=peers.get("tensorflow"), log=log), log)
             save()
     finally:
-        for peer in peers.values():
-            peer.close()
-    _overheads(result, options, save, log)
-    for size in options.sizes[1:]:
-        _measure_size(result, options, size, {}, save, log)
-    result["complete"] = True
-    result["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    save()
-    return result
+        for one in peers.values():
+            one.close()
 
 
-def _measure_size(result: dict, options: BenchOptions, size: int, peers: dict, save, log) -> None:
-    """Every model at every batch size at this image size; the peers (if any) build the models they cover."""
-    from sweep.bench.steps import measure_model
-
-    peak = result["peak"].get("best_flops_per_s") or result["peak"].get("flops_per_s")
-    precision = "bfloat16" if options.device == "gpu" else "float32"
+def _measure_size(options: BenchOptions, size: int, result: dict, peers: dict, save, log) -> None:
+    """Every model at every batch size at this image size, each row saved as soon as it is measured; the peers
+    (if any) time the models they cover at the first batch size."""
+    peak_flops = result["peak"].get("best_flops_per_s") or result["peak"].get("flops_per_s")
     for batch in options.batch_sizes:
         for name in options.models:
             mine = {b: p for b, p in peers.items() if name in options.peer_models and batch == options.batch_sizes[0]}
             row = run_section(f"{name} {size}px batch {batch}" + (f" with keras {', '.join(mine)}" if mine else ""),
-                         lambda: measure_model(name, image_size=size, batch_size=batch, window_s=options.window_s,
-                                               windows=options.windows, precision=precision,
-                                               peak_flops_per_s=peak, peers=mine), log)
+                              lambda: steps.measure_model(
+                                  name, image_size=size, batch_size=batch, window_s=options.window_s,
+                                  windows=options.windows, precision=_precision(options),
+                                  peak_flops_per_s=peak_flops, peers=mine), log)
             row.setdefault("model", name)
             row.setdefault("image_size", size)
             row.setdefault("batch_size", batch)
@@ -175,42 +188,59 @@ def _collect_peers(result: dict, peers: dict, skipped: dict) -> None:
     result["ratios"], result["ratio_spread"] = ratios, spreads
 
 
-def _overheads(result: dict, options: BenchOptions, save, log) -> None:
-    """Compile cache, input pipeline, SHAP and Ray (the last two not on the GPU path), FLOPs vs params."""
-    gpu = options.device == "gpu"
+def _overheads(options: BenchOptions, result: dict, save, log) -> None:
+    """Compile cache, input pipeline, SHAP, Ray, seeds and the params-vs-FLOPs story, each unless skipped. Each
+    section imports what it measures only when it runs: the GPU path keeps ray, shap, grain, cv2 and
+    tensorflow_datasets out."""
     size0, batch0 = options.sizes[0], options.batch_sizes[0]
+    gpu = options.device == "gpu"
     if "compile" not in options.skip:
         from sweep.bench.compile import compile_cache_check
 
         result["compile_cache"] = run_section("compile cache", lambda: compile_cache_check(
             options.compile_model, size0, batch0), log)
         save()
-    if "pipeline" not in options.skip:
-        from sweep.bench.pipeline import pipeline_speed
-
-        result["pipeline"] = run_section("input pipeline", lambda: pipeline_speed(
-            size0, batch0, options.pipeline_seconds, allow_prepare=not gpu), log)
-        save()
     if gpu:
-        note = "skipped on the GPU path: it keeps ray, shap and tensorflow_datasets out of the process"
-        result["shap"], result["ray"] = {"skipped": note}, {"skipped": note}
+        note = "skipped on the GPU path: it keeps ray, shap, grain, cv2 and tensorflow_datasets out of the process"
+        result["shap"], result["ray"], result["pipeline"] = {"skipped": note}, {"skipped": note}, {"skipped": note}
     else:
-        if "shap" not in options.skip:
-            from sweep.bench.explain_cost import shap_cost
+        _cpu_overheads(options, result, save, log)
+    if "seeds" not in options.skip:
+        from sweep.bench.seeds import seeds_speed
 
-            result["shap"] = run_section("shap overhead", lambda: shap_cost(
-                "cnn", size0, images=options.shap_images, max_evals=options.shap_max_evals,
-                windows=options.windows), log)
-            save()
-        if "ray" not in options.skip:
-            from sweep.bench.ray_overhead import ray_overhead
-
-            result["ray"] = run_section("ray overhead", lambda: ray_overhead(options.ray_trials), log)
-            save()
+        # CPU: the quick preset's size, which sets a CPU sweep's default; GPU: the bench's size and batch
+        size, batch = (size0, batch0) if gpu else (32, 16)
+        result["seeds"] = run_section(f"seeds: {options.seeds_k} vmapped vs sequential", lambda: seeds_speed(
+            image_size=size, batch_size=batch, seeds=options.seeds_k, windows=options.windows,
+            window_s=options.window_s), log)
+        save()
     if "flops" not in options.skip:
         from sweep.bench.flops_story import seed_flops_vs_params
 
         result["flops_vs_params"] = run_section("params vs FLOPs at 256 px", lambda: seed_flops_vs_params(256), log)
+        save()
+
+
+def _cpu_overheads(options: BenchOptions, result: dict, save, log) -> None:
+    """The sections that need the data pipeline, shap or Ray: input pipeline, SHAP's cost, Ray's overhead."""
+    size0, batch0 = options.sizes[0], options.batch_sizes[0]
+    if "pipeline" not in options.skip:
+        from sweep.bench import pipeline
+
+        result["pipeline"] = run_section("input pipeline", lambda: pipeline.pipeline_by_size(
+            options.sizes, batch0, options.pipeline_seconds, options.pipeline_images), log)
+        save()
+    if "shap" not in options.skip:
+        from sweep.bench.explain_cost import shap_cost
+
+        result["shap"] = run_section("shap overhead", lambda: shap_cost(
+            "cnn", size0, images=options.shap_images, max_evals=options.shap_max_evals,
+            windows=options.windows), log)
+        save()
+    if "ray" not in options.skip:
+        from sweep.bench.ray_overhead import ray_overhead
+
+        result["ray"] = run_section("ray overhead", lambda: ray_overhead(options.ray_trials), log)
         save()
 
 
@@ -226,12 +256,28 @@ TARGETS = {  # issue 16: "<figure> <op> <limit>" -> where the figure lives in th
 REQUIRED_SECTIONS = ("seeds", "conv_layers")  # issue 16: present in every run
 
 
+def pipeline_targets(result: dict) -> dict:
+    """Issue 14: at each size, the pipeline streams >= 10x the fastest model's training images/s, and >= 2,000
+    images/s at 128 px."""
+    by_size = result.get("pipeline", {}).get("by_size", {})
+    checks = {}
+    for size, figures in by_size.items():
+        fastest = max((r["train"]["images_per_s"] for r in result.get("models", [])
+                       if "train" in r and str(r["image_size"]) == size), default=None)
+        rate = figures.get("images_per_s")
+        checks[f"pipeline_vs_fastest_model_{size}px >= 10"] = rate / fastest if rate and fastest else None
+    if "128" in by_size:
+        checks["pipeline_128px_images_per_s >= 2000"] = by_size["128"].get("images_per_s")
+    return checks
+
+
 def targets(result: dict) -> dict:
-    """Issue 16's targets, each with the measured value and whether it was met (None: not measured), and
-    whether the sections it requires are present (without an error)."""
+    """Issue 16's targets (and issue 14's pipeline targets), each with the measured value and whether it was met
+    (None: not measured), and whether the sections issue 16 requires are present (without an error)."""
+    checks = {key: result.get(section, {}).get(field) for key, (section, field) in TARGETS.items()}
+    checks.update(pipeline_targets(result))
     out = {}
-    for key, (section, field) in TARGETS.items():
-        value = result.get(section, {}).get(field)
+    for key, value in checks.items():
         limit = float(key.split()[-1])
         met = None if value is None else (value >= limit if ">=" in key else value <= limit)
         out[key] = {"value": value, "met": met}

@@ -73,7 +73,11 @@ class SweepConfig:
     name: str = "quick"
     train: TrainConfig = TrainConfig()
     space: SearchSpace = SearchSpace()
-    seeds: int = 1
+    seeds: int = 1  # per configuration; all seeds of a configuration train in one Ray trial, one row each
+    parent_seeds: int | None = None  # seeds of the two parents (None: `seeds`)
+    # how a trial trains its seeds: one vectorised program ('vmap'), one compiled step reused per seed
+    # ('sequential'), or 'auto' (vmap on GPU/TPU, sequential on CPU, where vmapped convolutions measured slower)
+    seed_mode: Literal["auto", "vmap", "sequential"] = "auto"
     search: Literal["grid", "random"] = "grid"
     num_samples: int = 8  # random search only
     scheduler: Literal["asha", "fifo"] = "fifo"

@@ -7,9 +7,11 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 import ray
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from data.builder import cache_root, prepare, user_cache_dir
@@ -19,11 +21,18 @@ from sweep.configs.naming import config_label
 from sweep.configs.schema import SweepConfig
 from sweep.files import write_json_atomic
 from sweep.runtime import REPO_ROOT, enable_compilation_cache
+from sweep.tune.board import BOARD_ENV, BoardClient, board_name
 from sweep.tune.progress import Progress
-from sweep.tune.results import manifest, trial_row, trials_frame, write_trials
+from sweep.tune.collect import collect_predictions
+from sweep.tune.results import manifest, trials_frame, write_trials
+from sweep.tune.rows import rows_of_trial
+from sweep.tune.space import row_count
 from sweep.tune.trial import run_trial
 
 EXPERIMENT = "sweep"  # Ray's experiment folder under the storage path
+# a worker process runs one trial after another (sweep.tune.trial resets it in between): JAX, the imports and the
+# open dataset stay warm. `fusion-sweep bench` (section ray) measures the per-trial overhead with and without.
+REUSE_ACTORS = True
 
 
 # ---------------------------------------------------------------- Ray and the Tuner
@@ -40,18 +49,26 @@ def experiment_path(out_dir: str, storage: str | None) -> str:
     return storage_for(out_dir, storage).rstrip("/") + "/" + EXPERIMENT
 
 
-def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str, str] | None = None) -> bool:
-    """Connect to `address` (auto, ray://...) or start a quiet local Ray. Returns True if this call started it."""
+def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str, str] | None = None,
+             on_dashboard: Callable[[str], None] | None = None) -> bool:
+    """Connect to `address` (auto, ray://...) or start a quiet local Ray. Returns True if this call started it.
+    on_dashboard(url) hears the Ray dashboard's address where one runs (a cluster's head; not a local Ray)."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
+    # Ray would add its own TensorBoard logger beside each trial's event files (sweep.tune.tensorboard_log);
+    # make_run_config adds back the JSON and CSV loggers that Ray's experiment analysis reads
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     if ray.is_initialized():
         return False
     runtime_env = {"env_vars": dict(env or {})}
     if address:
-        ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
-                 log_to_driver=False, configure_logging=True)
+        context = ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
+                           log_to_driver=False, configure_logging=True)
+        url = getattr(context, "dashboard_url", None)
+        if url and on_dashboard:
+            on_dashboard(url if "://" in url else f"http://{url}")
         return False
     # Ray nices workers (15) to favour its own daemons; on a shared workstation that starves the trials, which
     # are the work. A local run keeps them at normal priority.
@@ -62,8 +79,13 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str,
 
 
 def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, storage: str | None,
-               compile_cache: str | None, callbacks: list, base_dict: dict):
-    """A Tuner over the listed trials (a grid over the trial list: each appears exactly once)."""
+               compile_cache: str | None, callbacks: list, base_dict: dict, prepared_path: str | None = None):
+    """A Tuner over the listed trials (a grid over the trial list: each appears exactly once).
+
+    Worker processes are reused from one trial to the next (reuse_actors; sweep.tune.trial starts each trial from
+    a clean slate): JAX, the imports and the open dataset stay warm, which is most of what a trial used to pay for
+    its own process. Trials open the driver's prepared dataset at `prepared_path` when their node sees it (a shared
+    cache), else prepare their own."""
     param_space = {
         "trial": tune.grid_search(trials),
         "base": base_dict,
@@ -71,12 +93,14 @@ def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, stor
         "cpus": sweep.cpus_per_trial,
         "gpus": sweep.gpus_per_trial,
         "compile_cache": compile_cache,
+        "prepared_path": prepared_path,
+        "seed_mode": sweep.seed_mode,
     }
     return tune.Tuner(
         trainable_with_resources(sweep),
         param_space=param_space,
         tune_config=tune.TuneConfig(scheduler=make_scheduler(sweep), num_samples=1,
-                                    max_concurrent_trials=sweep.max_concurrent, reuse_actors=False),
+                                    max_concurrent_trials=sweep.max_concurrent, reuse_actors=REUSE_ACTORS),
         run_config=make_run_config(sweep, results_dir=results_dir, storage=storage, callbacks=callbacks),
     )
 
@@ -100,7 +124,7 @@ def make_run_config(sweep: SweepConfig, *, results_dir: str, storage: str | None
         storage_path=storage_for(results_dir, storage),
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=callbacks,
+        callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()],
         verbose=0,
         log_to_file=True,
     )
@@ -118,25 +142,8 @@ def restore_tuner(sweep: SweepConfig, *, results_dir: str, storage: str | None, 
     return tuner
 
 
-def row_of_trial(trial_id: str, status: str, config: dict, metrics: dict | None) -> dict:
-    """A trials.csv row for a trial as Ray saw it."""
-    metrics = dict(metrics or {})
-    row = trial_row(trial_id, status, config["trial"], metrics if metrics.get("final") else
-                    {k: v for k, v in metrics.items() if k in ("val_accuracy", "epoch", "params", "flops")})
-    if not metrics.get("final"):
-        row["epochs"] = metrics.get("epoch")
-        row["train_status"] = "stopped_by_scheduler" if status == "TERMINATED" and metrics else "unfinished"
-    for key in ("final", "epoch", "done", "training_iteration", "time_this_iter_s", "time_total_s", "timestamp",
-                "pid", "hostname", "node_ip", "time_since_restore", "iterations_since_restore", "date",
-                "checkpoint_dir_name", "should_checkpoint", "wall_seconds", "config", "experiment_tag"):
-        row.pop(key, None)
-    for key in ("node_ip", "node_id"):
-        if metrics.get(key):
-            row[key] = metrics[key]
-    return row
-
-
 def rows_from_grid(grid) -> list[dict]:
+    """trials.csv rows (one per seed) of every Ray trial that started."""
     rows = []
     for result in grid:
         if not (result.config or {}).get("trial"):
@@ -144,7 +151,8 @@ def rows_from_grid(grid) -> list[dict]:
         metrics = result.metrics or {}
         trial_id = metrics.get("trial_id") or Path(result.path).name.split("_")[1]
         status = "ERROR" if result.error else "TERMINATED"
-        rows.append(row_of_trial(trial_id, status, result.config, metrics))
+        error = str(result.error).strip().splitlines()[-1][:300] if result.error else None
+        rows.extend(rows_of_trial(trial_id, status, result.config, metrics, error))
     return rows
 
 
@@ -164,7 +172,8 @@ def _write_partial(out: Path, rows: dict[str, dict]) -> None:
 
 def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str | None = None,
               storage: str | None = None, resume: bool = False, explain: bool = True,
-              start: float | None = None, command: list[str] | None = None) -> int:
+              start: float | None = None, command: list[str] | None = None, mlflow: str | None = None,
+              mlflow_experiment: str | None = None) -> int:
     """Prepare data once, run the trials on Ray (local or a cluster), then write the results contract into `out`."""
     start = start or time.time()
     out = Path(out)
@@ -174,18 +183,22 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
         elapsed = int(time.time() - start)
         print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {text}", flush=True)
 
-    sweep, fingerprint, counts = _prepare_data(sweep, say)
-    started, resources = _start_ray(address, say, len(trials), sweep)
+    sweep, prepared = _prepare_data(sweep, say)
+    fingerprint, counts = f"{prepared.fingerprint}/{prepared.path.name}", prepared.counts()
+    started, resources, board = _start_ray(address, say, trials, sweep)
     rows: dict[str, dict] = {}
     try:
-        grid = _fit(sweep, trials, out, storage, resume, rows, say)
+        grid = _fit(sweep, trials, out, storage, resume, rows, Progress(len(trials), board=board, start=start),
+                    str(Path(prepared.path).resolve()))
     finally:
         if started:
             ray.shutdown()
     frame, errors = _write_tables(grid, out, storage, say)
     facts = {"data_fingerprint": fingerprint, "command": command, "cluster_resources": resources,
-             "extra": {"name": sweep.name, "trials_total": len(trials), "trials_failed": len(errors),
-                       "ray_experiment": experiment_path(str(out), storage), "resumed": resume, "data_counts": counts}}
+             "extra": {"name": sweep.name, "trials_total": row_count(trials), "ray_trials": len(trials),
+                       "trials_failed": int((frame["status"] == "ERROR").sum()) if len(frame) else 0,
+                       "ray_trials_failed": len(errors), "ray_experiment": experiment_path(str(out), storage),
+                       "resumed": resume, "data_counts": counts}}
     write_json_atomic(out / "manifest.json", manifest(sweep, wall_seconds=time.time() - start, **facts))
     build_report(out)
     say(f"trials done: {len(frame) - len(errors)}/{len(frame)} ok; tables, plots and report written")
@@ -194,60 +207,95 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
     wall = time.time() - start
     write_json_atomic(out / "manifest.json", manifest(sweep, wall_seconds=wall, **facts))
     build_report(out)
+    recorded = record_mlflow(out, frame, mlflow, mlflow_experiment or sweep.name, say) if mlflow else True
     _print_summary(out, wall)
-    return 0 if not errors else 1
+    return 0 if not errors and recorded else 1
 
 
-def _prepare_data(sweep: SweepConfig, say) -> tuple[SweepConfig, str, dict]:
-    """The dataset prepared once by the driver; trials read the very same one (its cache folder pinned)."""
+def _prepare_data(sweep: SweepConfig, say):
+    """(sweep with the data's cache folder pinned, the dataset prepared once by the driver): trials open that very
+    folder where their node sees it, else prepare the same spec into the same path."""
     spec = sweep.train.data
     spec = spec.replace(cache_dir=str(cache_root(spec).resolve()))
     say(f"preparing data: {spec.source} at {spec.image_size}px" + (f" from {spec.data_dir}" if spec.data_dir else ""))
     prepared = prepare(spec)
     counts = prepared.counts()
     say("data ready: " + ", ".join(f"{s} {sum(c.values())}" for s, c in counts.items()) + f" images ({prepared.path})")
-    sweep = sweep.replace(train=sweep.train.replace(data=spec))
-    return sweep, f"{prepared.fingerprint}/{prepared.path.name}", counts
+    return sweep.replace(train=sweep.train.replace(data=spec)), prepared
 
 
-def _start_ray(address: str | None, say, n_trials: int, sweep: SweepConfig) -> tuple[bool, dict]:
-    env = {"FUSION_SWEEP_CACHE": str(user_cache_dir().resolve()), "PYTHONPATH": str(REPO_ROOT)}
-    started = init_ray(address, num_cpus=None if address else len(os.sched_getaffinity(0)), env=env)
+def _start_ray(address: str | None, say, trials: list[dict],
+               sweep: SweepConfig) -> tuple[bool, dict, BoardClient | None]:
+    """Ray, and the progress board that trials post their status to (None if it cannot start)."""
+    env = {"FUSION_SWEEP_CACHE": str(user_cache_dir().resolve()), "PYTHONPATH": str(REPO_ROOT),
+           BOARD_ENV: board_name()}
+    started = init_ray(address, num_cpus=None if address else len(os.sched_getaffinity(0)), env=env,
+                       on_dashboard=lambda url: say(f"Ray dashboard: {url}"))
     resources = ray.cluster_resources()
     say(f"Ray {'started locally' if started else 'connected at ' + str(address)}: {resources.get('CPU', 0):.0f} CPUs, "
-        f"{resources.get('GPU', 0):.0f} GPUs; {n_trials} trials x {sweep.cpus_per_trial:g} CPU"
+        f"{resources.get('GPU', 0):.0f} GPUs; {len(trials)} trials ({row_count(trials)} configuration x seed rows) x "
+        f"{sweep.cpus_per_trial:g} CPU"
         + (f" + {sweep.gpus_per_trial:g} GPU" if sweep.gpus_per_trial else "") + " each")
-    return started, resources
+    return started, resources, open_board(env[BOARD_ENV], say)
 
 
 def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None, resume: bool, rows: dict,
-         say):
-    """Run (or continue) the experiment; trials.csv is rewritten as each trial finishes."""
+         progress: Progress, prepared_path: str | None = None):
+    """Run (or continue) the experiment with the live view; trials.csv is rewritten as each trial finishes. Trials
+    open the dataset at `prepared_path` where their node sees it."""
+    say = progress.say  # lines go above the live status block
+
     def record(trial) -> None:
         status = "ERROR" if trial.status == "ERROR" else "TERMINATED"
-        rows[trial.trial_id] = row_of_trial(trial.trial_id, status, trial.config, trial.last_result)
+        for row in rows_of_trial(trial.trial_id, status, trial.config, trial.last_result):
+            rows[row["trial_id"]] = row
         try:
             _write_partial(out, rows)
         except Exception as err:  # a table write must never stop the sweep
             say(f"warning: could not update trials.csv: {err}")
 
-    callbacks = [Progress(len(trials), on_complete=record).callback()]
+    progress.on_complete = record
+    callbacks = [progress.callback()]
     if resume:
         tuner = restore_tuner(sweep, results_dir=str(out), storage=storage, callbacks=callbacks)
         say(f"resuming {experiment_path(str(out), storage)}")
     else:
         compile_cache = str((user_cache_dir() / "jax-compile").resolve())
         tuner = make_tuner(sweep, trials, results_dir=str(out), storage=storage, compile_cache=compile_cache,
-                           callbacks=callbacks, base_dict=config_to_dict(sweep.train))
+                           callbacks=callbacks, base_dict=config_to_dict(sweep.train), prepared_path=prepared_path)
     return tuner.fit()
 
 
+def open_board(name: str, say) -> BoardClient | None:
+    """The progress board trials post to; None (per-epoch lines only) if the actor cannot start."""
+    try:
+        return BoardClient(name)
+    except Exception as err:  # live progress is a view: the sweep runs without it
+        say(f"live progress shows epochs only: the progress board did not start ({type(err).__name__}: {err})")
+        return None
+
+
+def record_mlflow(out: Path, frame, uri: str, experiment: str, say) -> bool:
+    """One MLflow run per row; False (the run then exits 1) if MLflow failed, the tables staying as written."""
+    from sweep.tune.mlflow_log import log_sweep
+
+    rows = [{**row, "label": config_label(row)} for row in frame.to_dict("records")]
+    try:
+        log_sweep(out, uri, experiment=experiment, rows=rows, say=say)
+        return True
+    except Exception as err:
+        say(f"MLflow recording failed at {uri}: {type(err).__name__}: {err}")
+        return False
+
+
 def _write_tables(grid, out: Path, storage: str | None, say):
-    """trials.csv/.parquet from Ray's final results; Ray's checkpoint copies pruned when every trial finished."""
+    """trials.csv/.parquet and predictions.parquet from Ray's final results; Ray's checkpoint copies pruned when
+    every trial finished."""
     frame = trials_frame(rows_from_grid(grid))
     errors = [r for r in grid if r.error]
     for result in errors[:5]:
         say(f"trial failed: {config_label(result.config['trial'])}: {str(result.error).strip().splitlines()[-1][:300]}")
+    collect_predictions(grid, out, say)
     write_trials(frame, out)
     if not errors and "://" not in storage_for(str(out), storage):
         pruned = prune_ray_checkpoints(experiment_path(str(out), storage))
