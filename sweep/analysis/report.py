@@ -103,6 +103,15 @@ def _head_section(manifest: dict) -> list[str]:
     return lines
 
 
+def no_test_metrics_line(trials) -> str:
+    """One line for a table in which no row has test metrics, saying why (the rows' train_status)."""
+    states = trials["train_status"].fillna("unknown").value_counts() if "train_status" in trials else {}
+    why = ", ".join(f"{count} {state.replace('_', ' ')}" for state, count in states.items()) or "no rows"
+    hint = (" (`fusion-sweep run --score-stopped` scores stopped trials' best-so-far weights)"
+            if "stopped_by_scheduler" in states else "")
+    return f"**No row has test metrics** ({why}): nothing below is measured on the test split{hint}."
+
+
 def render(results_dir: Path, trials, configs, pareto, fits: dict, manifest: dict) -> str:
     config = manifest.get("sweep_config") or {}
     data = config.get("train", {}).get("data", {})
@@ -113,6 +122,7 @@ def render(results_dir: Path, trials, configs, pareto, fits: dict, manifest: dic
               + f", classes {', '.join(data.get('classes') or [])}; fingerprint `{manifest.get('data_fingerprint')}`",
               f"- Trials: {len(trials)} ({done} with test metrics; statuses: "
               + ", ".join(f"{k} {v}" for k, v in trials["status"].value_counts().items()) + ")",
+              *([f"- {no_test_metrics_line(trials)}"] if not done else []),
               f"- Epochs per trial: {config.get('train', {}).get('epochs', '?')}, seeds: {config.get('seeds', '?')}, "
               f"search: {config.get('search', '?')}, scheduler: {config.get('scheduler', '?')}",
               f"- Made by: `{' '.join(manifest.get('command') or ['?'])}` at {manifest.get('created_utc', '?')}"

@@ -37,11 +37,14 @@ TUNE_FLAGS = (
     Shorthand("--seeds", "seeds", "seeds per configuration"),
     Shorthand("--search", "search", "grid or random"),
     Shorthand("--num-samples", "num_samples", "random search: configurations to draw"),
-    Shorthand("--scheduler", "scheduler", "asha or fifo"),
+    Shorthand("--scheduler", "scheduler", "fifo, asha or hyperband (these two stop weak trials early)"),
+    Shorthand("--score-stopped", "score_stopped", "also score the best-so-far weights of trials the scheduler "
+              "stopped on the test (and external) sets", "true"),
     Shorthand("--cpus-per-trial", "cpus_per_trial"),
     Shorthand("--gpus-per-trial", "gpus_per_trial"),
     Shorthand("--max-concurrent", "max_concurrent"),
-    Shorthand("--max-failures", "max_failures", "restarts of a trial whose worker dies"),
+    Shorthand("--max-failures", "max_failures", "restarts of a failed trial (its worker died or it raised)"),
+    Shorthand("--checkpoint-every", "checkpoint_every", "epochs between the checkpoints Ray receives (and at the end)"),
 )
 EXPLAIN_FLAGS = (
     Shorthand("--explain-images", "explain_images"),
@@ -93,8 +96,9 @@ def build_sweep(args) -> SweepConfig:
     return build_config(base, args, RUN_FLAGS, special=SPECIAL_FLAGS)
 
 
-def _check_data(sweep):
-    """Radiography needs an existing --data-dir; it is made absolute so every Ray worker finds it."""
+def _check_data(sweep) -> None:
+    """Radiography needs an existing --data-dir. It stays as the user gave it (the manifest records it so); the
+    driver hands the workers its absolute form."""
     from data.builder import validate
 
     spec = sweep.train.data
@@ -106,8 +110,6 @@ def _check_data(sweep):
         path = Path(spec.data_dir).expanduser()
         if not path.is_dir():
             raise UsageError(f"--data-dir {path} is not a folder")
-        spec = spec.replace(data_dir=str(path.resolve()))
-    return sweep.replace(train=sweep.train.replace(data=spec))
 
 
 def _prepare_out(out: Path, resume: bool) -> None:
@@ -134,7 +136,7 @@ def run(args) -> int:
     start = time.time()
     sweep = build_sweep(args)
     trials = expand(sweep)  # validates the space before anything expensive
-    sweep = _check_data(sweep)
+    _check_data(sweep)
     out = default_out(args, sweep)
     _prepare_out(out, args.resume)
     command = ["fusion-sweep", "run", *sys.argv[2:]] if sys.argv[1:2] == ["run"] else None

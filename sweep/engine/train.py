@@ -1,8 +1,10 @@
 """Train and evaluate ONE model (no Ray): resumable from checkpoints, writes the run's metrics files.
 
 train_and_evaluate reads top to bottom: the run folder, the data, a _Run (model, compiled steps, one TrainState),
-resume from the last checkpoint, then one epoch at a time (train, validate, checkpoint, stop early), restore the
-selected weights, and evaluate them on the named evaluation splits (today: 'test').
+resume from the last checkpoint, then one epoch at a time (train, validate, stop early, checkpoint when due), take
+the selected weights (config.weights: the best epoch's, kept in memory, or the last's), and evaluate them on the
+named evaluation splits (today: 'test'). Every metric of the run, validation included, comes from those weights;
+`weights_epoch` says which epoch they are.
 """
 from __future__ import annotations
 
@@ -128,7 +130,9 @@ class _Run:
     checkpoints: RunCheckpoints | None
     bar: EpochProgress
     progress: RunProgress = dataclasses.field(default_factory=RunProgress)
-    best_in_memory: Weights | None = None  # without checkpoints: a copy of the best epoch's weights
+    checkpoint_at: Callable[[int], bool] = lambda epoch: True  # besides the last epoch, which always checkpoints
+    best_in_memory: Weights | None = None  # config.weights == "best": a copy of the best epoch's weights
+    saved_epoch: int | None = None  # the epoch of the checkpoint on disk
     compiled: tuple[int, float, float] | None = None  # (epoch, seconds, images) of the step that compiled
 
     @property
@@ -139,6 +143,11 @@ class _Run:
     def monitor(self) -> tuple[str, str]:
         es = self.config.early_stopping
         return (es.metric, es.mode) if es else ("val_accuracy", "max")
+
+    @property
+    def finishing(self) -> bool:
+        """Training ends after the current epoch: the epoch budget is spent or patience ran out."""
+        return self.progress.epoch >= self.config.epochs or self.progress.stopped
 
     def split(self, name: str):
         return self.prepared.split(name)
@@ -153,7 +162,8 @@ def _check_splits(prepared, config: TrainConfig) -> None:
         raise UsageError("the validation split is empty; give the data a larger val fraction or more images")
 
 
-def _build_run(config: TrainConfig, prepared, checkpoint_dir: Path | None, progress: bool) -> _Run:
+def _build_run(config: TrainConfig, prepared, checkpoint_dir: Path | None, progress: bool,
+               checkpoint_at: Callable[[int], bool] | None) -> _Run:
     """The model and its compiled steps (eval mode's graph split off before training mode's)."""
     num_classes = len(prepared.classes)
     train = prepared.split("train")
@@ -168,7 +178,8 @@ def _build_run(config: TrainConfig, prepared, checkpoint_dir: Path | None, progr
                                 augment_cnn_only=config.augment_cnn_only),
                 make_eval_step(eval_graph, config.pipeline), init_state(params, rest, tx), steps,
                 RunCheckpoints(checkpoint_dir) if checkpoint_dir is not None else None,
-                EpochProgress(progress, config.epochs, steps, config.batch_size))
+                EpochProgress(progress, config.epochs, steps, config.batch_size),
+                checkpoint_at=checkpoint_at or (lambda epoch: True))
 
 
 def _resume(run: _Run) -> None:
@@ -182,6 +193,14 @@ def _resume(run: _Run) -> None:
     run.state = TrainState(restored["params"], restored["rest"], restored["opt"], state.totals)
     run.progress = RunProgress(**{k: meta[k] for k in ("epoch", "history", "best_epoch", "best_value", "wait",
                                                        "stopped")})
+    run.saved_epoch = latest
+    best = run.progress.best_epoch
+    if run.config.weights == "best" and best is not None:
+        weights = run.checkpoints.restore_weights(best, {"params": state.params, "rest": state.rest})
+        if weights is None:
+            raise UsageError(f"{run.checkpoints.directory} lacks the weights of its best epoch {best}; "
+                             "rerun with --overwrite to train afresh")
+        run.best_in_memory = Weights(weights["params"], weights["rest"])
     run.bar.say(f"resuming after epoch {run.progress.epoch} from {run.checkpoints.directory}")
 
 
@@ -226,7 +245,8 @@ def _history_row(run: _Run, epoch: int, host: dict, start: float, train_seconds:
 
 
 def _record_epoch(run: _Run, row: dict) -> bool:
-    """Append the row, update best/patience, checkpoint; True when this epoch is the best so far."""
+    """Append the row, update best/patience (keeping the best weights when they are the ones selected); True when
+    this epoch is the best so far."""
     progress, (metric, mode) = run.progress, run.monitor
     es = run.config.early_stopping
     progress.history.append(row)
@@ -234,18 +254,29 @@ def _record_epoch(run: _Run, row: dict) -> bool:
     best = progress.improved(row[metric], mode)
     if best:
         progress.best_epoch, progress.best_value, progress.wait = row["epoch"], row[metric], 0
-        if run.checkpoints is None and es is not None and es.restore_best:
+        if run.config.weights == "best":
             run.best_in_memory = Weights(*jax.tree.map(jnp.copy, (run.state.params, run.state.rest)))
     else:
         progress.wait += 1
         progress.stopped = es is not None and progress.wait >= es.patience
-    if run.checkpoints is not None:
-        meta = {**dataclasses.asdict(progress), "classes": list(run.classes), "image_size": run.prepared.image_size,
-                "model": model_label(run.config), "data_fingerprint": run.prepared.fingerprint}
-        state = run.state
-        run.checkpoints.save(row["epoch"], {"params": state.params, "rest": state.rest, "opt": state.opt_state},
-                             meta, keep={progress.best_epoch})
     return best
+
+
+def _save_checkpoint(run: _Run) -> bool:
+    """When due (checkpoint_at(epoch), and always after the last epoch): this epoch's whole state, plus the best
+    epoch's weights when those are selected and earlier, as the run's one checkpoint. True if one was written."""
+    progress = run.progress
+    if run.checkpoints is None or not (run.finishing or run.checkpoint_at(progress.epoch)):
+        return False
+    state = run.state
+    sections = {"params": state.params, "rest": state.rest, "opt": state.opt_state}
+    if run.best_in_memory is not None and progress.best_epoch != progress.epoch:
+        sections.update(best_params=run.best_in_memory.params, best_rest=run.best_in_memory.rest)
+    meta = {**dataclasses.asdict(progress), "classes": list(run.classes), "image_size": run.prepared.image_size,
+            "model": model_label(run.config), "data_fingerprint": run.prepared.fingerprint}
+    run.checkpoints.save(progress.epoch, sections, meta)
+    run.saved_epoch = progress.epoch
+    return True
 
 
 def _run_epoch(run: _Run, on_epoch) -> tuple[int, int] | None:
@@ -259,24 +290,30 @@ def _run_epoch(run: _Run, on_epoch) -> tuple[int, int] | None:
     if not math.isfinite(row["val_loss"]):
         return epoch, int(host["steps"])
     run.bar.epoch_done(row, _record_epoch(run, row))
+    checkpointed = _save_checkpoint(run)
     if on_epoch is not None:
-        on_epoch(epoch, dict(row))
+        on_epoch(epoch, dict(row, checkpointed=checkpointed, final_epoch=run.finishing, **_selection_so_far(run)))
     return None
 
 
+def _selection_so_far(run: _Run) -> dict:
+    """The weights a run stopped now would be scored with: their epoch and its validation metrics."""
+    progress = run.progress
+    epoch = progress.best_epoch if run.config.weights == "best" and progress.best_epoch else progress.epoch
+    row = progress.history[epoch - 1]
+    return {"best_epoch": progress.best_epoch, "weights_epoch": epoch, "weights_val_accuracy": row["val_accuracy"],
+            "weights_val_loss": row["val_loss"]}
+
+
 def _selected_weights(run: _Run) -> tuple[int, Weights]:
-    """(epoch, weights) the run's metrics come from: the best epoch's when early stopping restores it."""
+    """(epoch, weights) every metric of the run comes from: config.weights' choice, the best or the last epoch."""
     progress, es = run.progress, run.config.early_stopping
     if progress.stopped:
         run.bar.say(f"early stopping after epoch {progress.epoch}: no {run.monitor[0]} improvement for "
                     f"{es.patience} epochs (best epoch {progress.best_epoch})")
-    current = Weights(run.state.params, run.state.rest)
-    if not (es and es.restore_best and progress.best_epoch is not None and progress.best_epoch != progress.epoch):
-        return progress.epoch, current
-    if run.checkpoints is None:
+    if run.config.weights == "best" and progress.best_epoch not in (None, progress.epoch):
         return progress.best_epoch, run.best_in_memory
-    restored = run.checkpoints.restore(progress.best_epoch, {"params": current.params, "rest": current.rest})
-    return progress.best_epoch, Weights(restored["params"], restored["rest"])
+    return progress.epoch, Weights(run.state.params, run.state.rest)
 
 
 # ---------------------------------------------------------------- the run
@@ -284,12 +321,17 @@ def _selected_weights(run: _Run) -> tuple[int, Weights]:
 def train_and_evaluate(config: TrainConfig, *, out_dir: str | Path | None = None,
                        on_epoch: Callable[[int, dict], None] | None = None,
                        checkpoint_dir: str | Path | None = None, overwrite: bool = False, progress: bool = False,
-                       prepared=None) -> Result:
+                       prepared=None, checkpoint_at: Callable[[int], bool] | None = None) -> Result:
     """Train `config`, evaluate the selected weights on the test split, write the run's files into out_dir.
 
-    checkpoint_dir defaults to out_dir/checkpoints; when it holds checkpoints of the same config, training
-    continues after the last finished epoch (a different config is refused unless overwrite). on_epoch(epoch,
-    metrics) runs after that epoch's checkpoint is on disk. `prepared` skips data.builder.prepare(config.data)."""
+    checkpoint_dir defaults to out_dir/checkpoints; when it holds a checkpoint of the same config, training
+    continues after its epoch (a different config is refused unless overwrite). A checkpoint is written after
+    every epoch for which checkpoint_at(epoch) is true (default: every epoch) and always after the last one.
+    on_epoch(epoch, metrics) runs after that epoch's checkpoint, if any, is on disk; metrics is the epoch's history
+    row plus `checkpointed` (a checkpoint of this epoch is on disk), `final_epoch` (training ends after it),
+    `best_epoch`, and `weights_epoch` with `weights_val_accuracy`/`weights_val_loss`: the weights a run stopped now
+    would be scored with.
+    `prepared` skips data.builder.prepare(config.data)."""
     check_config(config)
     out_dir, checkpoint_dir = run_paths(out_dir, checkpoint_dir)
     config_dict = config_to_dict(config)
@@ -297,7 +339,7 @@ def train_and_evaluate(config: TrainConfig, *, out_dir: str | Path | None = None
     prepared = prepared if prepared is not None else prepare(config.data, progress=progress)
     _check_splits(prepared, config)
     write_config(config_dict, out_dir, checkpoint_dir)
-    run = _build_run(config, prepared, checkpoint_dir, progress)
+    run = _build_run(config, prepared, checkpoint_dir, progress, checkpoint_at)
     try:
         _resume(run)
         while run.progress.epoch < config.epochs and not run.progress.stopped:
@@ -306,7 +348,8 @@ def train_and_evaluate(config: TrainConfig, *, out_dir: str | Path | None = None
                 return _diverged(run, out_dir, *diverged)
         weights_epoch, weights = _selected_weights(run)
     except KeyboardInterrupt:
-        raise TrainingInterrupted(run.progress.epoch, run.checkpoints.directory if run.checkpoints else None) from None
+        raise TrainingInterrupted(run.saved_epoch or 0, run.checkpoints.directory if run.checkpoints else None) \
+            from None
     finally:
         if run.checkpoints is not None:
             run.checkpoints.close()
@@ -345,7 +388,7 @@ def _diverged(run: _Run, out_dir: Path | None, epoch: int, step: int) -> Result:
 
 def _final_metrics(run: _Run, status: str, weights_epoch: int, test: SplitPredictions) -> dict:
     progress, image_size = run.progress, run.prepared.image_size
-    best = progress.history[progress.best_epoch - 1] if progress.best_epoch else progress.history[-1]
+    selected = progress.history[weights_epoch - 1]  # validation of the very weights the test metrics come from
     batch_shape = (1, image_size, image_size, run.config.pipeline.channels)
     counted = count_params(run.model)
     seconds = [row["seconds"] for row in progress.history]
@@ -353,8 +396,8 @@ def _final_metrics(run: _Run, status: str, weights_epoch: int, test: SplitPredic
     train_seconds = sum(row.get("steady_seconds", 0.0) for row in progress.history)
     metrics = {
         "status": status, "model": model_label(run.config), "epochs_run": progress.epoch,
-        "best_epoch": progress.best_epoch, "weights_epoch": weights_epoch, "val_accuracy": best["val_accuracy"],
-        "val_loss": best["val_loss"], "test_loss": test.loss,
+        "best_epoch": progress.best_epoch, "weights_epoch": weights_epoch,
+        "val_accuracy": selected["val_accuracy"], "val_loss": selected["val_loss"], "test_loss": test.loss,
     }
     metrics.update(classification_metrics(test.labels, test.probs, run.classes, prefix="test_"))
     metrics.update({

@@ -4,26 +4,25 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 
 import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 
 from data.builder import cache_root, prepare, user_cache_dir
-from sweep.analysis.report import build_report, scaling_headline, summary_table
 from sweep.configs.io import config_to_dict
-from sweep.configs.naming import config_label
 from sweep.configs.schema import SweepConfig
-from sweep.files import write_json_atomic
-from sweep.runtime import REPO_ROOT, enable_compilation_cache
+from sweep.runtime import REPO_ROOT
 from sweep.tune.progress import Progress
-from sweep.tune.results import manifest, trial_row, trials_frame, write_trials
+from sweep.tune.finish import finish_sweep
+from sweep.tune.results import trials_frame, write_trials
+from sweep.tune.rows import row_of_trial
 from sweep.tune.trial import run_trial
 
 EXPERIMENT = "sweep"  # Ray's experiment folder under the storage path
+REDUCTION_FACTOR = 3  # asha and hyperband keep about a third of the trials at each rung
 
 
 # ---------------------------------------------------------------- Ray and the Tuner
@@ -62,8 +61,9 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str,
 
 
 def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, storage: str | None,
-               compile_cache: str | None, callbacks: list, base_dict: dict):
-    """A Tuner over the listed trials (a grid over the trial list: each appears exactly once)."""
+               compile_cache: str | None, callbacks: list, base_dict: dict, trainable=run_trial):
+    """A Tuner over the listed trials (a grid over the trial list: each appears exactly once); `trainable` is the
+    trial function (the bench wraps it to measure it)."""
     param_space = {
         "trial": tune.grid_search(trials),
         "base": base_dict,
@@ -71,9 +71,11 @@ def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, stor
         "cpus": sweep.cpus_per_trial,
         "gpus": sweep.gpus_per_trial,
         "compile_cache": compile_cache,
+        "checkpoint_every": sweep.checkpoint_every,
+        "checkpoint_epochs": scheduler_epochs(sweep),
     }
     return tune.Tuner(
-        trainable_with_resources(sweep),
+        trainable_with_resources(sweep, trainable),
         param_space=param_space,
         tune_config=tune.TuneConfig(scheduler=make_scheduler(sweep), num_samples=1,
                                     max_concurrent_trials=sweep.max_concurrent, reuse_actors=False),
@@ -81,17 +83,46 @@ def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, stor
     )
 
 
-def trainable_with_resources(sweep: SweepConfig):
-    return tune.with_resources(run_trial, {"cpu": sweep.cpus_per_trial, "gpu": sweep.gpus_per_trial})
+def trainable_with_resources(sweep: SweepConfig, trainable=run_trial):
+    return tune.with_resources(trainable, {"cpu": sweep.cpus_per_trial, "gpu": sweep.gpus_per_trial})
 
 
 def make_scheduler(sweep: SweepConfig):
+    """fifo runs every trial to its end; asha and hyperband stop the weaker ones at rungs of val_accuracy."""
     if sweep.scheduler == "fifo":
         return FIFOScheduler()
     epochs = max(1, sweep.train.epochs)
-    # the first rung after ~a third of the budget: early epochs of a from-scratch CNN say little
+    if sweep.scheduler == "hyperband":
+        return HyperBandScheduler(metric="val_accuracy", mode="max", time_attr="epoch", max_t=epochs,
+                                  reduction_factor=REDUCTION_FACTOR)
     return ASHAScheduler(metric="val_accuracy", mode="max", time_attr="epoch", max_t=epochs,
-                         grace_period=max(1, min(epochs, math.ceil(epochs / 3))), reduction_factor=3)
+                         grace_period=asha_grace_period(epochs), reduction_factor=REDUCTION_FACTOR)
+
+
+def scheduler_epochs(sweep: SweepConfig) -> list[int]:
+    """Epochs at which a trial checkpoints besides every `checkpoint_every`: where HyperBand may pause it (it
+    resumes from Ray's checkpoint), and with score_stopped where ASHA may stop it (it is scored from that
+    checkpoint). HyperBand's rungs: in every bracket, max_t / eta**s epochs growing by eta up to max_t; ASHA's:
+    grace_period * eta**k below max_t (Ray's formulas; a test checks them against Ray's schedulers)."""
+    max_t, eta = max(1, sweep.train.epochs), REDUCTION_FACTOR
+    epochs: set[int] = set()
+    if sweep.scheduler == "hyperband":
+        for s in range(int(round(math.log(max_t) / math.log(eta))) + 1):
+            rung = int(max_t * eta ** (-s))
+            while 0 < rung < max_t:
+                epochs.add(rung)
+                rung = min(rung * eta, max_t)
+    elif sweep.scheduler == "asha" and sweep.score_stopped:
+        rung = asha_grace_period(max_t)
+        while rung < max_t:
+            epochs.add(rung)
+            rung *= eta
+    return sorted(epochs)
+
+
+def asha_grace_period(epochs: int) -> int:
+    """ASHA's first rung after about a third of the epochs: early epochs of a from-scratch CNN say little."""
+    return max(1, min(epochs, math.ceil(epochs / 3)))
 
 
 def make_run_config(sweep: SweepConfig, *, results_dir: str, storage: str | None, callbacks: list):
@@ -118,54 +149,11 @@ def restore_tuner(sweep: SweepConfig, *, results_dir: str, storage: str | None, 
     return tuner
 
 
-def row_of_trial(trial_id: str, status: str, config: dict, metrics: dict | None) -> dict:
-    """A trials.csv row for a trial as Ray saw it."""
-    metrics = dict(metrics or {})
-    row = trial_row(trial_id, status, config["trial"], metrics if metrics.get("final") else
-                    {k: v for k, v in metrics.items() if k in ("val_accuracy", "epoch", "params", "flops")})
-    if not metrics.get("final"):
-        row["epochs"] = metrics.get("epoch")
-        row["train_status"] = "stopped_by_scheduler" if status == "TERMINATED" and metrics else "unfinished"
-    for key in ("final", "epoch", "done", "training_iteration", "time_this_iter_s", "time_total_s", "timestamp",
-                "pid", "hostname", "node_ip", "time_since_restore", "iterations_since_restore", "date",
-                "checkpoint_dir_name", "should_checkpoint", "wall_seconds", "config", "experiment_tag"):
-        row.pop(key, None)
-    for key in ("node_ip", "node_id"):
-        if metrics.get(key):
-            row[key] = metrics[key]
-    return row
-
-
-def rows_from_grid(grid) -> list[dict]:
-    rows = []
-    for result in grid:
-        if not (result.config or {}).get("trial"):
-            continue  # never started (an interrupted run): `--resume` runs it
-        metrics = result.metrics or {}
-        trial_id = metrics.get("trial_id") or Path(result.path).name.split("_")[1]
-        status = "ERROR" if result.error else "TERMINATED"
-        rows.append(row_of_trial(trial_id, status, result.config, metrics))
-    return rows
-
-
-def prune_ray_checkpoints(experiment: str) -> int:
-    """Delete Ray's per-trial checkpoint copies of a finished experiment (no trial will be resumed); bytes freed."""
-    freed = 0
-    for path in Path(experiment).glob("*/checkpoint_*"):
-        if path.is_dir():
-            freed += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-            shutil.rmtree(path, ignore_errors=True)
-    return freed
-
-
-def _write_partial(out: Path, rows: dict[str, dict]) -> None:
-    write_trials(trials_frame(list(rows.values())), out)
-
-
 def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str | None = None,
               storage: str | None = None, resume: bool = False, explain: bool = True,
               start: float | None = None, command: list[str] | None = None) -> int:
-    """Prepare data once, run the trials on Ray (local or a cluster), then write the results contract into `out`."""
+    """Prepare data once, run the trials on Ray (local or a cluster), then write the results contract into `out`.
+    0 when everything asked for was done; 1 when a trial ended in error or a step after the trials failed."""
     start = start or time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -174,40 +162,36 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
         elapsed = int(time.time() - start)
         print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {text}", flush=True)
 
-    sweep, fingerprint, counts = _prepare_data(sweep, say)
+    workers_sweep, fingerprint, counts = _prepare_data(sweep, say)
     started, resources = _start_ray(address, say, len(trials), sweep)
-    rows: dict[str, dict] = {}
     try:
-        grid = _fit(sweep, trials, out, storage, resume, rows, say)
+        grid = _fit(workers_sweep, trials, out, storage, resume, say)
     finally:
         if started:
             ray.shutdown()
-    frame, errors = _write_tables(grid, out, storage, say)
     facts = {"data_fingerprint": fingerprint, "command": command, "cluster_resources": resources,
-             "extra": {"name": sweep.name, "trials_total": len(trials), "trials_failed": len(errors),
-                       "ray_experiment": experiment_path(str(out), storage), "resumed": resume, "data_counts": counts}}
-    write_json_atomic(out / "manifest.json", manifest(sweep, wall_seconds=time.time() - start, **facts))
-    build_report(out)
-    say(f"trials done: {len(frame) - len(errors)}/{len(frame)} ok; tables, plots and report written")
-    if explain and sweep.explain_images > 0 and frame["test_accuracy"].notna().any():
-        _explain(out, sweep, say)
-    wall = time.time() - start
-    write_json_atomic(out / "manifest.json", manifest(sweep, wall_seconds=wall, **facts))
-    build_report(out)
-    _print_summary(out, wall)
-    return 0 if not errors else 1
+             "extra": {"name": sweep.name, "trials_total": len(trials), "resumed": resume, "data_counts": counts,
+                       "ray_experiment": recorded_experiment(storage)}}
+    return finish_sweep(grid, sweep, out, facts=facts, explain=explain, start=start, say=say,
+                        prune=None if "://" in storage_for(str(out), storage) else experiment_path(str(out), storage))
+
+
+def recorded_experiment(storage: str | None) -> str:
+    """Where Ray's experiment state is, as the user gave it: under --storage, else ray/sweep in the results folder."""
+    return f"{storage.rstrip('/')}/{EXPERIMENT}" if storage else f"ray/{EXPERIMENT}"
 
 
 def _prepare_data(sweep: SweepConfig, say) -> tuple[SweepConfig, str, dict]:
-    """The dataset prepared once by the driver; trials read the very same one (its cache folder pinned)."""
+    """The dataset prepared once by the driver; trials read the very same one. Returns the sweep as the workers
+    see it: the data folder absolute (any working directory) and the cache folder pinned to the driver's."""
     spec = sweep.train.data
-    spec = spec.replace(cache_dir=str(cache_root(spec).resolve()))
+    spec = spec.replace(cache_dir=str(cache_root(spec).resolve()),
+                        data_dir=str(Path(spec.data_dir).expanduser().resolve()) if spec.data_dir else spec.data_dir)
     say(f"preparing data: {spec.source} at {spec.image_size}px" + (f" from {spec.data_dir}" if spec.data_dir else ""))
     prepared = prepare(spec)
     counts = prepared.counts()
     say("data ready: " + ", ".join(f"{s} {sum(c.values())}" for s, c in counts.items()) + f" images ({prepared.path})")
-    sweep = sweep.replace(train=sweep.train.replace(data=spec))
-    return sweep, f"{prepared.fingerprint}/{prepared.path.name}", counts
+    return sweep.replace(train=sweep.train.replace(data=spec)), f"{prepared.fingerprint}/{prepared.path.name}", counts
 
 
 def _start_ray(address: str | None, say, n_trials: int, sweep: SweepConfig) -> tuple[bool, dict]:
@@ -220,14 +204,17 @@ def _start_ray(address: str | None, say, n_trials: int, sweep: SweepConfig) -> t
     return started, resources
 
 
-def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None, resume: bool, rows: dict,
-         say):
-    """Run (or continue) the experiment; trials.csv is rewritten as each trial finishes."""
+def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None, resume: bool, say):
+    """Run (or continue) the experiment; trials.csv is rewritten as each trial ends."""
+    ended: dict[str, dict] = {}
+
     def record(trial) -> None:
-        status = "ERROR" if trial.status == "ERROR" else "TERMINATED"
-        rows[trial.trial_id] = row_of_trial(trial.trial_id, status, trial.config, trial.last_result)
+        row = row_of_trial(trial)
+        if row is None:
+            return
+        ended[trial.trial_id] = row
         try:
-            _write_partial(out, rows)
+            write_trials(trials_frame(list(ended.values())), out)
         except Exception as err:  # a table write must never stop the sweep
             say(f"warning: could not update trials.csv: {err}")
 
@@ -240,40 +227,3 @@ def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None,
         tuner = make_tuner(sweep, trials, results_dir=str(out), storage=storage, compile_cache=compile_cache,
                            callbacks=callbacks, base_dict=config_to_dict(sweep.train))
     return tuner.fit()
-
-
-def _write_tables(grid, out: Path, storage: str | None, say):
-    """trials.csv/.parquet from Ray's final results; Ray's checkpoint copies pruned when every trial finished."""
-    frame = trials_frame(rows_from_grid(grid))
-    errors = [r for r in grid if r.error]
-    for result in errors[:5]:
-        say(f"trial failed: {config_label(result.config['trial'])}: {str(result.error).strip().splitlines()[-1][:300]}")
-    write_trials(frame, out)
-    if not errors and "://" not in storage_for(str(out), storage):
-        pruned = prune_ray_checkpoints(experiment_path(str(out), storage))
-        if pruned:
-            say(f"every trial finished: removed {pruned / 2**20:.0f} MiB of Ray's copies of trial checkpoints "
-                f"(each trial's own run folder under {out / 'trials'} keeps its checkpoint)")
-    return frame, errors
-
-
-def _print_summary(out: Path, wall: float) -> None:
-    print()
-    print(summary_table(out))
-    print()
-    print(scaling_headline(out))
-    print(f"\nresults in {out}/: trials.csv, trials.parquet, pareto.csv, plots/, report.md, manifest.json"
-          + (", explanations/" if (out / "explanations").is_dir() else "") + f"  ({wall:.0f} s)")
-
-
-def _explain(out: Path, sweep: SweepConfig, say) -> None:
-    """SHAP explanations of the Pareto front and the parents (a failure is reported; the sweep's results stand)."""
-    from sweep.explain.runner import explain_results  # loads JAX and SHAP: only in a sweep that explains
-
-    say(f"explaining the Pareto front and parents: {sweep.explain_images} images x {sweep.explain_max_evals} evals")
-    try:
-        enable_compilation_cache()
-        explain_results(out, trials="pareto+parents", images=sweep.explain_images,
-                        max_evals=sweep.explain_max_evals, log=lambda text: say(text))
-    except Exception as err:  # explanations are extra: the sweep's results stand without them
-        say(f"explanations failed: {type(err).__name__}: {err}")

@@ -1,10 +1,18 @@
-"""Inside one Ray trial: claim and pin cores before JAX starts, train with train_and_evaluate, report to Tune."""
+"""Inside one Ray trial: claim and pin cores before JAX starts, train with train_and_evaluate, report to Tune.
+
+Ray receives the trial's checkpoint only when the engine writes one: every `checkpoint_every` epochs, at the epochs a
+scheduler may pause the trial (`checkpoint_epochs`), and at the end. The engine keeps one checkpoint in the run folder
+(the latest epoch's state, with the best epoch's weights when those are selected), so what Ray copies is that one.
+The last epoch is reported together with the test metrics: a scheduler that stops the trial at its last epoch
+(ASHA at max_t) then stops a trial that has already scored its weights.
+"""
 from __future__ import annotations
 
 import fcntl
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -66,28 +74,63 @@ def run_trial(config: dict[str, Any]) -> None:
     train_config = train_config_for(trial, base)
     out_dir = Path(config["results_dir"]) / "trials" / trial_id
     checkpoint_dir = out_dir / "checkpoints"
-    restored = tune.get_checkpoint()
-    if restored is not None and not (checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir())):
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        restored.to_directory(str(checkpoint_dir))  # e.g. a restarted trial on another node without shared --out
+    resumed_from = adopt_ray_checkpoint(tune.get_checkpoint(), checkpoint_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
 
     def on_epoch(epoch: int, metrics: dict) -> None:
+        if metrics.get("final_epoch"):
+            return  # reported with the test metrics, below
         report = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
-        report.update(epoch=int(epoch), final=False, node_id=ray_node_id())
-        tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+        report.update(epoch=int(epoch), final=False, node_id=ray_node_id(), resumed_from_epoch=resumed_from)
+        tune.report(report, checkpoint=ray_checkpoint(checkpoint_dir) if metrics.get("checkpointed") else None)
 
     finished = finished_metrics(out_dir, train_config)
     if finished is not None:  # Ray restarted a trial whose run had already finished (e.g. after a driver crash)
         metrics, status = finished, finished.get("status", "completed")
     else:
-        result = train_and_evaluate(train_config, out_dir=out_dir, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch)
+        result = train_and_evaluate(train_config, out_dir=out_dir, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch,
+                                    checkpoint_at=checkpoint_schedule(config))
         metrics, status = result.metrics, result.status
     final = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
     final.update(final=True, train_status=status, wall_seconds=time.time() - start, node_id=ray_node_id(),
-                 classes=",".join(metrics.get("classes", []) or []))
-    tune.report(final)
+                 classes=",".join(metrics.get("classes", []) or []), epoch=int(metrics.get("epochs_run") or 0),
+                 resumed_from_epoch=resumed_from)
+    tune.report(final, checkpoint=ray_checkpoint(checkpoint_dir) if saved_epoch(checkpoint_dir) else None)
+
+
+def checkpoint_schedule(config: dict):
+    """The epochs after which the engine writes a checkpoint (and Ray receives it), besides the last one."""
+    every = max(1, int(config.get("checkpoint_every") or 1))
+    pauses = set(config.get("checkpoint_epochs") or ())
+    return lambda epoch: epoch % every == 0 or epoch in pauses
+
+
+def saved_epoch(checkpoint_dir: Path) -> int | None:
+    """The epoch of the checkpoint in a run's checkpoints folder (Orbax names each by its epoch), else None."""
+    epochs = [int(p.name) for p in checkpoint_dir.iterdir() if p.name.isdigit()] if checkpoint_dir.is_dir() else []
+    return max(epochs, default=None)
+
+
+def ray_checkpoint(checkpoint_dir: Path):
+    """The run's one checkpoint (and its config.json) for Ray to copy into its storage path."""
+    return tune.Checkpoint.from_directory(str(checkpoint_dir))
+
+
+def adopt_ray_checkpoint(restored, checkpoint_dir: Path) -> int:
+    """Before a restarted trial trains: take Ray's checkpoint when it is newer than the one in this node's run
+    folder (a restart on another node whose --out is not shared, or after this folder was lost). Returns the
+    epoch training continues after (0: from scratch)."""
+    local = saved_epoch(checkpoint_dir)
+    if restored is None:
+        return local or 0
+    with restored.as_directory() as folder:
+        theirs = saved_epoch(Path(folder))
+        if theirs is not None and (local is None or theirs > local):
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+            shutil.copytree(folder, checkpoint_dir)
+            local = theirs
+    return local or 0
 
 
 def finished_metrics(out_dir: Path, train_config) -> dict | None:
