@@ -8,7 +8,11 @@ import time
 import traceback
 from typing import Callable
 
+import jax
+
 from models.registry import MODEL_NAMES
+from sweep import runtime
+from sweep.bench import peak, report, steps
 
 DEVICES = ("cpu", "gpu")
 PEERS = ("keras",)
@@ -71,25 +75,14 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
     """Every figure of one run, as a JSON-ready dict (see sweep/commands/bench.py for the CLI).
     Order: peak, the models at the first image size, the overheads, the peer, then the larger sizes (slowest last);
     `checkpoint(result)` is called after each section, so a run cut short still leaves what it measured."""
-    from sweep import runtime
-    from sweep.bench import report
-    from sweep.bench.peak import matmul_peak
-    from sweep.bench.steps import measure_model
-
-    bad = [m for m in options.models if m not in MODEL_NAMES]
-    if bad:
-        raise ValueError(f"unknown bench models {bad}; choose from {MODEL_NAMES}")
-    if options.peer not in (None, *PEERS):
-        raise ValueError(f"peer must be one of {PEERS}, got {options.peer!r}")
-    gpu = options.device == "gpu"
-    precision = "bfloat16" if gpu else "float32"
+    _check(options)
     result: dict = {
         "started_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "complete": False, "options": dataclasses.asdict(options), "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "load": {"before": [round(x, 2) for x in os.getloadavg()], "cores_note":
                  "1-minute load average above the usable core count means other processes shared the CPU"},
+        "hardware": report.hardware(), "versions": runtime.versions(), "models": [],
     }
-    import jax
 
     def save() -> None:
         result["targets"] = targets(result)
@@ -97,34 +90,59 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
         if checkpoint is not None:
             checkpoint(result)
 
-    result["hardware"] = report.hardware()
-    result["versions"] = runtime.versions()
+    gpu = options.device == "gpu"
     if gpu and jax.default_backend() != "gpu":
         raise RuntimeError(f"--device gpu asked for, but jax's backend is {jax.default_backend()!r}")
-    result["peak"] = _guard("peak matmul", lambda: matmul_peak(
-        precision, n=options.peak_n or (4096 if gpu else 2048)), log)
+    result["peak"] = _guard("peak matmul", lambda: peak.matmul_peak(
+        _precision(options), n=options.peak_n or (4096 if gpu else 2048)), log)
     # The best window: on a shared box the median peak drops with other processes' load, and a model measured in
     # a quieter moment would then appear to beat the machine.
-    peak = result["peak"].get("best_flops_per_s") or result["peak"].get("flops_per_s")
     result["peak"]["fraction_basis"] = "best_flops_per_s"
-    rows: list[dict] = []
-    result["models"] = rows
+    _measure_size(options, options.sizes[0], result, save, log)
+    _overheads(options, result, save, log)
+    if options.peer == "keras":
+        _peers(options, result, save, log)
+    for size in options.sizes[1:]:
+        _measure_size(options, size, result, save, log)
+    result["complete"] = True
+    result["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    save()
+    return result
 
-    def measure_size(size: int) -> None:
-        for batch in options.batch_sizes:
-            for name in options.models:
-                row = _guard(f"{name} {size}px batch {batch}", lambda: measure_model(
-                    name, image_size=size, batch_size=batch, window_s=options.window_s, windows=options.windows,
-                    precision=precision, peak_flops_per_s=peak), log)
-                row.setdefault("model", name)
-                row.setdefault("image_size", size)
-                row.setdefault("batch_size", batch)
-                row["load_after"] = [round(x, 2) for x in os.getloadavg()]
-                rows.append(row)
-                save()
 
+def _check(options: BenchOptions) -> None:
+    bad = [m for m in options.models if m not in MODEL_NAMES]
+    if bad:
+        raise ValueError(f"unknown bench models {bad}; choose from {MODEL_NAMES}")
+    if options.peer not in (None, *PEERS):
+        raise ValueError(f"peer must be one of {PEERS}, got {options.peer!r}")
+
+
+def _precision(options: BenchOptions) -> str:
+    return "bfloat16" if options.device == "gpu" else "float32"
+
+
+def _measure_size(options: BenchOptions, size: int, result: dict, save, log) -> None:
+    """Every model at every batch size at this image size, each row saved as soon as it is measured."""
+    peak_flops = result["peak"].get("best_flops_per_s") or result["peak"].get("flops_per_s")
+    for batch in options.batch_sizes:
+        for name in options.models:
+            row = _guard(f"{name} {size}px batch {batch}", lambda: steps.measure_model(
+                name, image_size=size, batch_size=batch, window_s=options.window_s, windows=options.windows,
+                precision=_precision(options), peak_flops_per_s=peak_flops), log)
+            row.setdefault("model", name)
+            row.setdefault("image_size", size)
+            row.setdefault("batch_size", batch)
+            row["load_after"] = [round(x, 2) for x in os.getloadavg()]
+            result["models"].append(row)
+            save()
+
+
+def _overheads(options: BenchOptions, result: dict, save, log) -> None:
+    """Compile cache, input pipeline, SHAP, Ray and the params-vs-FLOPs story, each unless skipped. Each section
+    imports what it measures only when it runs: the GPU path keeps ray, shap and tensorflow_datasets out."""
     size0, batch0 = options.sizes[0], options.batch_sizes[0]
-    measure_size(size0)
+    gpu = options.device == "gpu"
     if "compile" not in options.skip:
         from sweep.bench.compile import compile_cache_check
 
@@ -157,24 +175,22 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
 
         result["flops_vs_params"] = _guard("params vs FLOPs at 256 px", lambda: seed_flops_vs_params(256), log)
         save()
-    if options.peer == "keras":
-        from sweep.bench.peer import peer_pythons, peer_ratios, run_peer
 
-        peers: dict = {}
-        result["peers"] = peers
-        for backend, python in peer_pythons(options.peer_python).items():
-            peers["keras_" + backend] = _guard(f"keras {backend} peer", lambda: run_peer(
-                backend, python, models=list(options.peer_models), sizes=[size0], batch_size=batch0,
-                steps=1 if options.quick else 2, windows=options.windows, timeout=900), log)
-            result["ratios"] = peer_ratios([r for r in rows if "train" in r],
-                                           {k.removeprefix("keras_"): v for k, v in peers.items()})
-            save()
-    for size in options.sizes[1:]:
-        measure_size(size)
-    result["complete"] = True
-    result["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    save()
-    return result
+
+def _peers(options: BenchOptions, result: dict, save, log) -> None:
+    """The same models in Keras 3 (one subprocess per backend), and our/peer ratios."""
+    from sweep.bench.peer import peer_pythons, peer_ratios, run_peer
+
+    size0, batch0 = options.sizes[0], options.batch_sizes[0]
+    peers: dict = {}
+    result["peers"] = peers
+    for backend, python in peer_pythons(options.peer_python).items():
+        peers["keras_" + backend] = _guard(f"keras {backend} peer", lambda: run_peer(
+            backend, python, models=list(options.peer_models), sizes=[size0], batch_size=batch0,
+            steps=1 if options.quick else 2, windows=options.windows, timeout=900), log)
+        result["ratios"] = peer_ratios([r for r in result["models"] if "train" in r],
+                                       {k.removeprefix("keras_"): v for k, v in peers.items()})
+        save()
 
 
 def targets(result: dict) -> dict:

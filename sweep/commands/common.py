@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import types
+import typing
 from pathlib import Path
 from typing import Iterator
 
@@ -22,34 +24,66 @@ RUNS_ROOT = Path("runs")  # git-ignored: where user runs land unless --out names
 
 @dataclasses.dataclass(frozen=True)
 class Shorthand:
-    """A flag that stands for `--set FIELD=VALUE`. `value` fixes the text for a flag without an argument."""
+    """A flag that stands for `--set FIELD=VALUE`. `value` fixes the text for a flag without an argument;
+    `also` are settings ('field=value') it implies, applied first (so a flag given later still wins)."""
 
     flag: str
     field: str
     help: str = ""
     value: str | None = None  # a store_true flag sets this text
+    also: tuple[str, ...] = ()
 
     @property
     def dest(self) -> str:
         return self.flag.lstrip("-").replace("-", "_")
 
+    def settings(self, text: str) -> list[str]:
+        return [*self.also, f"{self.field}={text}"]
 
-def add_shorthands(parser, shorthands: tuple[Shorthand, ...], defaults: object | None = None) -> None:
-    """One argparse option per shorthand (default None: 'not given'); help shows the base config's value."""
+
+def under(prefix: str, shorthands: tuple[Shorthand, ...], *flags: str) -> tuple[Shorthand, ...]:
+    """The shorthands named by `flags`, for a config that holds theirs at `prefix` (e.g. 'train.' in a sweep)."""
+    chosen = [s for s in shorthands if s.flag in flags]
+    missing = set(flags) - {s.flag for s in chosen}
+    if missing:
+        raise KeyError(f"no shorthand {sorted(missing)}")
+    return tuple(dataclasses.replace(s, field=prefix + s.field, also=tuple(prefix + a for a in s.also))
+                 for s in chosen)
+
+
+def by_field(*dotted: str) -> tuple[Shorthand, ...]:
+    """A shorthand per field, named after the field's last part: fusion.cnn_cut -> --cnn-cut."""
+    return tuple(Shorthand("--" + field.rsplit(".", 1)[-1].replace("_", "-"), field) for field in dotted)
+
+
+def add_shorthands(parser, shorthands: tuple[Shorthand, ...], root, show_defaults: bool = True) -> None:
+    """One argparse option per shorthand (default None: 'not given'). Its help names the field it sets, the
+    choices its type allows and (show_defaults) the value in `root`, the config the command starts from."""
     for item in shorthands:
         if item.value is not None:
             parser.add_argument(item.flag, dest=item.dest, action="store_const", const=item.value, default=None,
-                                help=item.help)
+                                help=f"{item.help}{'; ' if item.help else ''}--set {item.field}={item.value}")
             continue
-        shown = _field_value(defaults, item.field) if defaults is not None else None
-        suffix = f" (default {_text(shown)})" if defaults is not None else ""
-        parser.add_argument(item.flag, dest=item.dest, default=None, metavar=item.dest.upper(),
-                            help=f"{item.help}{'; ' if item.help else ''}--set {item.field}{suffix}")
+        words = [item.help] if item.help else []
+        choices = _choices(type(root), item.field)
+        words += [f"one of {', '.join(choices)}"] if choices else []
+        words += [f"--set {item.field}" + (f" (default {_text(_field_value(root, item.field))})" if show_defaults
+                                           else "")]
+        parser.add_argument(item.flag, dest=item.dest, default=None, metavar=item.dest.upper(), help="; ".join(words))
+
+
+def _choices(cls, dotted: str) -> tuple[str, ...]:
+    """The Literal choices of the field at `dotted` below the dataclass `cls` (none for other types)."""
+    hint = cls
+    for name in dotted.split("."):
+        options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        hint = typing.get_type_hints(next(o for o in options if dataclasses.is_dataclass(o)))[name]
+    return tuple(map(str, typing.get_args(hint))) if typing.get_origin(hint) is typing.Literal else ()
 
 
 def add_set_argument(parser, root: str) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help=f"override any {root} field by dotted path (repeatable; after the shorthand flags)")
+                        help=f"override any field of the {root} by dotted path (repeatable; after the shorthand flags)")
 
 
 def build_config(base, args, shorthands: tuple[Shorthand, ...], *, strip_prefix: str | None = None,
@@ -62,7 +96,7 @@ def build_config(base, args, shorthands: tuple[Shorthand, ...], *, strip_prefix:
         text = getattr(args, item.dest)
         if text is None:
             continue
-        for setting in special[item.dest](text) if special and item.dest in special else [f"{item.field}={text}"]:
+        for setting in special[item.dest](text) if special and item.dest in special else item.settings(text):
             field, _, value = setting.partition("=")
             config = set_field(config, field, value, said=item.flag if item.value is not None else f"{item.flag} {text}")
     settings = list(getattr(args, "set", []) or [])

@@ -8,7 +8,6 @@ import numpy as np
 
 from sweep import UsageError
 from sweep.commands.common import add_runtime_arguments, setup_runtime, usage_errors
-from sweep.engine.metrics import classification_metrics, classification_report_text
 
 SPLIT_CHOICES = ("test", "val", "train", "all")
 
@@ -38,6 +37,8 @@ def check_classes(data_classes, model_classes) -> list[int]:
 
 def evaluate_run(loaded, prepared, split: str, batch_size: int) -> tuple[dict, str]:
     """(metrics, classification report) of `loaded` on `prepared`'s split ('all': train + val + test)."""
+    from sweep.engine.metrics import classification_metrics, classification_report_text  # scikit-learn: slow
+
     mapping = np.asarray(check_classes(prepared.classes, loaded.classes))
     parts = ("train", "val", "test") if split == "all" else (split,)
     images = np.concatenate([prepared.split(p).images for p in parts])

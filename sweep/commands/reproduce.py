@@ -6,30 +6,23 @@ import sys
 from pathlib import Path
 
 from sweep import UsageError
-from sweep.commands.common import (RUNS_ROOT, Shorthand, add_runtime_arguments, add_set_argument, add_shorthands,
-                                   setup_runtime)
-from sweep.commands.train import check_out_dir, config_from_args, prepare_data, run_training
+from sweep.commands.common import (RUNS_ROOT, add_runtime_arguments, add_set_argument, add_shorthands, setup_runtime,
+                                   under)
+from sweep.commands.train import TRAIN_FLAGS, check_out_dir, config_from_args, prepare_data, run_training
 from sweep.configs.paper import seed_model_config
 from sweep.configs.presets import get_preset
 from sweep.configs.seed_paper import CITATION, MODEL_TITLES, PAPER_REPORTS, SEED_MODELS, paper_report_text
 from sweep.files import write_text_atomic
 
-REPRODUCE_FLAGS = (
-    Shorthand("--data-dir", "data.data_dir", "the COVID-19 Radiography Database (or a folder like it)"),
-    Shorthand("--image-size", "data.image_size"),
-    Shorthand("--epochs", "epochs", "at most this many (early stopping)"),
-    Shorthand("--subset", "data.subset", "at most this many images per class"),
-    Shorthand("--seed", "seed"),
-    Shorthand("--bn-momentum", "bn_momentum", "BatchNorm momentum (none: Keras' 0.99 as the seed; scaled-down CPU "
-              "runs of a few hundred steps need 0.9, or eval-mode predictions collapse to one class)"),
-)
+REPRODUCE_FLAGS = under("", TRAIN_FLAGS, "--data-dir", "--image-size", "--epochs", "--subset", "--seed",
+                        "--bn-momentum")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_shorthands(parser, REPRODUCE_FLAGS, get_preset("paper").train)
     parser.add_argument("--models", default=",".join(SEED_MODELS), help="comma-separated subset of "
                         + ",".join(SEED_MODELS))
-    add_set_argument(parser, "TrainConfig of the paper preset")
+    add_set_argument(parser, "paper preset's TrainConfig")
     parser.add_argument("--out", default=str(RUNS_ROOT / "reproduce"), help="one run folder per model inside")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--no-progress", action="store_true")

@@ -9,49 +9,24 @@ import time
 from pathlib import Path
 
 from sweep import UsageError
-from sweep.commands.common import RUNS_ROOT, Shorthand, add_set_argument, add_shorthands, build_config, usage_errors
+from sweep.commands import train as train_command
+from sweep.commands.common import (RUNS_ROOT, Shorthand, add_set_argument, add_shorthands, build_config, by_field,
+                                   under, usage_errors)
 from sweep.configs.io import from_dict
 from sweep.configs.presets import PRESETS, get_preset
 from sweep.configs.schema import SweepConfig
 
-DATA_FLAGS = (
-    Shorthand("--data-dir", "train.data.data_dir", "radiography: the dataset folder"),
-    Shorthand("--data", "train.data.source", "synthetic or radiography (--data-dir alone means radiography)"),
-    Shorthand("--image-size", "train.data.image_size"),
-    Shorthand("--num-images", "train.data.num_images", "synthetic: images to generate"),
-    Shorthand("--difficulty", "train.data.difficulty", "synthetic: 0 easy .. 1 hard"),
-    Shorthand("--subset", "train.data.subset", "at most this many images per class"),
-)
-TRAINING_FLAGS = (
-    Shorthand("--epochs", "train.epochs"),
-    Shorthand("--batch-size", "train.batch_size"),
-)
-SPACE_FLAGS = (
-    Shorthand("--cnn-cuts", "space.cnn_cuts"),
-    Shorthand("--resnet-cuts", "space.resnet_cuts"),
-    Shorthand("--branch-widths", "space.branch_widths"),
-    Shorthand("--head-widths", "space.head_widths"),
-    Shorthand("--no-parents", "space.include_parents", "do not train the CNN and ResNet50V2 parents", "false"),
-)
-TUNE_FLAGS = (
-    Shorthand("--seeds", "seeds", "seeds per configuration"),
-    Shorthand("--search", "search", "grid or random"),
-    Shorthand("--num-samples", "num_samples", "random search: configurations to draw"),
-    Shorthand("--scheduler", "scheduler", "fifo, asha or hyperband (these two stop weak trials early)"),
-    Shorthand("--score-stopped", "score_stopped", "also score the best-so-far weights of trials the scheduler "
-              "stopped on the test (and external) sets", "true"),
-    Shorthand("--cpus-per-trial", "cpus_per_trial"),
-    Shorthand("--gpus-per-trial", "gpus_per_trial"),
-    Shorthand("--max-concurrent", "max_concurrent"),
-    Shorthand("--max-failures", "max_failures", "restarts of a failed trial (its worker died or it raised)"),
-    Shorthand("--checkpoint-every", "checkpoint_every", "epochs between the checkpoints Ray receives (and at the end)"),
-)
-EXPLAIN_FLAGS = (
-    Shorthand("--explain-images", "explain_images"),
-    Shorthand("--explain-max-evals", "explain_max_evals"),
-)
+DATA_FLAGS = under("train.", train_command.DATA_FLAGS, "--data-dir", "--data", "--image-size", "--num-images",
+                   "--difficulty", "--subset")
+TRAINING_FLAGS = under("train.", train_command.TRAINING_FLAGS, "--epochs", "--batch-size")
+SPACE_FLAGS = (*by_field("space.cnn_cuts", "space.resnet_cuts", "space.branch_widths", "space.head_widths"),
+               Shorthand("--no-parents", "space.include_parents", "do not train the CNN and ResNet50V2 parents", "false"))
+TUNE_FLAGS = (*by_field("seeds", "search", "num_samples", "scheduler", "cpus_per_trial", "gpus_per_trial",
+                        "max_concurrent", "max_failures", "checkpoint_every"),
+              Shorthand("--score-stopped", "score_stopped", "also score the best-so-far weights of trials the "
+                        "scheduler stopped", "true"))
+EXPLAIN_FLAGS = by_field("explain_images", "explain_max_evals")
 RUN_FLAGS = DATA_FLAGS + TRAINING_FLAGS + SPACE_FLAGS + TUNE_FLAGS + EXPLAIN_FLAGS
-SPECIAL_FLAGS = {"data_dir": lambda text: ["train.data.source=radiography", f"train.data.data_dir={text}"]}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,11 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for title, flags in (("data (override the preset)", DATA_FLAGS), ("training (override the preset)", TRAINING_FLAGS),
                          ("search space (override the preset; comma-separated, 'none' drops a branch)", SPACE_FLAGS),
                          ("Ray Tune", TUNE_FLAGS)):
-        add_shorthands(parser.add_argument_group(title), flags)
+        add_shorthands(parser.add_argument_group(title), flags, SweepConfig(), show_defaults=False)
     add_set_argument(parser, "SweepConfig (e.g. train.optim.learning_rate=1e-3 or train.data.num_images=400)")
     explain = parser.add_argument_group("explanations")
     explain.add_argument("--no-explain", action="store_true", help="skip SHAP explanations at the end")
-    add_shorthands(explain, EXPLAIN_FLAGS)
+    add_shorthands(explain, EXPLAIN_FLAGS, SweepConfig(), show_defaults=False)
 
 
 def manifest_sweep(path: str | Path) -> SweepConfig:
@@ -93,7 +68,7 @@ def manifest_sweep(path: str | Path) -> SweepConfig:
 def build_sweep(args) -> SweepConfig:
     """The preset (or the manifest's sweep) with every command-line override applied (validated before Ray)."""
     base = manifest_sweep(args.from_manifest) if args.from_manifest else get_preset(args.preset or "quick")
-    return build_config(base, args, RUN_FLAGS, special=SPECIAL_FLAGS)
+    return build_config(base, args, RUN_FLAGS)
 
 
 def _check_data(sweep) -> None:

@@ -5,57 +5,35 @@ import argparse
 import sys
 from pathlib import Path
 
+from models.registry import MODEL_NAMES
 from sweep.commands.common import (RUNS_ROOT, Shorthand, add_runtime_arguments, add_set_argument, add_shorthands,
-                                   build_config, setup_runtime, usage_errors)
+                                   build_config, by_field, setup_runtime, usage_errors)
 from sweep.configs.presets import PRESETS, get_preset
 from sweep.configs.schema import TrainConfig
 
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
 
-MODEL_FLAGS = (
-    Shorthand("--model", "model", "cnn, resnet50v2 or fusion"),
-    Shorthand("--cnn-cut", "fusion.cnn_cut", "CNN layer to cut after ('none': no CNN branch)"),
-    Shorthand("--resnet-cut", "fusion.resnet_cut", "ResNet50V2 layer to cut at ('none': no branch)"),
-    Shorthand("--branch-width", "fusion.branch_width"),
-    Shorthand("--head-width", "fusion.head_width"),
-    Shorthand("--dropout", "fusion.dropout"),
-    Shorthand("--resnet-head", "resnet_head", "flatten (the seed) or gap"),
-)
-DATA_FLAGS = (
-    Shorthand("--data-dir", "data.data_dir", "radiography: the dataset folder"),
-    Shorthand("--data", "data.source", "synthetic or radiography (--data-dir alone means radiography)"),
-    Shorthand("--classes", "data.classes", "comma-separated, in label order"),
-    Shorthand("--image-size", "data.image_size"),
-    Shorthand("--subset", "data.subset", "at most this many images per class"),
-    Shorthand("--num-images", "data.num_images", "synthetic: images to generate"),
-    Shorthand("--channels", "pipeline.channels", "1 or 3"),
-    Shorthand("--balance", "pipeline.balance", "none, oversample or class_weight"),
-    Shorthand("--oversample", "pipeline.oversample", "per-class repeat factors, e.g. 3,1 (with --balance oversample)"),
-    Shorthand("--augment", "pipeline.augment", "none, mild or seed"),
-    Shorthand("--augment-cnn-only", "augment_cnn_only", "augment only the CNN branch (the seed's fusion)", "true"),
-    Shorthand("--crop-border", "pipeline.crop_border"),
-    Shorthand("--normalization", "pipeline.normalization", "unit or symmetric"),
-)
-TRAINING_FLAGS = (
-    Shorthand("--optimizer", "optim.name", "rmsprop (the seed), adam, adamw or sgd"),
-    Shorthand("--lr", "optim.learning_rate"),
-    Shorthand("--schedule", "optim.schedule", "constant or cosine"),
-    Shorthand("--warmup-epochs", "optim.warmup_epochs"),
-    Shorthand("--batch-size", "batch_size"),
-    Shorthand("--eval-batch-size", "eval_batch_size"),
-    Shorthand("--epochs", "epochs"),
-    Shorthand("--patience", "early_stopping.patience", "early stopping patience on val accuracy (0: off)"),
-    Shorthand("--seed", "seed"),
-    Shorthand("--bn-momentum", "bn_momentum", "BatchNorm momentum (none: Keras' 0.99; runs of a few hundred steps "
-                                              "want 0.9)"),
-    Shorthand("--precision", "precision", "float32 or bfloat16"),
-)
+MODEL_FLAGS = (Shorthand("--model", "model", f"one of {', '.join(MODEL_NAMES)}"),
+               *by_field("fusion.cnn_cut", "fusion.resnet_cut", "fusion.branch_width", "fusion.head_width",
+                         "fusion.dropout", "resnet_head"))
+DATA_FLAGS = (Shorthand("--data-dir", "data.data_dir", "radiography: the dataset folder", also=("data.source=radiography",)),
+              Shorthand("--data", "data.source", "--data-dir alone means radiography"),
+              *by_field("data.classes", "data.image_size", "data.subset", "data.num_images", "data.difficulty",
+                        "pipeline.channels", "pipeline.balance", "pipeline.oversample", "pipeline.augment"),
+              Shorthand("--augment-cnn-only", "augment_cnn_only", "augment only the CNN branch (the seed's fusion)",
+                        "true"),
+              *by_field("pipeline.crop_border", "pipeline.normalization"))
+TRAINING_FLAGS = (Shorthand("--optimizer", "optim.name"), Shorthand("--lr", "optim.learning_rate"),
+                  *by_field("optim.schedule", "optim.warmup_epochs", "batch_size", "eval_batch_size", "epochs"),
+                  Shorthand("--patience", "early_stopping.patience", "early stopping patience (0: off)"),
+                  *by_field("seed"),
+                  Shorthand("--bn-momentum", "bn_momentum", "none: Keras' 0.99; runs of a few hundred steps want 0.9"),
+                  *by_field("precision"))
 TRAIN_FLAGS = MODEL_FLAGS + DATA_FLAGS + TRAINING_FLAGS
-SPECIAL_FLAGS = {  # shorthands that stand for more than one field
+SPECIAL_FLAGS = {  # --patience 0 is no early stopping at all
     "patience": lambda text: ["early_stopping=none"] if text.strip() in ("0", "none") else
     [f"early_stopping.patience={text}"],
-    "data_dir": lambda text: ["data.source=radiography", f"data.data_dir={text}"],  # a --data given comes after
 }
 
 
@@ -63,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     parser.add_argument("--preset", default=None, choices=tuple(PRESETS),
                         help="start from a sweep preset's training recipe (default: TrainConfig's defaults)")
-    for title, flags in (("model", MODEL_FLAGS), ("data", DATA_FLAGS), ("training", TRAINING_FLAGS)):
+    for title, flags in (("model (a cut of 'none' drops that branch)", MODEL_FLAGS), ("data", DATA_FLAGS),
+                         ("training", TRAINING_FLAGS)):
         add_shorthands(parser.add_argument_group(title), flags, defaults)
     add_set_argument(parser, "TrainConfig")
     out = parser.add_argument_group("output")

@@ -35,3 +35,17 @@ def test_bad_input_is_reported_before_any_work(argv, words, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_user_runs_land_in_runs_unless_out_names_a_folder():
+    from sweep.commands import run as run_command
+    from sweep.commands import train as train_command
+    from sweep.configs.presets import get_preset
+
+    parse = cli.build_parser().parse_args
+    assert str(run_command.default_out(parse(["run"]), get_preset("quick"))) == "runs/quick"
+    assert str(run_command.default_out(parse(["run", "--preset", "cpu-real"]), get_preset("cpu-real"))) == "runs/cpu-real"
+    assert str(run_command.default_out(parse(["run", "--out", "results/quick"]), get_preset("quick"))) == "results/quick"
+    config = train_command.config_from_args(parse(["train", "--model", "cnn"]))
+    assert str(train_command.default_out(config)) == "runs/train/cnn-synthetic-64px"
+    assert parse(["reproduce"]).out == "runs/reproduce"
