@@ -66,7 +66,8 @@ def _sweep(image_size: int, epochs: int):
 
 
 def checkpoint_traffic(image_size: int = 64, *, epochs: int = EPOCHS, models: tuple[str, ...] | None = None) -> dict:
-    """Per seed model: bytes its trial wrote per epoch, and per checkpoint taken, against its state's size."""
+    """Per seed model: bytes its trial wrote per epoch and per checkpoint taken, and those in units of its state
+    (weights + optimiser state). No scheduler: checkpoints every sweep.checkpoint_every epochs and at the end."""
     import ray
 
     from data.builder import cache_root, prepare, user_cache_dir
@@ -95,6 +96,8 @@ def checkpoint_traffic(image_size: int = 64, *, epochs: int = EPOCHS, models: tu
     finally:
         if started:
             ray.shutdown()
+    every = sweep.checkpoint_every
+    taken = len({epoch for epoch in range(1, epochs + 1) if epoch % every == 0} | {epochs})
     rows = []
     for trial in trials:
         measured = next((w for w in written if w["model"] == trial["model"]), None)
@@ -102,7 +105,9 @@ def checkpoint_traffic(image_size: int = 64, *, epochs: int = EPOCHS, models: tu
         row = {"model": trial["model"], **unit}
         if measured is not None:
             row.update(bytes_written=measured["bytes"], bytes_per_epoch=measured["bytes"] / epochs,
-                       states_per_epoch=measured["bytes"] / epochs / unit["state_bytes"])
+                       states_per_epoch=measured["bytes"] / epochs / unit["state_bytes"],
+                       states_per_checkpoint=measured["bytes"] / taken / unit["state_bytes"])
         rows.append(row)
-    return {"image_size": image_size, "epochs": epochs, "checkpoint_every": getattr(sweep, "checkpoint_every", 1),
-            "measure": "/proc/self/io wchar of each trial's process", "errors": errors, "models": rows}
+    return {"image_size": image_size, "epochs": epochs, "checkpoint_every": every, "checkpoints_per_trial": taken,
+            "measure": "/proc/self/io wchar of each trial's process; a state is weights + optimiser state",
+            "errors": errors, "models": rows}

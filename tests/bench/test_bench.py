@@ -14,7 +14,7 @@ from sweep.bench.runner import BenchOptions, run_bench
 
 def _tiny(**changes) -> BenchOptions:
     base = dict(models=("cnn",), sizes=(32,), batch_sizes=(2,), windows=1, window_s=0.01,
-                pipeline_seconds=0.2, peak_n=256, skip=("compile", "shap", "ray", "flops"))
+                pipeline_seconds=0.2, peak_n=256, skip=("compile", "shap", "ray", "checkpoints", "flops"))
     base.update(changes)
     return BenchOptions(**base)
 
@@ -38,7 +38,8 @@ def test_run_collects_every_section_and_one_broken_section_does_not_lose_the_res
 
     import sweep.bench.pipeline as pipeline
     monkeypatch.setattr(pipeline, "pipeline_speed", broken)
-    options = BenchOptions(models=("cnn", "resnet50v2"), sizes=(64,), batch_sizes=(32, 16), skip=("compile", "shap", "ray", "flops"))
+    options = BenchOptions(models=("cnn", "resnet50v2"), sizes=(64,), batch_sizes=(32, 16),
+                           skip=("compile", "shap", "ray", "checkpoints", "flops"))
     result = run_bench(options, log=lambda _: None)
     assert [(r["model"], r["batch_size"]) for r in result["models"]] == [
         ("cnn", 32), ("resnet50v2", 32), ("cnn", 16), ("resnet50v2", 16)]
@@ -98,3 +99,16 @@ def test_gpu_path_modules_do_not_import_ray_shap_or_tfds():
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_checkpoint_traffic_of_a_sweep_trial_is_at_most_three_states_per_checkpoint():
+    """The bench's checkpoints section on the CNN at 16 px: what a trial's process writes per checkpoint taken (its
+    own checkpoint and Ray's copy) is between one and three of its states (weights + optimiser state)."""
+    from sweep.bench.checkpoints import checkpoint_traffic
+
+    result = checkpoint_traffic(16, epochs=4, models=("cnn",))
+    assert not result["errors"] and result["checkpoints_per_trial"] == 2  # epochs 3 and 4 (the end)
+    (row,) = result["models"]
+    assert row["state_bytes"] == row["weights_bytes"] + row["optimizer_bytes"] > 0
+    assert 1.0 <= row["states_per_checkpoint"] <= 3.0, row
