@@ -107,9 +107,7 @@ def no_test_metrics_line(trials) -> str:
     """One line for a table in which no row has test metrics, saying why (the rows' train_status)."""
     states = trials["train_status"].fillna("unknown").value_counts() if "train_status" in trials else {}
     why = ", ".join(f"{count} {state.replace('_', ' ')}" for state, count in states.items()) or "no rows"
-    hint = (" (`fusion-sweep run --score-stopped` scores stopped trials' best-so-far weights)"
-            if "stopped_by_scheduler" in states else "")
-    return f"**No row has test metrics** ({why}): nothing below is measured on the test split{hint}."
+    return f"**No row has test metrics** ({why}): nothing below is measured on the test split."
 
 
 def render(results_dir: Path, trials, configs, pareto, fits: dict, manifest: dict) -> str:

@@ -21,10 +21,8 @@ DATA_FLAGS = under("train.", train_command.DATA_FLAGS, "--data-dir", "--data", "
 TRAINING_FLAGS = under("train.", train_command.TRAINING_FLAGS, "--epochs", "--batch-size")
 SPACE_FLAGS = (*by_field("space.cnn_cuts", "space.resnet_cuts", "space.branch_widths", "space.head_widths"),
                Shorthand("--no-parents", "space.include_parents", "do not train the CNN and ResNet50V2 parents", "false"))
-TUNE_FLAGS = (*by_field("seeds", "search", "num_samples", "scheduler", "cpus_per_trial", "gpus_per_trial",
-                        "max_concurrent", "max_failures", "checkpoint_every"),
-              Shorthand("--score-stopped", "score_stopped", "also score the best-so-far weights of trials the "
-                        "scheduler stopped", "true"))
+TUNE_FLAGS = by_field("seeds", "search", "num_samples", "scheduler", "cpus_per_trial", "gpus_per_trial",
+                      "max_concurrent", "max_failures", "checkpoint_every")
 EXPLAIN_FLAGS = by_field("explain_images", "explain_max_evals")
 RUN_FLAGS = DATA_FLAGS + TRAINING_FLAGS + SPACE_FLAGS + TUNE_FLAGS + EXPLAIN_FLAGS
 

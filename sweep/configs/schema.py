@@ -79,8 +79,6 @@ class SweepConfig:
     search: Literal["grid", "random"] = "grid"
     num_samples: int = 8  # random search only
     scheduler: Literal["fifo", "asha", "hyperband"] = "fifo"
-    # asha/hyperband: trials they stop keep their validation metrics; True also scores their best-so-far weights
-    score_stopped: bool = False
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_concurrent: int | None = None

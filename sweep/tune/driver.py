@@ -101,9 +101,8 @@ def make_scheduler(sweep: SweepConfig):
 
 def scheduler_epochs(sweep: SweepConfig) -> list[int]:
     """Epochs at which a trial checkpoints besides every `checkpoint_every`: where HyperBand may pause it (it
-    resumes from Ray's checkpoint), and with score_stopped where ASHA may stop it (it is scored from that
-    checkpoint). HyperBand's rungs: in every bracket, max_t / eta**s epochs growing by eta up to max_t; ASHA's:
-    grace_period * eta**k below max_t (Ray's formulas; a test checks them against Ray's schedulers)."""
+    resumes from Ray's checkpoint). HyperBand's rungs: in every bracket, max_t / eta**s epochs growing by eta up
+    to max_t (Ray's formula; a test checks it against Ray's scheduler)."""
     max_t, eta = max(1, sweep.train.epochs), REDUCTION_FACTOR
     epochs: set[int] = set()
     if sweep.scheduler == "hyperband":
@@ -112,11 +111,6 @@ def scheduler_epochs(sweep: SweepConfig) -> list[int]:
             while 0 < rung < max_t:
                 epochs.add(rung)
                 rung = min(rung * eta, max_t)
-    elif sweep.scheduler == "asha" and sweep.score_stopped:
-        rung = asha_grace_period(max_t)
-        while rung < max_t:
-            epochs.add(rung)
-            rung *= eta
     return sorted(epochs)
 
 

@@ -7,7 +7,7 @@ then once with `final=True` and its test metrics. So:
   diverged);
 - Ray says ERROR: train_status `error`, `message` is the error's last line (after every retry);
 - otherwise Ray stopped it (ASHA/HyperBand): `stopped_by_scheduler`, with the validation metrics of the weights
-  it would be scored with, `epochs` reached, and no test metrics unless --score-stopped scores them afterwards.
+  it would be scored with, `epochs` reached, and no test metrics.
 """
 from __future__ import annotations
 

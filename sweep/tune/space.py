@@ -56,8 +56,6 @@ def validate_sweep(sweep: SweepConfig) -> None:
         raise UsageError(f"num_samples must be >= 1 for random search, got {sweep.num_samples}")
     if sweep.scheduler not in SCHEDULERS:
         raise UsageError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {sweep.scheduler!r}")
-    if sweep.score_stopped and sweep.scheduler == "fifo":
-        raise UsageError("score_stopped needs a scheduler that stops trials (asha or hyperband); fifo stops none")
     if sweep.checkpoint_every < 1:
         raise UsageError(f"checkpoint_every must be >= 1 (epochs between checkpoints), got {sweep.checkpoint_every}")
     if sweep.max_failures < 0:

@@ -1,10 +1,13 @@
-"""Ray Tune end to end with the real trainer: two nodes, a node killed mid-sweep, a driver killed and resumed.
+"""Ray Tune end to end with the real trainer: two nodes, a node killed mid-sweep, a driver killed and resumed, a trial
+worker SIGKILLed by pid, a trial that raises.
 
-Each test runs a tiny sweep (CNN-branch fusions at 16 px, ~90 images, 1-2 epochs) so it finishes in about a minute.
+Each test runs a tiny sweep (CNN-branch fusions at 16 px, ~90 images, 1-4 epochs) so it finishes in about a minute.
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,15 +24,26 @@ TINY = ["--num-images", "90", "--image-size", "16", "--batch-size", "8", "--cnn-
         "--set", "space.include_seed_fusion=false", "--no-explain"]
 
 
-def _tiny_sweep(epochs: int = 1, max_failures: int = 3):
+RAY_TRIAL_ID = re.compile(r"[0-9a-f]{5}_\d{5}")
+FINISHED = ("completed", "early_stopped")
+
+
+def _tiny_sweep(epochs: int = 1, max_failures: int = 3, *extra: str):
     from sweep.commands.run import add_arguments, build_sweep
     from sweep.tune.space import expand
     import argparse
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    sweep = build_sweep(parser.parse_args(TINY + ["--epochs", str(epochs), "--max-failures", str(max_failures)]))
+    sweep = build_sweep(parser.parse_args(TINY + ["--epochs", str(epochs), "--max-failures", str(max_failures),
+                                                  *extra]))
     return sweep, expand(sweep)
+
+
+def _all_finished_with_test_metrics(table) -> None:
+    assert (table["status"] == "TERMINATED").all(), table[["trial_id", "status", "train_status"]]
+    assert table["train_status"].isin(FINISHED).all(), table[["trial_id", "train_status"]]
+    assert table["test_accuracy"].notna().all() and (table["weights_epoch"] >= 1).all()
 
 
 @pytest.fixture
@@ -55,7 +69,7 @@ def test_trials_land_on_both_nodes(tmp_path, two_nodes):
     assert run_sweep(sweep, trials, out=tmp_path, address=cluster.address, explain=False) == 0
     table = pd.read_csv(tmp_path / "trials.csv")
     assert len(table) == len(trials) == 4
-    assert (table["status"] == "TERMINATED").all() and table["test_accuracy"].notna().all()
+    _all_finished_with_test_metrics(table)
     assert table["node_id"].nunique() == 2, table[["trial_id", "node_id"]]
 
 
@@ -85,8 +99,8 @@ def test_killing_the_worker_node_mid_sweep_still_finishes_every_trial(tmp_path, 
     assert killed.is_set()
     table = pd.read_csv(tmp_path / "trials.csv")
     assert len(table) == len(trials)
-    assert (table["status"] == "TERMINATED").all(), table[["trial_id", "status"]]
-    assert table["test_accuracy"].notna().all()
+    _all_finished_with_test_metrics(table)
+    assert table["failures"].sum() >= 1  # the trial on the removed node was restarted
 
 
 @pytest.mark.slow
@@ -109,7 +123,69 @@ def test_driver_killed_after_first_trial_resumes_without_rerunning_finished_tria
     resumed = subprocess.run(command + ["--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     final = pd.read_csv(table)
-    assert len(final) == 4 and (final["status"] == "TERMINATED").all() and final["test_accuracy"].notna().all()
+    assert len(final) == 4
+    _all_finished_with_test_metrics(final)
     for trial_id, stamp in stamps.items():  # finished trials were not trained again
         assert (out / "trials" / trial_id / "metrics.json").stat().st_mtime == stamp
     assert set(finished["trial_id"]) <= set(final["trial_id"])
+
+
+def _reports(out: Path) -> list[dict]:
+    """Every result Ray's driver has logged so far (result.json of each trial), oldest first per trial."""
+    reports = []
+    for path in (out / "ray" / "sweep").glob("*/result.json"):
+        reports += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return reports
+
+
+@pytest.mark.slow
+def test_a_trial_worker_sigkilled_mid_sweep_is_retried_from_its_checkpoint(tmp_path):
+    """SIGKILL the worker process of a running trial (by the pid Ray logs with each of its results) right after
+    its first checkpointed epoch: Ray restarts it, it continues from that checkpoint, and every row ends with test
+    metrics."""
+    from sweep.tune.driver import run_sweep
+
+    sweep, trials = _tiny_sweep(4, 3, "--checkpoint-every", "1", "--num-images", "600", "--max-concurrent", "1")
+    killed: dict = {}
+
+    def kill_a_trial_after_its_first_checkpoint():
+        deadline = time.time() + 600
+        while time.time() < deadline and not killed:
+            for report in _reports(tmp_path):
+                if report.get("checkpointed") and report.get("epoch", 0) < sweep.train.epochs - 1:
+                    os.kill(report["pid"], signal.SIGKILL)
+                    killed.update(trial_id=report["trial_id"], after=report["epoch"])
+                    return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_a_trial_after_its_first_checkpoint, daemon=True)
+    killer.start()
+    assert run_sweep(sweep, trials, out=tmp_path, explain=False) == 0
+    killer.join(timeout=5)
+    assert killed, "no trial reported a checkpointed epoch in time"
+    table = pd.read_csv(tmp_path / "trials.csv").set_index("trial_id")
+    assert len(table) == len(trials)
+    _all_finished_with_test_metrics(table.reset_index())
+    row = table.loc[killed["trial_id"]]
+    assert row["failures"] == 1 and row["resumed_from_epoch"] >= killed["after"], row
+    assert (table.drop(index=killed["trial_id"])["failures"] == 0).all()
+
+
+@pytest.mark.slow
+def test_a_trial_that_raises_is_retried_then_recorded_as_error_while_the_others_finish(tmp_path):
+    """A trial that raises before its first report (here: a model name no code knows) is restarted
+    --max-failures times, then kept as a row with its real id, `error` and the exception's message; the other
+    trials finish with test metrics and the run exits 1."""
+    from sweep.tune.driver import run_sweep
+
+    sweep, trials = _tiny_sweep(1, 1)
+    bad = dict(trials[0], model="no_such_model")
+    code = run_sweep(sweep, [bad, *trials[1:]], out=tmp_path, explain=False)
+    assert code == 1
+    table = pd.read_csv(tmp_path / "trials.csv")
+    assert len(table) == len(trials)
+    failed = table[table["model"] == "no_such_model"].iloc[0]
+    assert RAY_TRIAL_ID.fullmatch(failed["trial_id"]), failed["trial_id"]
+    assert failed["status"] == "ERROR" and failed["train_status"] == "error" and failed["failures"] == 2
+    assert "unknown model 'no_such_model'" in failed["message"]
+    _all_finished_with_test_metrics(table[table["model"] != "no_such_model"])
