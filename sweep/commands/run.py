@@ -48,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     explain = parser.add_argument_group("explanations")
     explain.add_argument("--no-explain", action="store_true", help="skip SHAP explanations at the end")
     add_shorthands(explain, EXPLAIN_FLAGS, SweepConfig(), show_defaults=False)
+    track = parser.add_argument_group("tracking (TensorBoard event files are always written per trial)")
+    track.add_argument("--mlflow", default=None, metavar="URI",
+                       help="also record one MLflow run per row (configuration x seed) at this tracking URI, e.g. "
+                            "sqlite:///mlflow.db or http://HOST:5000 (needs `pip install 'fusion-sweep[track]'`)")
+    track.add_argument("--mlflow-experiment", default=None, metavar="NAME",
+                       help="MLflow experiment (default: the sweep's name)")
 
 
 def manifest_sweep(path: str | Path) -> SweepConfig:
@@ -85,6 +91,15 @@ def _check_data(sweep) -> None:
             raise UsageError(f"--data-dir {path} is not a folder")
 
 
+def _check_mlflow(uri: str | None) -> None:
+    if uri is None:
+        return
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        raise UsageError(f"--mlflow {uri}: MLflow is not installed; pip install 'fusion-sweep[track]'") from None
+
+
 def _prepare_out(out: Path, resume: bool) -> None:
     """A fresh run replaces a previous fusion-sweep results folder; anything else non-empty is refused."""
     if resume or not out.exists():
@@ -110,8 +125,10 @@ def run(args) -> int:
     sweep = build_sweep(args)
     trials = expand(sweep)  # validates the space before anything expensive
     _check_data(sweep)
+    _check_mlflow(args.mlflow)
     out = default_out(args, sweep)
     _prepare_out(out, args.resume)
     command = ["fusion-sweep", "run", *sys.argv[2:]] if sys.argv[1:2] == ["run"] else None
     return run_sweep(sweep, trials, out=out, address=args.address, storage=args.storage, resume=args.resume,
-                     explain=not args.no_explain, start=start, command=command)
+                     explain=not args.no_explain, start=start, command=command, mlflow=args.mlflow,
+                     mlflow_experiment=args.mlflow_experiment)

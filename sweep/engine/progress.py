@@ -1,30 +1,52 @@
-"""One line per epoch on stderr while a run trains: steps, loss, accuracy, images/s, ETA."""
+"""Progress while a run trains: one line per epoch on stderr (steps, loss, accuracy, images/s, ETA), and a status
+dict every couple of seconds for an `on_step` listener (a sweep's live view)."""
 from __future__ import annotations
 
 import sys
 import time
+from typing import Callable
+
+STEP_LISTENER_SECONDS = 2.0  # how often `on_step` hears about a running epoch
 
 
 class EpochProgress:
-    """Redrawn in place on a terminal about once a second; one final line per epoch (also when not a terminal)."""
+    """Redrawn in place on a terminal about once a second; one final line per epoch (also when not a terminal);
+    `listener(status)` every couple of seconds within an epoch."""
 
-    def __init__(self, enabled: bool, epochs: int, steps: int, batch_size: int):
+    def __init__(self, enabled: bool, epochs: int, steps: int, batch_size: int,
+                 listener: Callable[[dict], None] | None = None):
         self.enabled, self.epochs, self.steps, self.batch_size = enabled, epochs, steps, batch_size
         self.tty = enabled and sys.stderr.isatty()
+        self.listener = listener
         self.last = 0.0
+        self.mark: tuple[float, int, int] | None = None  # (time, epoch, step) of the last update
 
     def due(self) -> bool:
-        return self.tty and time.perf_counter() - self.last > 1.0
+        if not (self.tty or self.listener):
+            return False
+        return time.perf_counter() - self.last > (1.0 if self.tty else STEP_LISTENER_SECONDS)
 
     def update(self, epoch: int, step: int, totals: dict, start: float) -> None:
-        self.last = time.perf_counter()
-        elapsed = self.last - start
+        now = time.perf_counter()
+        self.last = now
+        if self.mark is None:  # the run's first update comes right after the step that compiled: no rate yet
+            step_seconds = None
+        elif self.mark[1] == epoch and step > self.mark[2]:
+            step_seconds = (now - self.mark[0]) / (step - self.mark[2])
+        else:
+            step_seconds = (now - start) / max(step, 1)
+        self.mark = (now, epoch, step)
         count = max(float(totals["count"]), 1.0)
-        rate = step * self.batch_size / max(elapsed, 1e-9)
-        eta = (self.steps - step) * elapsed / max(step, 1)
-        line = (f"epoch {epoch}/{self.epochs}  {step}/{self.steps} steps  loss {float(totals['loss_sum']) / count:.4f}"
-                f"  acc {float(totals['correct']) / count:.3f}  {rate:.1f} img/s  ETA {_clock(eta)}")
-        print("\r" + line.ljust(100), end="", file=sys.stderr, flush=True)
+        loss, accuracy = float(totals["loss_sum"]) / count, float(totals["correct"]) / count
+        rate = None if step_seconds is None else self.batch_size / max(step_seconds, 1e-9)
+        if self.tty:
+            line = f"epoch {epoch}/{self.epochs}  {step}/{self.steps} steps  loss {loss:.4f}  acc {accuracy:.3f}"
+            if step_seconds is not None:
+                line += f"  {rate:.1f} img/s  ETA {_clock((self.steps - step) * step_seconds)}"
+            print("\r" + line.ljust(100), end="", file=sys.stderr, flush=True)
+        if self.listener:
+            self.listener({"epoch": epoch, "epochs": self.epochs, "step": step, "steps": self.steps, "loss": loss,
+                           "accuracy": accuracy, "images_per_second": rate, "step_seconds": step_seconds})
 
     def epoch_done(self, row: dict, best: bool) -> None:
         if not self.enabled:

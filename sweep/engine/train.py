@@ -163,7 +163,8 @@ def _check_splits(prepared, config: TrainConfig) -> None:
 
 
 def _build_run(config: TrainConfig, prepared, checkpoint_dir: Path | None, progress: bool,
-               checkpoint_at: Callable[[int], bool] | None) -> _Run:
+               checkpoint_at: Callable[[int], bool] | None = None,
+               on_step: Callable[[dict], None] | None = None) -> _Run:
     """The model and its compiled steps (eval mode's graph split off before training mode's)."""
     num_classes = len(prepared.classes)
     train = prepared.split("train")
@@ -178,7 +179,7 @@ def _build_run(config: TrainConfig, prepared, checkpoint_dir: Path | None, progr
                                 augment_cnn_only=config.augment_cnn_only),
                 make_eval_step(eval_graph, config.pipeline), init_state(params, rest, tx), steps,
                 RunCheckpoints(checkpoint_dir) if checkpoint_dir is not None else None,
-                EpochProgress(progress, config.epochs, steps, config.batch_size),
+                EpochProgress(progress, config.epochs, steps, config.batch_size, listener=on_step),
                 checkpoint_at=checkpoint_at or (lambda epoch: True))
 
 
@@ -321,7 +322,8 @@ def _selected_weights(run: _Run) -> tuple[int, Weights]:
 def train_and_evaluate(config: TrainConfig, *, out_dir: str | Path | None = None,
                        on_epoch: Callable[[int, dict], None] | None = None,
                        checkpoint_dir: str | Path | None = None, overwrite: bool = False, progress: bool = False,
-                       prepared=None, checkpoint_at: Callable[[int], bool] | None = None) -> Result:
+                       prepared=None, checkpoint_at: Callable[[int], bool] | None = None,
+                       on_step: Callable[[dict], None] | None = None) -> Result:
     """Train `config`, evaluate the selected weights on the test split, write the run's files into out_dir.
 
     checkpoint_dir defaults to out_dir/checkpoints; when it holds a checkpoint of the same config, training
@@ -330,8 +332,8 @@ def train_and_evaluate(config: TrainConfig, *, out_dir: str | Path | None = None
     on_epoch(epoch, metrics) runs after that epoch's checkpoint, if any, is on disk; metrics is the epoch's history
     row plus `checkpointed` (a checkpoint of this epoch is on disk), `final_epoch` (training ends after it),
     `best_epoch`, and `weights_epoch` with `weights_val_accuracy`/`weights_val_loss`: the weights a run stopped now
-    would be scored with.
-    `prepared` skips data.builder.prepare(config.data)."""
+    would be scored with. on_step(status) runs every ~2 s within an epoch (epoch, step, steps, running loss and
+    accuracy, images/s, seconds per step). `prepared` skips data.builder.prepare(config.data)."""
     check_config(config)
     out_dir, checkpoint_dir = run_paths(out_dir, checkpoint_dir)
     config_dict = config_to_dict(config)
@@ -339,7 +341,7 @@ def train_and_evaluate(config: TrainConfig, *, out_dir: str | Path | None = None
     prepared = prepared if prepared is not None else prepare(config.data, progress=progress)
     _check_splits(prepared, config)
     write_config(config_dict, out_dir, checkpoint_dir)
-    run = _build_run(config, prepared, checkpoint_dir, progress, checkpoint_at)
+    run = _build_run(config, prepared, checkpoint_dir, progress, checkpoint_at, on_step)
     try:
         _resume(run)
         while run.progress.epoch < config.epochs and not run.progress.stopped:

@@ -6,17 +6,20 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 import ray
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 
 from data.builder import cache_root, prepare, user_cache_dir
 from sweep.configs.io import config_to_dict
 from sweep.configs.schema import SweepConfig
 from sweep.runtime import REPO_ROOT
-from sweep.tune.progress import Progress
+from sweep.tune.board import BOARD_ENV, BoardClient, board_name
 from sweep.tune.finish import finish_sweep
+from sweep.tune.progress import Progress
 from sweep.tune.results import trials_frame, write_trials
 from sweep.tune.rows import row_of_trial
 from sweep.tune.trial import run_trial
@@ -39,18 +42,26 @@ def experiment_path(out_dir: str, storage: str | None) -> str:
     return storage_for(out_dir, storage).rstrip("/") + "/" + EXPERIMENT
 
 
-def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str, str] | None = None) -> bool:
-    """Connect to `address` (auto, ray://...) or start a quiet local Ray. Returns True if this call started it."""
+def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str, str] | None = None,
+             on_dashboard: Callable[[str], None] | None = None) -> bool:
+    """Connect to `address` (auto, ray://...) or start a quiet local Ray. Returns True if this call started it.
+    on_dashboard(url) hears the Ray dashboard's address where one runs (a cluster's head; not a local Ray)."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
+    # Ray would add its own TensorBoard logger beside each trial's event files (sweep.tune.tensorboard_log);
+    # make_run_config adds back the JSON and CSV loggers that Ray's experiment analysis reads
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     if ray.is_initialized():
         return False
     runtime_env = {"env_vars": dict(env or {})}
     if address:
-        ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
-                 log_to_driver=False, configure_logging=True)
+        context = ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
+                           log_to_driver=False, configure_logging=True)
+        url = getattr(context, "dashboard_url", None)
+        if url and on_dashboard:
+            on_dashboard(url if "://" in url else f"http://{url}")
         return False
     # Ray nices workers (15) to favour its own daemons; on a shared workstation that starves the trials, which
     # are the work. A local run keeps them at normal priority.
@@ -125,7 +136,7 @@ def make_run_config(sweep: SweepConfig, *, results_dir: str, storage: str | None
         storage_path=storage_for(results_dir, storage),
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=callbacks,
+        callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()],
         verbose=0,
         log_to_file=True,
     )
@@ -145,7 +156,8 @@ def restore_tuner(sweep: SweepConfig, *, results_dir: str, storage: str | None, 
 
 def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str | None = None,
               storage: str | None = None, resume: bool = False, explain: bool = True,
-              start: float | None = None, command: list[str] | None = None) -> int:
+              start: float | None = None, command: list[str] | None = None, mlflow: str | None = None,
+              mlflow_experiment: str | None = None) -> int:
     """Prepare data once, run the trials on Ray (local or a cluster), then write the results contract into `out`.
     0 when everything asked for was done; 1 when a trial ended in error or a step after the trials failed."""
     start = start or time.time()
@@ -157,16 +169,18 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
         print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {text}", flush=True)
 
     workers_sweep, fingerprint, counts = _prepare_data(sweep, say)
-    started, resources = _start_ray(address, say, len(trials), sweep)
+    started, resources, board = _start_ray(address, say, len(trials), sweep)
     try:
-        grid = _fit(workers_sweep, trials, out, storage, resume, say)
+        grid = _fit(workers_sweep, trials, out, storage, resume, Progress(len(trials), board=board, start=start))
     finally:
         if started:
             ray.shutdown()
     facts = {"data_fingerprint": fingerprint, "command": command, "cluster_resources": resources,
              "extra": {"name": sweep.name, "trials_total": len(trials), "resumed": resume, "data_counts": counts,
                        "ray_experiment": recorded_experiment(storage)}}
-    return finish_sweep(grid, sweep, out, facts=facts, explain=explain, start=start, say=say,
+    mlflow_step = (lambda frame: record_mlflow(out, frame, mlflow, mlflow_experiment or sweep.name, say)) \
+        if mlflow else None
+    return finish_sweep(grid, sweep, out, facts=facts, explain=explain, start=start, say=say, mlflow=mlflow_step,
                         prune=None if "://" in storage_for(str(out), storage) else experiment_path(str(out), storage))
 
 
@@ -188,18 +202,22 @@ def _prepare_data(sweep: SweepConfig, say) -> tuple[SweepConfig, str, dict]:
     return sweep.replace(train=sweep.train.replace(data=spec)), f"{prepared.fingerprint}/{prepared.path.name}", counts
 
 
-def _start_ray(address: str | None, say, n_trials: int, sweep: SweepConfig) -> tuple[bool, dict]:
-    env = {"FUSION_SWEEP_CACHE": str(user_cache_dir().resolve()), "PYTHONPATH": str(REPO_ROOT)}
-    started = init_ray(address, num_cpus=None if address else len(os.sched_getaffinity(0)), env=env)
+def _start_ray(address: str | None, say, n_trials: int, sweep: SweepConfig) -> tuple[bool, dict, BoardClient | None]:
+    """Ray, and the progress board that trials post their status to (None if it cannot start)."""
+    env = {"FUSION_SWEEP_CACHE": str(user_cache_dir().resolve()), "PYTHONPATH": str(REPO_ROOT),
+           BOARD_ENV: board_name()}
+    started = init_ray(address, num_cpus=None if address else len(os.sched_getaffinity(0)), env=env,
+                       on_dashboard=lambda url: say(f"Ray dashboard: {url}"))
     resources = ray.cluster_resources()
     say(f"Ray {'started locally' if started else 'connected at ' + str(address)}: {resources.get('CPU', 0):.0f} CPUs, "
         f"{resources.get('GPU', 0):.0f} GPUs; {n_trials} trials x {sweep.cpus_per_trial:g} CPU"
         + (f" + {sweep.gpus_per_trial:g} GPU" if sweep.gpus_per_trial else "") + " each")
-    return started, resources
+    return started, resources, open_board(env[BOARD_ENV], say)
 
 
-def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None, resume: bool, say):
-    """Run (or continue) the experiment; trials.csv is rewritten as each trial ends."""
+def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None, resume: bool, progress: Progress):
+    """Run (or continue) the experiment with the live view; trials.csv is rewritten as each trial ends."""
+    say = progress.say  # lines go above the live status block
     ended: dict[str, dict] = {}
 
     def record(trial) -> None:
@@ -212,7 +230,8 @@ def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None,
         except Exception as err:  # a table write must never stop the sweep
             say(f"warning: could not update trials.csv: {err}")
 
-    callbacks = [Progress(len(trials), on_complete=record).callback()]
+    progress.on_complete = record
+    callbacks = [progress.callback()]
     if resume:
         tuner = restore_tuner(sweep, results_dir=str(out), storage=storage, callbacks=callbacks)
         say(f"resuming {experiment_path(str(out), storage)}")
@@ -221,3 +240,21 @@ def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None,
         tuner = make_tuner(sweep, trials, results_dir=str(out), storage=storage, compile_cache=compile_cache,
                            callbacks=callbacks, base_dict=config_to_dict(sweep.train))
     return tuner.fit()
+
+
+def open_board(name: str, say) -> BoardClient | None:
+    """The progress board trials post to; None (per-epoch lines only) if the actor cannot start."""
+    try:
+        return BoardClient(name)
+    except Exception as err:  # live progress is a view: the sweep runs without it
+        say(f"live progress shows epochs only: the progress board did not start ({type(err).__name__}: {err})")
+        return None
+
+
+def record_mlflow(out: Path, frame, uri: str, experiment: str, say) -> None:
+    """One MLflow run per row (a failure raises: the run then exits 1, the tables staying as written)."""
+    from sweep.configs.naming import config_label
+    from sweep.tune.mlflow_log import log_sweep
+
+    rows = [{**row, "label": config_label(row)} for row in frame.to_dict("records")]
+    log_sweep(out, uri, experiment=experiment, rows=rows, say=say)

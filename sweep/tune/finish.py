@@ -19,8 +19,9 @@ from sweep.tune.trial import saved_epoch
 
 
 def finish_sweep(grid, sweep: SweepConfig, out: Path, *, facts: dict, explain: bool, start: float,
-                 say: Callable[[str], None], prune: str | None) -> int:
-    """Write the results contract of a finished (or interrupted) Tuner run into `out`; the run's exit code."""
+                 say: Callable[[str], None], prune: str | None, mlflow: Callable | None = None) -> int:
+    """Write the results contract of a finished (or interrupted) Tuner run into `out`; the run's exit code.
+    `mlflow(frame)`, when given, records the rows elsewhere (one more step that may fail)."""
     trials = finished_trials(grid)
     rows = rows_of(trials)
     frame = trials_frame(rows)
@@ -52,6 +53,8 @@ def finish_sweep(grid, sweep: SweepConfig, out: Path, *, facts: dict, explain: b
         else:
             say("explanations skipped: no trial has test metrics")
     _step("report", lambda: _report(out), failed, say)
+    if mlflow is not None:
+        _step("MLflow recording", lambda: mlflow(frame), failed, say)
     wall = time.time() - start
     record(wall)
     if "report" not in failed:

@@ -21,8 +21,10 @@ import ray
 from ray import tune
 
 from sweep.configs.io import config_from_dict, config_to_dict
+from sweep.configs.naming import config_label
 from sweep.runtime import enable_compilation_cache, pin_cores
 from sweep.tune.space import train_config_for
+from sweep.tune.watch import RowWatch
 
 CORE_LOCK_DIR = Path(os.environ.get("FUSION_SWEEP_CORE_LOCKS") or Path("/tmp") / f"fusion-sweep-cores-{os.getuid()}")
 _held_core_locks: list[int] = []  # file descriptors; the kernel drops the locks when the trial process dies
@@ -77,8 +79,10 @@ def run_trial(config: dict[str, Any]) -> None:
     resumed_from = adopt_ray_checkpoint(tune.get_checkpoint(), checkpoint_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
+    watch = RowWatch(trial_id, trial_id, f"{config_label(trial)} seed {trial['seed']}", train_config.epochs, out_dir)
 
     def on_epoch(epoch: int, metrics: dict) -> None:
+        watch.epoch(epoch, metrics)
         if metrics.get("final_epoch"):
             return  # reported with the test metrics, below
         report = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
@@ -90,12 +94,13 @@ def run_trial(config: dict[str, Any]) -> None:
         metrics, status = finished, finished.get("status", "completed")
     else:
         result = train_and_evaluate(train_config, out_dir=out_dir, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch,
-                                    checkpoint_at=checkpoint_schedule(config))
+                                    checkpoint_at=checkpoint_schedule(config), on_step=watch.step)
         metrics, status = result.metrics, result.status
     final = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
     final.update(final=True, train_status=status, wall_seconds=time.time() - start, node_id=ray_node_id(),
                  classes=",".join(metrics.get("classes", []) or []), epoch=int(metrics.get("epochs_run") or 0),
                  resumed_from_epoch=resumed_from)
+    watch.finish(final)
     tune.report(final, checkpoint=ray_checkpoint(checkpoint_dir) if saved_epoch(checkpoint_dir) else None)
 
 

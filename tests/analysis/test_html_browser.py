@@ -28,6 +28,11 @@ FILTER_BLOCK3 = """(async () => {
   input.dispatchEvent(new Event('input'));
   return [document.querySelectorAll('#trials-table tbody tr').length,
           document.querySelector('#trials-table .count').textContent]; })()"""
+SORT_BY_TEST_ACCURACY = """(() => {
+  const headers = [...document.querySelectorAll('#trials-table th')];
+  const column = headers.findIndex(th => th.textContent === 'test acc');
+  headers[column].click();  // numbers sort high to low first
+  return [...document.querySelectorAll('#trials-table tbody tr')].map(tr => Number(tr.children[column].textContent)); })()"""
 EXPLANATION_IMAGES = "document.querySelectorAll('#explanation-browser .card img').length"
 
 
@@ -43,8 +48,9 @@ def chromium() -> str:
 
 def test_the_report_renders_without_errors_and_names_every_fusion_configuration(tmp_path, chromium):
     page = build_html(write_results(tmp_path / "sweep"))
-    loaded = load_page(page, READY, probes={"flops_axis": CLICK_FLOPS, "filtered": FILTER_BLOCK3,
-                                            "images": EXPLANATION_IMAGES}, binary=chromium)
+    loaded = load_page(page, READY, probes={"flops_axis": CLICK_FLOPS, "sorted": SORT_BY_TEST_ACCURACY,
+                                            "filtered": FILTER_BLOCK3, "images": EXPLANATION_IMAGES},
+                       binary=chromium)
     assert loaded.ready, "the page never finished rendering"
     assert loaded.errors == []
     assert loaded.requests == []  # works offline: nothing fetched from the network
@@ -52,6 +58,7 @@ def test_the_report_renders_without_errors_and_names_every_fusion_configuration(
         assert fusion_label(cnn_cut, resnet_cut, branch) in loaded.text
     assert "Accuracy rises with the log of params" in loaded.text
     assert loaded.probes["flops_axis"].startswith("FLOPs per image")
+    assert len(loaded.probes["sorted"]) == 24 and loaded.probes["sorted"] == sorted(loaded.probes["sorted"], reverse=True)
     rows, count = loaded.probes["filtered"]
     assert rows == 6 and count == "6 of 24 rows"  # two block3_drop configurations x 3 seeds
     assert loaded.probes["images"] > 0  # synthetic data: images and overlays are shown

@@ -78,7 +78,8 @@ def size_panel(tables: ReportTables, points, split: str = "test"):
     verdicts = {s: html.escape(verdict_sentence(tables.scaling, split, s)) for s in SIZE_AXES}
     fig, sources = size_figure(config_means(points, split), points, baselines(tables.trials, tables.classes),
                                curves["params"], tables.external_sets,
-                               f"{tables.name}: in-source test accuracy against size")
+                               f"{tables.name}: in-source test accuracy against size",
+                               has_band=any(curve["x"] for curve in curves.values()))
     switch = RadioButtonGroup(labels=[SWITCH_LABELS[s] for s in SIZE_AXES], active=0)
     verdict = Div(text=verdicts["params"], css_classes=["verdict"], sizing_mode="stretch_width",
                   styles={"background": "#f4f8f4", "border-left": "4px solid #27ae60", "padding": "6px 10px"})
@@ -98,7 +99,7 @@ def explanation_section(tables: ReportTables, names: dict[str, str], payload: di
     summary = tables.explain_summary
     if summary is None or not len(summary):
         return {"explain_notes": ["No explanations in this folder (`fusion-sweep explain RESULTS` makes them)."],
-                "explain_table": ""}
+                "explain_table": "", "overlay_key": False}
     payload["explanations"] = browser_data(summary, names, tables.results_dir / "explanations", tables.classes,
                                            tables.synthetic)
     notes = [] if tables.synthetic else ["Real X-rays: scores only. Maps, overlays and crops of real films never "
@@ -107,7 +108,8 @@ def explanation_section(tables: ReportTables, names: dict[str, str], payload: di
         notes.append("The explanations folder holds no images/ of the explained synthetic images (an older "
                      "`fusion-sweep explain` wrote it): scores only.")
     columns, rows = model_table(tables.explain_models, summary, names)
-    return {"explain_notes": notes, "explain_table": html_table(columns, rows)}
+    return {"explain_notes": notes, "explain_table": html_table(columns, rows),
+            "overlay_key": any("src" in image for image in payload["explanations"]["images"])}
 
 
 def heading(tables: ReportTables) -> str:

@@ -39,18 +39,18 @@ def seed_tooltips(external: list[str]) -> list[tuple[str, str]]:
 
 
 def size_figure(means: pd.DataFrame, points: pd.DataFrame, baselines: dict[str, float], band: dict,
-                external: list[str], title: str):
-    """The figure and the sources the size switch rewrites: seeds, means, labels (x) and band (data)."""
+                external: list[str], title: str, has_band: bool = True):
+    """The figure and the sources the size switch rewrites: seeds, means, labels (x) and band (data);
+    `has_band` False (no curve on any axis) leaves the band out of the legend."""
     fig = figure(height=460, sizing_mode="stretch_width", x_axis_type="log", title=title, name="size_figure",
                  x_axis_label=SIZE_AXES["params"] + " (log scale)", y_axis_label="accuracy (%)",
                  tools="pan,wheel_zoom,box_zoom,reset,save")
     fig.x_range.range_padding = 0.2
     sources = {"seeds": ColumnDataSource(styled(points, "collapsed")),
                "means": ColumnDataSource(styled(means, "all_collapsed")), "band": ColumnDataSource(band)}
-    fig.varea(x="x", y1="lo", y2="hi", source=sources["band"], fill_color="#2ecc71", fill_alpha=0.18,
-              legend_label="fitted scaling curve")
-    fig.line(x="x", y="estimate", source=sources["band"], line_color="#27ae60", line_width=1.5,
-             legend_label="fitted scaling curve")
+    legend = {"legend_label": "fitted scaling curve"} if has_band else {}
+    fig.varea(x="x", y1="lo", y2="hi", source=sources["band"], fill_color="#2ecc71", fill_alpha=0.18, **legend)
+    fig.line(x="x", y="estimate", source=sources["band"], line_color="#27ae60", line_width=1.5, **legend)
     fig.segment(x0="x", y0="lo", x1="x", y1="hi", source=sources["means"], line_color="colour", line_width=2)
     mean_marks = fig.scatter(x="x", y="mean", source=sources["means"], marker="marker", size=13, line_width=2,
                              line_color="colour", fill_color="colour", fill_alpha="fill", legend_group="role")

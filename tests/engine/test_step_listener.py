@@ -1,0 +1,29 @@
+"""train_and_evaluate's on_step listener: the status a sweep's live view shows while an epoch runs."""
+from __future__ import annotations
+
+import time
+
+from sweep.engine.progress import EpochProgress
+
+TOTALS = {"count": 40.0, "loss_sum": 20.0, "correct": 30.0}
+
+
+def test_the_listener_hears_epoch_step_loss_and_a_rate_that_leaves_the_compiling_step_out():
+    heard = []
+    progress = EpochProgress(False, epochs=3, steps=10, batch_size=8, listener=heard.append)
+    assert progress.due()  # the first step after compiling is reported at once
+    start = time.perf_counter() - 30.0  # the compiling step took 30 s
+    progress.update(1, 1, TOTALS, start)
+    assert not progress.due()  # then every couple of seconds
+    progress.last -= 10.0
+    progress.mark = (progress.mark[0] - 0.5, 1, 1)  # 4 more steps in 0.5 s
+    progress.update(1, 5, TOTALS, start)
+    first, second = heard
+    assert first["images_per_second"] is None and first["step_seconds"] is None
+    assert {k: first[k] for k in ("epoch", "epochs", "step", "steps", "loss", "accuracy")} == \
+        {"epoch": 1, "epochs": 3, "step": 1, "steps": 10, "loss": 0.5, "accuracy": 0.75}
+    assert 0.12 < second["step_seconds"] < 0.2 and 40 < second["images_per_second"] < 70
+
+
+def test_without_a_terminal_or_listener_nothing_is_due():
+    assert not EpochProgress(False, epochs=1, steps=1, batch_size=1).due()
