@@ -1,25 +1,34 @@
-"""prepare(): build a dataset once into the cache as a TFDS array_record dataset (atomically), or reuse it."""
+"""prepare(): build a dataset once into the cache (streamed, one image at a time, into TFDS array_record files), or
+reuse it. Safe when several processes or machines share the cache folder: one builds while the others wait, and a
+dataset appears under its final name only when complete (atomic rename)."""
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import functools
 import hashlib
-import io
 import json
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 
-from data.prepared import MANIFEST, TFDS_NAME, PreparedDataset
+from data import locking
+from data.parallel import available_cores, ordered_mapper
+from data.prepared import FORMAT_VERSION, MANIFEST, PreparedDataset
+from data.records import SplitWriter, features, tfds_dir, write_metadata
 from data.spec import DataSpec
 from data.splits import SPLITS, check_fractions, grouped_split
 
-FORMAT_VERSION = 1  # bump when the stored layout or the preparation changes
 SOURCES = ("synthetic", "radiography")
+PARALLEL_FROM = 1000  # images; smaller builds are not worth starting worker processes
+
+
+class CacheNotWritable(ValueError):
+    """The cache folder cannot be written (the one-line message names it and the ways out)."""
 
 
 def user_cache_dir() -> Path:
@@ -54,7 +63,7 @@ def validate(spec: DataSpec) -> None:
 
 
 def cache_key(spec: DataSpec, fingerprint: str) -> str:
-    """Everything that changes the prepared arrays, hashed."""
+    """Everything that changes the prepared records, hashed."""
     fields = {
         "format": FORMAT_VERSION, "source": spec.source, "fingerprint": fingerprint, "classes": list(spec.classes),
         "image_size": spec.image_size, "split_fractions": list(spec.split_fractions), "split_seed": spec.split_seed,
@@ -72,150 +81,196 @@ def _say(progress: bool, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def prepare(spec: DataSpec, *, progress: bool = False) -> PreparedDataset:
-    """Prepare `spec` (or reuse its cached copy) and return it. Errors in the input are raised before anything is
-    written; a build goes to a temporary folder renamed into place at the end, so an interrupted build leaves
-    nothing a later run would read."""
-    validate(spec)
-    scanned = None
-    if spec.source == "radiography":
-        from data import radiography
-
-        scanned = radiography.scan(spec.data_dir, spec.classes)
-        for note in scanned.notes:
-            _say(progress, f"note: {note}")
-        fingerprint = scanned.fingerprint()
-    else:
-        fingerprint = f"synthetic-v{FORMAT_VERSION}"
-    root = cache_root(spec)
-    final = root / f"{spec.source}-{cache_key(spec, fingerprint)}"
-    if (final / MANIFEST).is_file():
-        _say(progress, f"reusing prepared dataset {final}")
-        return PreparedDataset(final)
-
-    extra: dict = {}
-    if spec.source == "radiography":
-        _say(progress, f"reading {len(scanned.files)} images ({scanned.layout} layout) from {scanned.root}")
-        loaded = radiography.load(scanned, image_size=spec.image_size, fractions=spec.split_fractions,
-                                  split_seed=spec.split_seed, subset=spec.subset, skip_bad=spec.skip_bad,
-                                  progress=_progress_bar(progress, "images"))
-        splits, extra = loaded["splits"], {"layout": scanned.layout, "bad_files": loaded["bad"],
-                                           "with_patient_id": loaded["with_patient_id"]}
-        if loaded["bad"]:
-            _say(progress, f"skipped {len(loaded['bad'])} unreadable image(s): {', '.join(loaded['bad'][:10])}")
-    else:
-        _say(progress, f"generating {spec.num_images} synthetic images at {spec.image_size}px")
-        splits = _synthetic_splits(spec)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".building-{final.name}-", dir=root))
-    try:
-        _say(progress, "writing array_record files")
-        _write_tfds(tmp / "tfds", splits, spec.image_size, annotated=spec.source == "synthetic")
-        counts = {s: {c: int(np.sum(splits[s]["labels"] == i)) for i, c in enumerate(spec.classes)} for s in SPLITS}
-        manifest = {"format": FORMAT_VERSION, "source": spec.source, "fingerprint": fingerprint,
-                    "classes": list(spec.classes), "image_size": spec.image_size, "counts": counts,
-                    "has_annotations": spec.source == "synthetic", "spec": _spec_json(spec), **extra}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / MANIFEST).is_file():  # not a concurrent build that finished first
-                if final.exists():
-                    shutil.rmtree(final)  # leftover without a manifest: never readable, safe to replace
-                os.rename(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    _say(progress, f"prepared {final}")
-    return PreparedDataset(final)
-
-
-def _spec_json(spec: DataSpec) -> dict:
-    import dataclasses
-
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(spec).items()}
-
-
-def _progress_bar(enabled: bool, unit: str):
+def _progress_bar(enabled: bool, unit: str, total: int | None = None):
     if not enabled:
         return None
     from tqdm import tqdm
 
-    return functools.partial(tqdm, unit=unit, file=sys.stderr, dynamic_ncols=True)
+    return functools.partial(tqdm, unit=unit, total=total, file=sys.stderr, dynamic_ncols=True)
 
 
-def _synthetic_splits(spec: DataSpec) -> dict:
-    from data import synthetic
+# ---------------------------------------------------------------- sources: what a build writes
+
+@dataclasses.dataclass
+class _Source:
+    """One dataset to build: its fingerprint, annotations, manifest extras, and a stream of examples per split."""
+
+    fingerprint: str
+    annotated: bool
+    total: int
+    examples: Callable[[int, Callable], Iterator[dict]]  # (split index, mapper) -> examples
+    extra: dict = dataclasses.field(default_factory=dict)
+    notes: list = dataclasses.field(default_factory=list)
+    describe: str = ""
+
+
+def _synthetic_source(spec: DataSpec) -> _Source:
+    from data.synthetic import SyntheticSource
 
     n = spec.num_images if spec.subset is None else min(spec.num_images, spec.subset * len(spec.classes))
-    d = synthetic.generate(n, image_size=spec.image_size, classes=spec.classes, seed=spec.synthetic_seed,
-                           difficulty=spec.difficulty, marker_rate=spec.marker_rate,
-                           intensity_shift=spec.intensity_shift)
-    groups = d["ids"]  # each synthetic image is its own patient
-    split_of = grouped_split(d["labels"], groups, spec.split_fractions, spec.split_seed)
-    out = {}
-    for s, name in enumerate(SPLITS):
-        rows = np.nonzero(split_of == s)[0]
-        out[name] = {"images": d["images"][rows], "labels": d["labels"][rows], "ids": d["ids"][rows],
-                     "groups": groups[rows], "lesion_masks": d["lesion_masks"][rows],
-                     "marker_boxes": d["marker_boxes"][rows]}
-    return out
+    draw = SyntheticSource(spec.image_size, tuple(spec.classes), spec.synthetic_seed, spec.difficulty,
+                           spec.marker_rate, spec.intensity_shift)
+    ids = np.array([draw.image_id(i) for i in range(n)])
+    split_of = grouped_split(np.arange(n) % len(spec.classes), ids, spec.split_fractions, spec.split_seed)
+
+    def examples(split: int, mapper: Callable) -> Iterator[dict]:
+        for example in mapper(draw, np.nonzero(split_of == split)[0].tolist()):
+            yield {**example, "group": example["id"]}  # each synthetic image is its own patient
+
+    return _Source(f"synthetic-v{FORMAT_VERSION}", True, n, examples,
+                   describe=f"generating {n} synthetic images at {spec.image_size}px")
 
 
-@functools.lru_cache(maxsize=None)
-def _builder_class():
-    """The TFDS builder, defined on first use (tensorflow_datasets is imported only here)."""
-    import tensorflow_datasets as tfds
+def _radiography_source(spec: DataSpec, root: Path, progress: bool) -> _Source:
+    from data import radiography
+    from data.fingerprint import content_hashes
 
-    class FusionSweepCxr(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-        """Prepared grey uint8 images; stored as tfds Tensor features (TFDS' Image feature needs TensorFlow)."""
+    scanned = radiography.scan(spec.data_dir, spec.classes)
+    _say(progress, f"found {len(scanned.files)} images ({scanned.layout} layout) under {scanned.root}")
+    hashes = functools.partial(content_hashes, source_root=scanned.root, cache_root=root,
+                               progress=_progress_bar(progress, "files"))
+    plan = radiography.plan(scanned, fractions=spec.split_fractions, split_seed=spec.split_seed, subset=spec.subset,
+                            hashes=hashes)
+    bad: list[str] = []
 
-        name = TFDS_NAME
-        code_path = None  # no checksums file to look for (TFDS' lookup needs importlib_resources for local classes)
-        VERSION = tfds.core.Version("1.0.0")
+    def examples(split: int, mapper: Callable) -> Iterator[dict]:
+        yield from radiography.examples(plan, split, image_size=spec.image_size, skip_bad=spec.skip_bad, bad=bad,
+                                        mapper=mapper)
 
-        def __init__(self, *, splits: dict, image_size: int, annotated: bool, **kwargs):
-            self._split_arrays, self._size, self._annotated = splits, image_size, annotated
-            super().__init__(**kwargs)
-
-        def _info(self):
-            s = self._size
-            raw = tfds.features.Encoding.BYTES  # plain bytes: the default upcasts every pixel to int64
-            features = {
-                "image": tfds.features.Tensor(shape=(s, s), dtype=np.uint8, encoding=raw),
-                "label": tfds.features.Tensor(shape=(), dtype=np.int32),
-                "order": tfds.features.Tensor(shape=(), dtype=np.int64),
-                "id": tfds.features.Text(),
-                "group": tfds.features.Text(),
-            }
-            if self._annotated:
-                features["lesion_mask"] = tfds.features.Tensor(shape=(s, s), dtype=np.bool_, encoding=raw)
-                features["marker_box"] = tfds.features.Tensor(shape=(4,), dtype=np.int32)
-            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features),
-                                         disable_shuffling=True)
-
-        def _split_generators(self, dl_manager):
-            return {name: self._generate_examples(name) for name in SPLITS}
-
-        def _generate_examples(self, split):
-            a = self._split_arrays[split]
-            for i in range(len(a["labels"])):
-                example = {"image": a["images"][i], "label": int(a["labels"][i]), "order": i,
-                           "id": str(a["ids"][i]), "group": str(a["groups"][i])}
-                if self._annotated:
-                    example["lesion_mask"] = a["lesion_masks"][i]
-                    example["marker_box"] = a["marker_boxes"][i]
-                yield i, example
-
-    return FusionSweepCxr
+    extra = {"layout": scanned.layout, "bad_files": bad, "with_patient_id": plan.with_patient_id}
+    return _Source(plan.fingerprint(), False, len(plan.files), examples, extra, scanned.notes,
+                   f"reading {len(plan.files)} images from {scanned.root}")
 
 
-def _write_tfds(data_dir: Path, splits: dict, image_size: int, *, annotated: bool) -> None:
-    import tensorflow_datasets as tfds
+# ---------------------------------------------------------------- prepare
 
-    builder = _builder_class()(splits=splits, image_size=image_size, annotated=annotated, data_dir=str(data_dir),
-                               file_format="array_record")
-    tfds.display_progress_bar(False)
-    with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints banners we do not want mixed into our output
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-    shutil.rmtree(data_dir / "downloads", ignore_errors=True)
+def prepare(spec: DataSpec, *, progress: bool = False, workers: int | None = None) -> PreparedDataset:
+    """Prepare `spec` (or reuse its cached copy) and return it. Errors in the input are raised before anything is
+    written; a build goes to a `.building-*` folder renamed into place at the end, so an interrupted build leaves
+    nothing a later run would read. `workers`: processes that decode or draw images (default: the available cores
+    from PARALLEL_FROM images on). They are spawned, so a script calling this keeps the call under
+    `if __name__ == "__main__":` (or passes workers=1)."""
+    validate(spec)
+    root = cache_root(spec)
+    source = _radiography_source(spec, root, progress) if spec.source == "radiography" else _synthetic_source(spec)
+    for note in source.notes:
+        _say(progress, f"note: {note}")
+    final = root / f"{spec.source}-{cache_key(spec, source.fingerprint)}"
+    if (final / MANIFEST).is_file():
+        _say(progress, f"reusing prepared dataset {final}")
+        return PreparedDataset(final)
+    _check_writable(root)
+    say_wait = functools.partial(_say, True, f"waiting: another process is preparing {final}")
+    with locking.exclusive(locking.lock_path(root, final.name), on_wait=say_wait) as held:
+        if (final / MANIFEST).is_file():  # built by the process we waited for
+            _say(progress, f"reusing prepared dataset {final}")
+            return PreparedDataset(final)
+        if held:
+            for stale in locking.remove_stale_builds(root, final.name):
+                _say(progress, f"removed {stale.name}, left by a build that did not finish")
+        _build_into(final, source, spec, progress, workers)
+    _say(progress, f"prepared {final}")
+    return PreparedDataset(final)
+
+
+def open_prepared(path: str | os.PathLike | None, spec: DataSpec) -> PreparedDataset | None:
+    """The finished dataset at `path` if this machine sees one there (e.g. a cache every node mounts) and it was
+    prepared from `spec`, else None; a damaged one raises. Lets Ray trials read what the driver prepared without
+    the source images."""
+    if path is None or not (Path(path) / MANIFEST).is_file():
+        return None
+    dataset = PreparedDataset(Path(path))
+    same = {k: v for k, v in _spec_json(spec).items() if k != "cache_dir"}
+    return dataset if {k: v for k, v in dataset.manifest["spec"].items() if k != "cache_dir"} == same else None
+
+
+def _check_writable(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=root)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise CacheNotWritable(
+            f"cache folder {str(root)!r} is not writable ({err.strerror or err}): pass a writable folder with "
+            f"--data-dir-cache or FUSION_SWEEP_CACHE, or prepare the dataset there once from a machine that can "
+            f"write it") from None
+
+
+def _build_into(final: Path, source: _Source, spec: DataSpec, progress: bool, workers: int | None) -> None:
+    tmp = locking.shareable(Path(tempfile.mkdtemp(prefix=f"{locking.BUILDING_PREFIX}{final.name}-", dir=final.parent)))
+    try:
+        _say(progress, source.describe)
+        counts = _write_records(tmp, source, spec, progress, workers)
+        manifest = {"format": FORMAT_VERSION, "source": spec.source, "fingerprint": source.fingerprint,
+                    "classes": list(spec.classes), "image_size": spec.image_size, "counts": counts,
+                    "has_annotations": source.annotated, "spec": _spec_json(spec), **source.extra,
+                    "files": {p.relative_to(tmp).as_posix(): p.stat().st_size for p in _all_files(tmp)}}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))  # last: a folder without it is never read
+        if final.exists():  # a copy without a manifest (never readable): safe to replace, we hold the lock
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_records(tmp: Path, source: _Source, spec: DataSpec, progress: bool, workers: int | None) -> dict:
+    """Stream every split into array_record shards and index/<split>.npz; returns {split: {class: count}}."""
+    data_dir = tfds_dir(tmp)
+    data_dir.mkdir(parents=True)
+    (tmp / "index").mkdir()
+    schema = features(spec.image_size, source.annotated)
+    example_bytes = spec.image_size ** 2 * (2 if source.annotated else 1) + 256
+    workers = workers if workers is not None else (available_cores() if source.total >= PARALLEL_FROM else 1)
+    bar = _progress_bar(progress, "images", source.total)
+    bar = bar() if bar else None  # updated by hand, one image at a time
+    infos, counts = [], {}
+    try:
+        with ordered_mapper(workers) as mapper:
+            for s, split in enumerate(SPLITS):
+                writer = SplitWriter(data_dir, split, schema, example_bytes)
+                index = _write_split(writer, source.examples(s, mapper), bar)
+                if not index["labels"]:
+                    raise ValueError(f"the {split} split is empty (every image of it was unreadable)")
+                infos.append(writer.close())
+                _save_index(tmp / "index" / f"{split}.npz", index)
+                labels = np.asarray(index["labels"])
+                counts[split] = {c: int(np.sum(labels == i)) for i, c in enumerate(spec.classes)}
+    finally:
+        if bar is not None:
+            bar.close()
+    write_metadata(data_dir, schema, infos)
+    return counts
+
+
+INDEX_FIELDS = {"labels": "label", "ids": "id", "groups": "group", "marker_boxes": "marker_box"}
+
+
+def _write_split(writer: SplitWriter, examples: Iterator[dict], bar) -> dict[str, list]:
+    """Write each example as it comes; keep only its small per-record fields (the index)."""
+    index: dict[str, list] = {key: [] for key in INDEX_FIELDS}
+    for example in examples:
+        writer.write(example)
+        for key, field in INDEX_FIELDS.items():
+            if field in example:
+                index[key].append(example[field])
+        if bar is not None:
+            bar.update(1)
+    return index
+
+
+def _save_index(path: Path, index: dict) -> None:
+    arrays = {"labels": np.asarray(index["labels"], np.int32), "ids": np.asarray(index["ids"], dtype=str),
+              "groups": np.asarray(index["groups"], dtype=str)}
+    if index["marker_boxes"]:
+        arrays["marker_boxes"] = np.asarray(index["marker_boxes"], np.int32).reshape(-1, 4)
+    np.savez(path, **arrays)
+
+
+def _all_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def _spec_json(spec: DataSpec) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(spec).items()}

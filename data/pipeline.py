@@ -1,37 +1,50 @@
-"""Input pipeline: the one resize, balancing, augmentation, batching with a validity mask, prefetch, model-input transform."""
+"""The grain input pipeline: index sampling (balance, per-epoch shuffle, shards) over a split's rows, then batches read
+by random access from the array_record files, augmented, and padded to a fixed size with a `valid` mask.
+
+    rows of the epoch --grain shuffle(seed, epoch)--> [shard i of n] --grain batch--> read + augment + pad --> Batch
+
+Every random choice is a function of (seed, epoch, position in the epoch): the same batches come out whatever the
+number of worker threads or processes, whether the epoch runs whole or resumes after a crash, and whichever other
+seeds are trained beside it. Only a bounded window of batches is in memory (workers x prefetch).
+"""
 from __future__ import annotations
 
+import dataclasses
 import math
-import queue
-import threading
-import time
-from typing import Iterator
+from typing import Iterator, Sequence
 
-import cv2
+import grain
 import numpy as np
 
+from data.augment import AUGMENTATIONS, augment, stream_key, uniforms
+from data.images import resize_image  # noqa: F401 - re-exported: callers import the one resize from here too
+from data.parallel import available_cores
 from data.spec import PipelineSpec
 
 Batch = dict  # image float32 (B,H,W,1) in [0,1], [clean_image], label int32 (B,), valid bool (B,), index int32 (B,)
-
-AUGMENTATIONS = ("none", "mild", "seed")
-# "mild": small pose and exposure changes a radiograph plausibly has.
-MILD = dict(rotation_deg=7.0, shift=0.05, zoom=0.0, shear_deg=0.0, hflip=False, brightness=0.08, contrast=0.1)
-# "seed": ASSUMED Keras ImageDataGenerator settings of the seed notebook (the notebook is not available here):
-# rotation_range=20, width/height_shift_range=0.2, shear_range=0.2 (degrees, as Keras reads it), zoom_range=0.2,
-# horizontal_flip=True, fill_mode='nearest'; no brightness/contrast change.
-SEED = dict(rotation_deg=20.0, shift=0.2, zoom=0.2, shear_deg=0.2 * 180 / math.pi, hflip=True, brightness=0.0, contrast=0.0)
-PREFETCH_BATCHES = 4
+PAD = -1  # the row index of padding (valid=False)
 
 
-def resize_image(image: np.ndarray, size: int) -> np.ndarray:
-    """THE resize used to prepare every source (train and eval alike): area-averaging (antialiased) to size x size.
-    Aspect ratio is not kept, as in the seed (the Kaggle images are square already)."""
-    if image.ndim != 2:
-        raise ValueError(f"resize_image expects a 2-D grey image, got shape {image.shape}")
-    if image.shape == (size, size):
-        return np.ascontiguousarray(image, dtype=np.uint8)
-    return cv2.resize(np.asarray(image, np.uint8), (size, size), interpolation=cv2.INTER_AREA)
+def __getattr__(name: str):
+    """data.pipeline.to_model_input still works, without importing jax for every user of the pipeline."""
+    if name == "to_model_input":
+        from data.model_input import to_model_input
+
+        return to_model_input
+    raise AttributeError(f"module 'data.pipeline' has no attribute {name!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoaderOptions:
+    """How batches are made in parallel. Threads are the default: measured on 2 cores they match processes in
+    images/s, start at once (processes take seconds per epoch to spawn) and share one copy of the reader."""
+
+    workers: int | None = None  # None: the cores this process may use
+    processes: bool = False  # grain mp_prefetch worker processes instead of threads
+    prefetch: int = 2  # batches buffered per worker
+
+    def worker_count(self) -> int:
+        return max(1, self.workers if self.workers is not None else available_cores())
 
 
 def class_weights(split, num_classes: int) -> np.ndarray:
@@ -55,9 +68,9 @@ def _oversample_factors(labels: np.ndarray, spec: PipelineSpec, num_classes: int
     return factors
 
 
-def epoch_indices(labels: np.ndarray, spec: PipelineSpec, *, seed: int, epoch: int, num_classes: int) -> np.ndarray:
-    """Rows of one training epoch: oversampled per class (whole repeats, then a random part-repeat so the length
-    is fixed), shuffled deterministically by (seed, epoch)."""
+def epoch_rows(labels: np.ndarray, spec: PipelineSpec, *, seed: int, epoch: int, num_classes: int) -> np.ndarray:
+    """Rows of one training epoch before shuffling: each class repeated by its oversampling factor (whole repeats,
+    then a part-repeat drawn by (seed, epoch), so the length is fixed)."""
     labels = np.asarray(labels)
     rng = np.random.default_rng((seed, epoch, 0x5EED))
     factors = _oversample_factors(labels, spec, num_classes)
@@ -70,182 +83,164 @@ def epoch_indices(labels: np.ndarray, spec: PipelineSpec, *, seed: int, epoch: i
         extra = int(round(factors[c] * rows.size)) - whole * rows.size
         parts.append(np.tile(rows, whole))
         if extra > 0:
-            parts.append(rng.choice(rows, size=extra, replace=False))
-    order = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-    return rng.permutation(order).astype(np.int32)
+            parts.append(np.sort(rng.choice(rows, size=extra, replace=False)))
+    return (np.concatenate(parts) if parts else np.zeros(0, np.int64)).astype(np.int64)
 
 
-def steps_per_epoch(split, spec: PipelineSpec, batch_size: int, num_classes: int | None = None) -> int:
-    """Batches per training epoch (the last one padded)."""
+def _check_shard(shard: tuple[int, int]) -> None:
+    index, count = shard
+    if not (count >= 1 and 0 <= index < count):
+        raise ValueError(f"shard must be (index, count) with 0 <= index < count, got {shard}")
+
+
+def _positions(n: int, shuffle_seed: int | None, shard: tuple[int, int]) -> grain.MapDataset:
+    """Positions 0..n-1 of an epoch (grain-shuffled when a seed is given), this shard's share of them: every shard
+    equally long, short ones padded with PAD."""
+    positions = grain.MapDataset.range(n)
+    if shuffle_seed is not None:
+        positions = positions.shuffle(seed=shuffle_seed)
+    index, count = shard
+    if count == 1:
+        return positions
+    pad = -n % count
+    if pad:
+        positions = grain.MapDataset.concatenate([positions, grain.MapDataset.source(np.full(pad, PAD, np.int64))])
+    return positions[index::count]
+
+
+def steps_per_epoch(split, spec: PipelineSpec, batch_size: int, num_classes: int | None = None, *,
+                    shard_count: int = 1) -> int:
+    """Batches per training epoch (the last one padded); the same for every shard."""
     labels = np.asarray(split.labels)
     k = num_classes if num_classes is not None else int(labels.max(initial=-1)) + 1
-    n = len(epoch_indices(labels, spec, seed=0, epoch=0, num_classes=k))
-    return math.ceil(n / batch_size)
+    n = len(epoch_rows(labels, spec, seed=0, epoch=0, num_classes=k))
+    return math.ceil(math.ceil(n / shard_count) / batch_size)
 
 
-def _affine(rng, size: int, p: dict) -> np.ndarray:
-    """One random 2x3 affine matrix about the image centre."""
-    angle = np.deg2rad(rng.uniform(-p["rotation_deg"], p["rotation_deg"]))
-    shear = np.deg2rad(rng.uniform(-p["shear_deg"], p["shear_deg"]))
-    zx, zy = rng.uniform(1 - p["zoom"], 1 + p["zoom"], size=2)
-    tx, ty = rng.uniform(-p["shift"], p["shift"], size=2) * size
-    flip = -1.0 if (p["hflip"] and rng.random() < 0.5) else 1.0
-    c, s = np.cos(angle), np.sin(angle)
-    m = np.array([[c, -s], [s, c]]) @ np.array([[1, -np.sin(shear)], [0, np.cos(shear)]]) @ np.diag([zx * flip, zy])
-    centre = np.array([size / 2 - 0.5, size / 2 - 0.5])
-    offset = centre - m @ centre + np.array([tx, ty])
-    return np.concatenate([m, offset[:, None]], axis=1)
+class _MakeBatch:
+    """(batch index, positions) -> Batch: the rows at those epoch positions, read from the split, each augmented by
+    its (key, position), padded to batch_size."""
+
+    def __init__(self, split, rows: np.ndarray, batch_size: int, augment_kind: str, key: int, with_clean: bool,
+                 shard: tuple[int, int]):
+        self.split, self.rows, self.batch_size, self.augment_kind, self.key = split, rows, batch_size, augment_kind, key
+        self.with_clean, self.shard = with_clean, shard
+
+    def __call__(self, batch_index: int, positions: np.ndarray) -> Batch:
+        positions = np.asarray(positions, np.int64).reshape(-1)
+        real = positions >= 0
+        rows = np.where(real, self.rows[np.maximum(positions, 0)], PAD)
+        n, size, pad = len(rows), self.batch_size, self.batch_size - len(rows)
+        raw = _read_images(self.split, rows[real])
+        # the draws follow the slot in the epoch (before sharding), so they do not depend on the shard count
+        slots = (batch_index * size + np.arange(n))[real] * self.shard[1] + self.shard[0]
+        image = np.zeros((size,) + raw.shape[1:], np.float32)
+        image[:n][real] = augment(raw, self.augment_kind, uniforms(self.key, slots))
+        labels = np.zeros(size, np.int32)
+        labels[:n][real] = np.asarray(self.split.labels)[rows[real]]
+        batch = {"image": image[..., None], "label": labels,
+                 "valid": np.concatenate([real, np.zeros(pad, bool)]),
+                 "index": np.concatenate([np.where(real, rows, PAD), np.full(pad, PAD)]).astype(np.int32)}
+        if self.with_clean:
+            clean = np.zeros_like(image)
+            clean[:n][real] = raw.astype(np.float32) * np.float32(1.0 / 255.0)
+            batch["clean_image"] = clean[..., None]
+        return batch
 
 
-def augment(images: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
-    """uint8 (B,H,W) -> float32 (B,H,W) in [0,1], randomly augmented per `kind`."""
-    if kind not in AUGMENTATIONS:
-        raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {kind!r}")
-    out = images.astype(np.float32) * (1.0 / 255.0)
-    if kind == "none" or len(images) == 0:
-        return out
-    p = MILD if kind == "mild" else SEED
-    size = images.shape[1]
-    for i in range(len(out)):
-        # BORDER_REPLICATE is Keras' fill_mode='nearest'
-        out[i] = cv2.warpAffine(out[i], _affine(rng, size, p), (size, size), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REPLICATE)
-    if p["contrast"] or p["brightness"]:
-        b = len(out)
-        gain = rng.uniform(1 - p["contrast"], 1 + p["contrast"], size=(b, 1, 1)).astype(np.float32)
-        bias = rng.uniform(-p["brightness"], p["brightness"], size=(b, 1, 1)).astype(np.float32)
-        mean = out.mean(axis=(1, 2), keepdims=True)
-        out = (out - mean) * gain + mean + bias
-    return np.clip(out, 0.0, 1.0, out=out)
+def _read_images(split, rows: np.ndarray) -> np.ndarray:
+    """uint8 (n,H,W) for `rows` of a prepared split (one pass over the records) or an in-memory SplitArrays."""
+    if len(rows) == 0:
+        size = np.asarray(split.images[:1]).shape[1:]
+        return np.zeros((0,) + size, np.uint8)
+    return np.asarray(split.images[rows], np.uint8)
 
 
-def _make_batch(split, rows: np.ndarray, batch_size: int, image: np.ndarray, clean: np.ndarray | None) -> Batch:
-    n = len(rows)
-    pad = batch_size - n
-    index = np.concatenate([rows, np.full(pad, -1, np.int32)]).astype(np.int32)
-    labels = np.asarray(split.labels)[rows].astype(np.int32)
-    batch = {
-        "image": _pad(image, pad)[..., None],
-        "label": np.concatenate([labels, np.zeros(pad, np.int32)]),
-        "valid": np.arange(batch_size) < n,
-        "index": index,
-    }
-    if clean is not None:
-        batch["clean_image"] = _pad(clean, pad)[..., None]
-    return batch
+def train_dataset(split, spec: PipelineSpec, *, batch_size: int, seed: int, epoch: int, num_classes: int,
+                  with_clean: bool = False, shard: tuple[int, int] = (0, 1)) -> grain.MapDataset:
+    """One training epoch as a grain MapDataset of Batches (random access: dataset[k] is batch k)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if spec.augment not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {spec.augment!r}")
+    _check_shard(shard)
+    rows = epoch_rows(split.labels, spec, seed=seed, epoch=epoch, num_classes=num_classes)
+    positions = _positions(len(rows), stream_key(seed, epoch, 0) % 2**32, shard)
+    return positions.batch(batch_size).map_with_index(
+        _MakeBatch(split, rows, batch_size, spec.augment, stream_key(seed, epoch, 1), with_clean, shard))
 
 
-def _pad(x: np.ndarray, pad: int) -> np.ndarray:
-    if pad == 0:
-        return x
-    return np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
+def eval_dataset(split, spec: PipelineSpec, *, batch_size: int, shard: tuple[int, int] = (0, 1)) -> grain.MapDataset:
+    """Every row once, in row order, no augmentation, as a grain MapDataset of Batches."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    _check_shard(shard)
+    rows = np.arange(len(split.labels), dtype=np.int64)
+    return _positions(len(rows), None, shard).batch(batch_size).map_with_index(
+        _MakeBatch(split, rows, batch_size, "none", 0, False, shard))
 
 
-def prefetch(iterator: Iterator, size: int = PREFETCH_BATCHES) -> Iterator:
-    """Run `iterator` in a background thread, `size` items ahead (cv2 and numpy release the GIL). Exceptions are
-    re-raised in the consumer; abandoning the consumer stops the thread."""
-    q: queue.Queue = queue.Queue(maxsize=size)
-    stop = threading.Event()
-    done = object()
-
-    def produce():
-        try:
-            for item in iterator:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(done)
-        except BaseException as err:  # noqa: BLE001 - handed to the consumer
-            q.put(err)
-
-    thread = threading.Thread(target=produce, name="fusion-sweep-prefetch", daemon=True)
-    thread.start()
+def iterate(dataset: grain.MapDataset, loader: LoaderOptions | None = None) -> Iterator:
+    """Yield the dataset's elements in order, made ahead by worker threads (or processes)."""
+    loader = loader or LoaderOptions()
+    workers = loader.worker_count()
+    if loader.processes:
+        _absl_flags_ready()
+        iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)).mp_prefetch(
+            grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=loader.prefetch))
+    else:
+        iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=workers,
+                                                             prefetch_buffer_size=workers * loader.prefetch))
+    iterator = iter(iterable)
     try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        yield from iterator
     finally:
-        stop.set()
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()  # stops worker processes and threads when the consumer stops early
+
+
+def _absl_flags_ready() -> None:
+    """grain's worker processes read absl flags, which raise unless parsed (google/grain#1355); we use no flags."""
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
 
 
 def train_batches(split, spec: PipelineSpec, *, batch_size: int, seed: int, epoch: int, num_classes: int,
-                  with_clean: bool = False, prefetch_batches: int = PREFETCH_BATCHES) -> Iterator[Batch]:
+                  with_clean: bool = False, shard: tuple[int, int] = (0, 1),
+                  loader: LoaderOptions | None = None) -> Iterator[Batch]:
     """One training epoch: balanced, shuffled by (seed, epoch), augmented per spec.augment, padded final batch."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    order = epoch_indices(split.labels, spec, seed=seed, epoch=epoch, num_classes=num_classes)
-
-    def generate():
-        for step, start in enumerate(range(0, len(order), batch_size)):
-            rows = order[start:start + batch_size]
-            raw = split.images[rows]
-            rng = np.random.default_rng((seed, epoch, step))
-            image = augment(raw, spec.augment, rng)
-            clean = raw.astype(np.float32) * (1.0 / 255.0) if with_clean else None
-            yield _make_batch(split, rows, batch_size, image, clean)
-
-    if prefetch_batches <= 0:
-        return generate()
-    return prefetch(generate(), prefetch_batches)
+    dataset = train_dataset(split, spec, batch_size=batch_size, seed=seed, epoch=epoch, num_classes=num_classes,
+                            with_clean=with_clean, shard=shard)
+    return iterate(dataset, loader)
 
 
-def eval_batches(split, spec: PipelineSpec, *, batch_size: int) -> Iterator[Batch]:
+def eval_batches(split, spec: PipelineSpec, *, batch_size: int, shard: tuple[int, int] = (0, 1),
+                 loader: LoaderOptions | None = None) -> Iterator[Batch]:
     """Each example exactly once, in row order, no augmentation; the final batch padded (valid=False, index=-1)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    n = len(split.labels)
-    for start in range(0, n, batch_size):
-        rows = np.arange(start, min(start + batch_size, n), dtype=np.int32)
-        image = split.images[rows].astype(np.float32) * (1.0 / 255.0)
-        yield _make_batch(split, rows, batch_size, image, None)
+    return iterate(eval_dataset(split, spec, batch_size=batch_size, shard=shard), loader)
 
 
-def to_model_input(images, spec: PipelineSpec):
-    """(B,H,W,1) float in [0,1] -> (B,H,W,spec.channels) model input. Pure jax.numpy (jit-able); the ONE definition
-    used by training, evaluation and SHAP. Border crop (then resize back), normalisation, grey -> channels."""
-    import jax
-    import jax.numpy as jnp
+class _StackSeeds:
+    """Batch k of every seed's epoch, stacked on a new leading axis."""
 
-    x = jnp.asarray(images, jnp.float32)
-    if x.ndim != 4 or x.shape[-1] != 1:
-        raise ValueError(f"to_model_input expects (B,H,W,1) images, got shape {x.shape}")
-    b, h, w, _ = x.shape
-    if not 0.0 <= spec.crop_border < 0.5:
-        raise ValueError(f"crop_border must be in [0, 0.5), got {spec.crop_border}")
-    ch, cw = int(round(spec.crop_border * h)), int(round(spec.crop_border * w))
-    if ch or cw:
-        x = x[:, ch:h - ch, cw:w - cw, :]
-        x = jax.image.resize(x, (b, h, w, 1), method="linear", antialias=True)
-    if spec.normalization == "symmetric":
-        x = x * 2.0 - 1.0
-    elif spec.normalization != "unit":
-        raise ValueError(f"normalization must be 'unit' or 'symmetric', got {spec.normalization!r}")
-    if spec.channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {spec.channels}")
-    if spec.channels != 1:
-        x = jnp.broadcast_to(x, (b, h, w, spec.channels))
-    return x
+    def __init__(self, datasets: Sequence[grain.MapDataset]):
+        self.datasets = list(datasets)
+
+    def __call__(self, k: int) -> Batch:
+        batches = [d[k] for d in self.datasets]
+        return {key: np.stack([b[key] for b in batches]) for key in batches[0]}
 
 
-def pipeline_throughput(split, spec: PipelineSpec, batch_size: int, seconds: float, *, num_classes: int | None = None,
-                        with_clean: bool = False) -> float:
-    """Training-pipeline speed in images/s over about `seconds` (epochs repeat as needed)."""
-    k = num_classes if num_classes is not None else int(np.max(split.labels)) + 1
-    images, epoch = 0, 0
-    start = time.perf_counter()
-    while True:
-        for batch in train_batches(split, spec, batch_size=batch_size, seed=0, epoch=epoch, num_classes=k,
-                                   with_clean=with_clean):
-            images += int(batch["valid"].sum())
-            if time.perf_counter() - start >= seconds:
-                return images / (time.perf_counter() - start)
-        epoch += 1
+def seeds_train_batches(split, spec: PipelineSpec, *, seeds: Sequence[int], batch_size: int, epoch: int,
+                        num_classes: int, with_clean: bool = False, shard: tuple[int, int] = (0, 1),
+                        loader: LoaderOptions | None = None) -> Iterator[Batch]:
+    """One epoch for several seeds trained together: every array has a leading seed axis (K, B, ...), and slice k
+    is exactly train_batches(seed=seeds[k])'s batch (its own order and augmentation)."""
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    datasets = [train_dataset(split, spec, batch_size=batch_size, seed=s, epoch=epoch, num_classes=num_classes,
+                              with_clean=with_clean, shard=shard) for s in seeds]
+    return iterate(grain.MapDataset.range(len(datasets[0])).map(_StackSeeds(datasets)), loader)

@@ -7,11 +7,12 @@ import dataclasses
 import hashlib
 import os
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from data.pipeline import resize_image
+from data.fingerprint import file_hash
+from data.images import resize_image
 from data.splits import SPLITS, grouped_split, merge_groups
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -40,17 +41,6 @@ class Scan:
     files: list[ImageFile]
     patient_of: dict[str, str]  # relpath -> patient_id from metadata.csv (empty when none)
     notes: list[str]
-
-    def fingerprint(self) -> str:
-        """Cheap identity of the source: every chosen file's path, size and mtime, plus metadata.csv's bytes."""
-        h = hashlib.sha256(self.layout.encode())
-        for f in self.files:
-            st = f.path.stat()
-            h.update(f"{f.relpath}|{f.label}|{f.split}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-        meta = self.root / "metadata.csv"
-        if meta.is_file():
-            h.update(meta.read_bytes())
-        return h.hexdigest()[:16]
 
 
 def _subdirs(path: Path) -> list[Path]:
@@ -152,50 +142,99 @@ def decode_grey(data: bytes, name: str) -> np.ndarray:
         raise ValueError(f"unreadable image {name!r}: {err}") from None
 
 
-def load(scan_result: Scan, *, image_size: int, fractions: Sequence[float], split_seed: int, subset: int | None,
-         skip_bad: bool, progress: Callable | None = None) -> dict:
-    """Read, resize and split the scanned images. Returns {split: arrays dict} and a report of skipped files.
-    Unreadable images raise (naming the file) unless skip_bad, which skips them and lists them in 'bad'."""
-    files = list(scan_result.files)
-    if subset is not None:
-        rng = np.random.default_rng((split_seed, 0x50B5E7))
-        keep = []
-        for label in sorted({f.label for f in files}):
-            members = [f for f in files if f.label == label]
-            chosen = sorted(rng.choice(len(members), size=min(subset, len(members)), replace=False))
-            keep += [members[i] for i in chosen]
-        files = keep
-    images, hashes, kept, bad = [], [], [], []
-    iterator = progress(files) if progress else files
-    for f in iterator:
-        data = f.path.read_bytes()
-        try:
-            grey = decode_grey(data, f.relpath)
-        except ValueError as err:
-            if not skip_bad:
-                raise ValueError(f"{err} (under {str(scan_result.root)!r}; use --skip-bad to skip such files)") from None
-            bad.append(f.relpath)
-            continue
-        images.append(resize_image(grey, image_size))
-        hashes.append(hashlib.sha1(data).hexdigest())
-        kept.append(f)
-    if not kept:
-        raise ValueError(f"no readable images under {str(scan_result.root)!r}")
-    labels = np.array([f.label for f in kept], np.int32)
-    ids = np.array([f.relpath for f in kept], dtype=object).astype(str)
-    patients = [scan_result.patient_of.get(f.relpath, "") for f in kept]
-    patient_keys = [f"patient:{p}" if p else f"image:{h}" for p, h in zip(patients, hashes)]
-    groups = merge_groups(patient_keys, [f"image:{h}" for h in hashes])
-    if all(f.split is not None for f in kept):
-        split_of = np.array([f.split for f in kept])
+def choose_subset(files: list[ImageFile], subset: int | None, split_seed: int) -> list[ImageFile]:
+    """At most `subset` files per class, drawn by split_seed (all files when subset is None)."""
+    if subset is None:
+        return list(files)
+    rng = np.random.default_rng((split_seed, 0x50B5E7))
+    keep = []
+    for label in sorted({f.label for f in files}):
+        members = [f for f in files if f.label == label]
+        chosen = sorted(rng.choice(len(members), size=min(subset, len(members)), replace=False))
+        keep += [members[i] for i in chosen]
+    return keep
+
+
+@dataclasses.dataclass
+class Plan:
+    """What a radiography build will write, decided from file names and content hashes before any image is decoded."""
+
+    scan: Scan
+    files: list[ImageFile]
+    hashes: list[str]  # content hash per file
+    groups: np.ndarray  # patient or duplicate group per file
+    split_of: np.ndarray  # 0 train, 1 val, 2 test per file
+    with_patient_id: int
+
+    def fingerprint(self) -> str:
+        """Identity of the source: layout, every file's path, class, split folder and content hash, metadata.csv."""
+        h = hashlib.sha256(self.scan.layout.encode())
+        for f in self.scan.files:
+            h.update(f"{f.relpath}|{f.label}|{f.split}\n".encode())
+        for f, digest in zip(self.files, self.hashes):
+            h.update(f"{f.relpath}={digest}\n".encode())
+        meta = self.scan.root / "metadata.csv"
+        if meta.is_file():
+            h.update(meta.read_bytes())
+        return h.hexdigest()[:16]
+
+    def rows(self, split: int) -> np.ndarray:
+        return np.nonzero(self.split_of == split)[0]
+
+
+def plan(scan_result: Scan, *, fractions: Sequence[float], split_seed: int, subset: int | None,
+         hashes: Callable[[list[str]], list[str]]) -> Plan:
+    """Choose the files (subset), group them (patient id from metadata.csv, and identical content) and split the
+    groups. `hashes(relpaths)` returns their content hashes (data.fingerprint caches them)."""
+    files = choose_subset(scan_result.files, subset, split_seed)
+    digests = hashes([f.relpath for f in files])
+    labels = np.array([f.label for f in files], np.int32)
+    patients = [scan_result.patient_of.get(f.relpath, "") for f in files]
+    patient_keys = [f"patient:{p}" if p else f"image:{h}" for p, h in zip(patients, digests)]
+    groups = merge_groups(patient_keys, [f"image:{h}" for h in digests])
+    if all(f.split is not None for f in files):
+        split_of = np.array([f.split for f in files])
     else:
         split_of = grouped_split(labels, groups, fractions, split_seed)
-    stack = np.stack(images)
-    out = {}
     for s, name in enumerate(SPLITS):
-        rows = np.nonzero(split_of == s)[0]
-        if rows.size == 0:
+        if not np.any(split_of == s):
             raise ValueError(f"the {name} split is empty under {str(scan_result.root)!r}")
-        out[name] = {"images": stack[rows], "labels": labels[rows], "ids": ids[rows], "groups": groups[rows]}
-    n_meta = sum(1 for p in patients if p)
-    return {"splits": out, "bad": bad, "with_patient_id": n_meta}
+    return Plan(scan_result, files, digests, groups, split_of, sum(1 for p in patients if p))
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageLoader:
+    """Reads, checks and resizes one planned file (picklable, for worker processes). Returns the uint8 image, or
+    ('unreadable' | 'changed', message)."""
+
+    root: Path
+    image_size: int
+
+    def __call__(self, item: tuple[str, str]) -> np.ndarray | tuple[str, str]:
+        relpath, digest = item
+        data = (self.root / relpath).read_bytes()
+        if file_hash(data) != digest:
+            return "changed", f"{relpath!r} changed while it was being prepared; run the command again"
+        try:
+            return resize_image(decode_grey(data, relpath), self.image_size)
+        except ValueError as err:
+            return "unreadable", str(err)
+
+
+def examples(plan_: Plan, split: int, *, image_size: int, skip_bad: bool, bad: list[str],
+             mapper: Callable = map) -> Iterator[dict]:
+    """The split's examples in file order, decoded one at a time (`mapper` may run ImageLoader in worker processes).
+    An unreadable image raises naming the file, unless skip_bad: then it is left out and appended to `bad`."""
+    rows = plan_.rows(split)
+    loader = ImageLoader(plan_.scan.root, image_size)
+    loaded = mapper(loader, [(plan_.files[i].relpath, plan_.hashes[i]) for i in rows])
+    for i, image in zip(rows, loaded):
+        f = plan_.files[i]
+        if isinstance(image, tuple):
+            kind, message = image
+            if kind == "changed" or not skip_bad:
+                hint = "" if kind == "changed" else "; use --skip-bad to skip such files"
+                raise ValueError(f"{message} (under {str(plan_.scan.root)!r}{hint})")
+            bad.append(f.relpath)
+            continue
+        yield {"image": image, "label": f.label, "id": f.relpath, "group": str(plan_.groups[i])}

@@ -44,21 +44,29 @@ def merge_groups(*keys: Sequence[str]) -> np.ndarray:
     return np.array([keys[0][find(i)] or f"item-{find(i)}" for i in range(n)], dtype=object).astype(str)
 
 
-def grouped_split(labels: np.ndarray, groups: np.ndarray, fractions: Sequence[float], seed: int) -> np.ndarray:
-    """Split index (0 train, 1 val, 2 test) per item. Stratified by each group's majority label: within a label, groups
-    are shuffled by `seed` and filled into train, then val, then test, by image count."""
+def grouped_split(labels: np.ndarray, groups: np.ndarray, fractions: Sequence[float], seed: int,
+                  strata: np.ndarray | None = None, to_test: np.ndarray | None = None) -> np.ndarray:
+    """Split index (0 train, 1 val, 2 test) per item. Stratified by each group's majority stratum (default: its
+    label; e.g. (source, class) keys): within a stratum, groups are shuffled by `seed` and filled into train, then
+    val, then test, by image count. A group with any item marked in `to_test` goes wholly to test."""
     f = check_fractions(fractions)
     labels = np.asarray(labels)
+    keys = labels if strata is None else np.unique(np.asarray(strata).astype(str), return_inverse=True)[1]
     uniq, inverse = np.unique(np.asarray(groups), return_inverse=True)
-    group_label = np.zeros(len(uniq), np.int64)
+    group_key = np.zeros(len(uniq), np.int64)
     group_size = np.bincount(inverse, minlength=len(uniq))
     for g in range(len(uniq)):
-        group_label[g] = np.bincount(labels[inverse == g]).argmax()
+        group_key[g] = np.bincount(keys[inverse == g]).argmax()
+    forced = np.zeros(len(uniq), bool)
+    if to_test is not None:
+        forced[np.unique(inverse[np.asarray(to_test, bool)])] = True
     rng = np.random.default_rng((seed, 0x5B117))
-    group_split = np.zeros(len(uniq), np.int64)
+    group_split = np.full(len(uniq), 2, np.int64)
     bounds = np.cumsum(f)[:2]
-    for label in np.unique(group_label):
-        members = rng.permutation(np.nonzero(group_label == label)[0])
+    for key in np.unique(group_key):
+        members = rng.permutation(np.nonzero((group_key == key) & ~forced)[0])
+        if not len(members):
+            continue
         total = group_size[members].sum()
         # a group goes where the midpoint of its images falls on the cumulative [0, 1] line
         mid = (np.cumsum(group_size[members]) - group_size[members] / 2) / total
@@ -68,8 +76,9 @@ def grouped_split(labels: np.ndarray, groups: np.ndarray, fractions: Sequence[fl
         per_split = np.bincount(group_split, minlength=len(SPLITS))
         if per_split[s] == 0 and per_split.max() > 1:
             donor = int(per_split.argmax())
-            candidates = np.nonzero(group_split == donor)[0]
-            group_split[candidates[np.argmin(group_size[candidates])]] = s
+            candidates = np.nonzero((group_split == donor) & ~forced)[0]
+            if len(candidates):
+                group_split[candidates[np.argmin(group_size[candidates])]] = s
     out = group_split[inverse]
     for s, name in enumerate(SPLITS):
         if not np.any(out == s):

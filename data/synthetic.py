@@ -1,6 +1,7 @@
 """Procedural chest-X-ray-like images with lesion masks and plantable shortcuts (text markers, brightness shifts)."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import cv2
@@ -42,6 +43,53 @@ def _per_class(values, n_classes: int, what: str) -> np.ndarray:
     return arr
 
 
+@dataclasses.dataclass(frozen=True)
+class SyntheticSource:
+    """Draws synthetic image `index` on its own (picklable, so worker processes can draw in parallel). Image i uses its
+    own RNG seeded by (seed, i) and its label is i % len(classes), so any subset is reproducible on its own."""
+
+    image_size: int
+    classes: tuple[str, ...]
+    seed: int
+    difficulty: float = 0.5
+    marker_rate: tuple[float, ...] | float | None = None
+    intensity_shift: tuple[float, ...] | float | None = None
+
+    def __post_init__(self):
+        class_patterns(self.classes)
+        if not 0.0 <= self.difficulty <= 1.0:
+            raise ValueError(f"difficulty must be in [0, 1], got {self.difficulty}")
+        if self.image_size < 16:
+            raise ValueError(f"image_size must be >= 16, got {self.image_size}")
+        rates = _per_class(self.marker_rate, len(self.classes), "marker_rate")
+        if np.any((rates < 0) | (rates > 1)):
+            raise ValueError(f"marker_rate values must be probabilities in [0, 1], got {tuple(rates)}")
+        _per_class(self.intensity_shift, len(self.classes), "intensity_shift")
+
+    def label(self, index: int) -> int:
+        return index % len(self.classes)
+
+    @staticmethod
+    def image_id(index: int) -> str:
+        return f"synthetic-{index:06d}"
+
+    def __call__(self, index: int) -> dict:
+        """{'image': uint8 (s,s), 'lesion_mask': bool (s,s), 'marker_box': int32 (4,) [y0,x0,y1,x1) or -1,
+        'label': int, 'id': str}."""
+        s = self.image_size
+        grid = (np.arange(s, dtype=np.float32) + 0.5) / s * 2.0 - 1.0
+        yy, xx = np.meshgrid(grid, grid, indexing="ij")
+        rng = np.random.default_rng((self.seed, index))
+        label = self.label(index)
+        image, mask = _draw_chest(rng, xx, yy, class_patterns(self.classes)[label], self.difficulty)
+        image = image + _per_class(self.intensity_shift, len(self.classes), "intensity_shift")[label]
+        image8 = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        box = np.full(4, -1, np.int32)
+        if rng.random() < _per_class(self.marker_rate, len(self.classes), "marker_rate")[label]:
+            box = _burn_marker(rng, image8)
+        return {"image": image8, "lesion_mask": mask, "marker_box": box, "label": label, "id": self.image_id(index)}
+
+
 def generate(
     n: int,
     *,
@@ -53,40 +101,27 @@ def generate(
     intensity_shift: Sequence[float] | float | None = None,
     start: int = 0,
 ) -> dict:
-    """Generate images start..start+n-1. Image i uses its own RNG seeded by (seed, i), and its label is
-    i % len(classes), so any subset is reproducible on its own. Returns a dict of numpy arrays:
-    images uint8 (n,H,W), labels int32 (n,), lesion_masks bool (n,H,W), marker_boxes int32 (n,4)
-    [y0,x0,y1,x1) in pixels (-1 when no marker), ids str (n,)."""
-    patterns = class_patterns(classes)
-    if not 0.0 <= difficulty <= 1.0:
-        raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
-    if image_size < 16:
-        raise ValueError(f"image_size must be >= 16, got {image_size}")
-    rates = _per_class(marker_rate, len(classes), "marker_rate")
-    if np.any((rates < 0) | (rates > 1)):
-        raise ValueError(f"marker_rate values must be probabilities in [0, 1], got {tuple(rates)}")
-    shifts = _per_class(intensity_shift, len(classes), "intensity_shift")
-
+    """Generate images start..start+n-1 in memory (see SyntheticSource; data prepare streams them instead).
+    Returns a dict of numpy arrays: images uint8 (n,H,W), labels int32 (n,), lesion_masks bool (n,H,W),
+    marker_boxes int32 (n,4) [y0,x0,y1,x1) in pixels (-1 when no marker), ids str (n,)."""
+    source = SyntheticSource(image_size, tuple(classes), seed, difficulty, _tuple(marker_rate), _tuple(intensity_shift))
     s = image_size
-    images = np.empty((n, s, s), np.uint8)
-    masks = np.empty((n, s, s), bool)
-    boxes = np.full((n, 4), -1, np.int32)
-    labels = np.empty(n, np.int32)
-    ids = np.empty(n, dtype=object)
-    grid = (np.arange(s, dtype=np.float32) + 0.5) / s * 2.0 - 1.0
-    yy, xx = np.meshgrid(grid, grid, indexing="ij")
+    out = {"images": np.empty((n, s, s), np.uint8), "labels": np.empty(n, np.int32),
+           "lesion_masks": np.empty((n, s, s), bool), "marker_boxes": np.full((n, 4), -1, np.int32)}
+    ids = []
     for k in range(n):
-        index = start + k
-        rng = np.random.default_rng((seed, index))
-        label = index % len(classes)
-        image, mask = _draw_chest(rng, xx, yy, patterns[label], difficulty)
-        image = image + shifts[label]
-        image8 = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        if rng.random() < rates[label]:
-            boxes[k] = _burn_marker(rng, image8)
-        images[k], masks[k], labels[k] = image8, mask, label
-        ids[k] = f"synthetic-{index:06d}"
-    return {"images": images, "labels": labels, "lesion_masks": masks, "marker_boxes": boxes, "ids": ids.astype(str)}
+        example = source(start + k)
+        out["images"][k], out["lesion_masks"][k] = example["image"], example["lesion_mask"]
+        out["labels"][k], out["marker_boxes"][k] = example["label"], example["marker_box"]
+        ids.append(example["id"])
+    out["ids"] = np.array(ids, dtype=str)
+    return out
+
+
+def _tuple(values):
+    if values is None or np.isscalar(values):
+        return values
+    return tuple(float(v) for v in values)
 
 
 def _smooth_noise(rng, shape, cells: int) -> np.ndarray:

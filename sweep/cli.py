@@ -13,6 +13,7 @@ from sweep import UsageError
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("sweep.commands.run", "run a sweep of fusion models with Ray Tune (the main job)"),
     "report": ("sweep.commands.report", "rebuild plots and report.md of a sweep from its tables"),
+    "analyze": ("sweep.commands.analyze", "the scaling verdict of a sweep: forms, per-halving change, best configs"),
     "explain": ("sweep.commands.explain", "SHAP explanations and shortcut scores for a sweep's models"),
     "train": ("sweep.commands.train", "train and evaluate one model"),
     "reproduce": ("sweep.commands.reproduce", "train the seed paper's three models beside its numbers"),
@@ -24,22 +25,27 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or with only=NAME the full parser of that one command (the others listed by
+    name): `fusion-sweep analyze` then never imports what `evaluate` or `bench` need at module level."""
     parser = argparse.ArgumentParser(
         prog="fusion-sweep",
         description="Cut a CNN and ResNet50V2 at many depths, fuse them, and measure accuracy against size.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if only is not None and name != only:
+            continue
+        module = importlib.import_module(module_name)
         module.add_arguments(sub_parser)
         sub_parser.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

@@ -81,7 +81,7 @@ def checkpoint_traffic(image_size: int = 64, *, epochs: int = EPOCHS, models: tu
     spec = sweep.train.data.replace(cache_dir=str(cache_root(sweep.train.data).resolve()))
     sweep = sweep.replace(train=sweep.train.replace(data=spec))
     prepared = prepare(spec)
-    trials = [dict(c, seed=0) for c in (*parent_configs(), dict(SEED_FUSION))
+    trials = [dict(c, seeds=[0]) for c in (*parent_configs(), dict(SEED_FUSION))
               if models is None or c["model"] in models]
     env = {"FUSION_SWEEP_CACHE": str(user_cache_dir().resolve()), "PYTHONPATH": str(REPO_ROOT),
            "JAX_ENABLE_COMPILATION_CACHE": "false"}
@@ -89,7 +89,8 @@ def checkpoint_traffic(image_size: int = 64, *, epochs: int = EPOCHS, models: tu
     try:
         with tempfile.TemporaryDirectory(prefix="fusion-sweep-bench-ckpt-") as out:
             tuner = driver.make_tuner(sweep, trials, results_dir=out, storage=None, compile_cache=None, callbacks=[],
-                                      base_dict=config_to_dict(sweep.train), trainable=measured_trial)
+                                      base_dict=config_to_dict(sweep.train), prepared_path=str(prepared.path),
+                                      trainable=measured_trial)
             grid = tuner.fit()
             errors = [str(r.error).strip().splitlines()[-1] for r in grid if r.error]
             written = [json.loads(p.read_text()) for p in sorted((Path(out) / IO_FOLDER).glob("*.json"))]

@@ -49,11 +49,20 @@ def table(result: dict, epoch_images: int = 15_500) -> str:
                      f"{peak.get('best_flops_per_s', peak['flops_per_s']) / 1e9:,.1f} best (the % peak basis)")
     extras = {
         "compile from cache": lambda r: f"{r['cold']['compile_s']:.1f} s cold -> {r['cached']['compile_s']:.2f} s cached",
-        "input pipeline": lambda r: f"{r['images_per_s']:,.0f} images/s",
+        "input pipeline": lambda r: ", ".join(f"{size} px {f['images_per_s']:,.0f} images/s (peak RSS "
+                                              f"{f['peak_rss_mb']:,.0f} MB)" for size, f in r["by_size"].items()),
         "shap": lambda r: f"overhead ratio {r.get('ratio', float('nan')):.2f}",
-        "ray": lambda r: f"{r['overhead_per_trial_s']:.2f} s overhead per trial (K={r['trials']})",
+        "ray": lambda r: (f"{r['overhead_per_trial_s']:.2f} s overhead per trial, "
+                          f"{r['overhead_per_trial_excluding_init_s']:.2f} s without Ray's start (K={r['trials']}, "
+                          f"workers reused); a fresh worker per trial: "
+                          f"{r['fresh_process']['overhead_per_trial_excluding_init_s']:.2f} s"
+                          if "fresh_process" in r else f"{r['overhead_per_trial_s']:.2f} s overhead per trial"),
+        "seeds": lambda r: (f"{r['seeds']} seeds of {r['config']} at {r['image_size']} px: vmapped "
+                            f"{r['vmap_images_per_s']:,.0f} images/s vs sequential {r['sequential_images_per_s']:,.0f}"
+                            f" ({r['seeds_vmap_over_sequential']:.2f}x)"),
     }
-    keys = {"compile from cache": "compile_cache", "input pipeline": "pipeline", "shap": "shap", "ray": "ray"}
+    keys = {"compile from cache": "compile_cache", "input pipeline": "pipeline", "shap": "shap", "ray": "ray",
+            "seeds": "seeds"}
     for label, render in extras.items():
         entry = result.get(keys[label])
         if not entry:

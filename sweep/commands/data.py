@@ -1,4 +1,5 @@
-"""`fusion-sweep data prepare|show`: prepare a dataset into the cache and print its counts, or draw a sample grid."""
+"""`fusion-sweep data prepare|show|stream`: prepare a dataset into the cache and print its counts, draw a sample grid,
+or stream the training pipeline with no model to measure its images/s and peak memory."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +8,7 @@ from pathlib import Path
 from data.spec import SEED_CLASSES, DataSpec
 from sweep import UsageError
 from sweep.commands.common import usage_errors
-from sweep.files import write_bytes_atomic
+from sweep.files import write_bytes_atomic, write_json_atomic
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -52,6 +53,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("--split", choices=("train", "val", "test"), default="train")
     show.add_argument("--per-class", type=int, default=8, help="samples per class (one row each)")
     show.add_argument("--scale", type=int, default=0, help="upscale factor for display (default: to ~128 px tiles)")
+    stream = sub.add_parser("stream", help="iterate the training pipeline with no model: images/s and peak memory")
+    _add_dataset_arguments(stream)
+    stream.add_argument("--batch-size", type=int, default=32)
+    stream.add_argument("--augment", choices=("none", "mild", "seed"), default="mild")
+    stream.add_argument("--epochs", type=int, default=1)
+    stream.add_argument("--seed", type=int, default=0, help="shuffle and augmentation seed")
+    stream.add_argument("--workers", type=int, help="loader threads (or processes); default: the cores available")
+    stream.add_argument("--processes", action="store_true", help="grain worker processes instead of threads")
+    stream.add_argument("--json", metavar="PATH", help="also write the figures as JSON (images, images_per_second, "
+                                                       "peak_rss_mb, ...)")
 
 
 def spec_from_args(args) -> DataSpec:
@@ -118,6 +129,32 @@ def _write_png(path: Path, image) -> None:
     write_bytes_atomic(path, encoded.tobytes())
 
 
+def _check_stream_args(args) -> None:
+    if args.batch_size < 1 or args.epochs < 1 or (args.workers is not None and args.workers < 1):
+        raise UsageError(f"--batch-size, --epochs and --workers must be >= 1, got {args.batch_size}, {args.epochs}, "
+                         f"{args.workers}")
+
+
+def stream_command(args, dataset) -> int:
+    """Stream the train split and print images/s and peak memory (and write --json)."""
+    from data.pipeline import LoaderOptions
+    from data.spec import PipelineSpec
+    from data.stream import stream
+
+    figures = stream(dataset.split("train"), PipelineSpec(augment=args.augment), batch_size=args.batch_size,
+                     num_classes=len(dataset.classes), epochs=args.epochs, seed=args.seed,
+                     loader=LoaderOptions(workers=args.workers, processes=args.processes), progress=not args.quiet)
+    figures["dataset"] = str(dataset.path)
+    print(f"streamed {figures['images']} images ({figures['image_size']} px, augment {figures['augment']}, "
+          f"batch {figures['batch_size']}, {figures['workers']} worker {figures['worker_kind']}) in "
+          f"{figures['seconds']:.1f} s: {figures['images_per_second']:.0f} images/s; peak RSS "
+          f"{figures['peak_rss_mb']:.0f} MB (this process and its workers)")
+    if args.json:
+        write_json_atomic(args.json, figures)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def run(args) -> int:
     from data.builder import prepare
 
@@ -126,8 +163,12 @@ def run(args) -> int:
         out = Path(args.out)
         if out.suffix.lower() != ".png":
             raise UsageError(f"--out must name a .png file, got {args.out!r}")
+    if args.data_command == "stream":
+        _check_stream_args(args)
     with usage_errors():
         dataset = prepare(spec_from_args(args), progress=not getattr(args, "quiet", False))
+    if args.data_command == "stream":
+        return stream_command(args, dataset)
     if args.data_command == "prepare":
         print(f"dataset: {dataset.path}")
         bad = dataset.manifest.get("bad_files") or []

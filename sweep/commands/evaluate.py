@@ -35,17 +35,25 @@ def check_classes(data_classes, model_classes) -> list[int]:
     return [list(model_classes).index(c) for c in data_classes]
 
 
+def predict_split(loaded, split, batch_size: int):
+    """Probabilities (N,K) for every image of `split`, in row order, streamed from disk one batch at a time."""
+    from data.pipeline import eval_batches
+
+    predict = loaded.predict_fn(batch_size)
+    parts = [predict(b["image"][b["valid"]]) for b in eval_batches(split, loaded.config.pipeline, batch_size=batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0, len(loaded.classes)), np.float32)
+
+
 def evaluate_run(loaded, prepared, split: str, batch_size: int) -> tuple[dict, str]:
     """(metrics, classification report) of `loaded` on `prepared`'s split ('all': train + val + test)."""
     from sweep.engine.metrics import classification_metrics, classification_report_text  # scikit-learn: slow
 
     mapping = np.asarray(check_classes(prepared.classes, loaded.classes))
     parts = ("train", "val", "test") if split == "all" else (split,)
-    images = np.concatenate([prepared.split(p).images for p in parts])
     labels = mapping[np.concatenate([prepared.split(p).labels for p in parts]).astype(np.int64)]
     if len(labels) == 0:
         raise UsageError(f"split {split!r} of {prepared.path} holds no images")
-    probs = loaded.predict_fn(batch_size)(images[..., None].astype(np.float32) / 255.0)
+    probs = np.concatenate([predict_split(loaded, prepared.split(p), batch_size) for p in parts])
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))))
     metrics = {"status": "evaluated", "split": split, "images": int(len(labels)), "test_loss": loss,
                "weights_epoch": loaded.weights_epoch, "run_dir": str(loaded.run_dir),

@@ -1,4 +1,4 @@
-"""`fusion-sweep report RESULTS`: rebuild pareto.csv, the plots and report.md of a sweep from its tables alone."""
+"""`fusion-sweep report RESULTS`: rebuild scaling.json, pareto.csv, the plots and report.md of a sweep from its tables."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,8 @@ from sweep.commands.common import usage_errors
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", help="a `fusion-sweep run` --out folder (holding trials.csv or trials.parquet)")
-    parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the scaling intervals")
+    parser.add_argument("--bootstrap", type=int, default=1000,
+                        help="bootstrap replicates per fitted form for the scaling test and intervals (default 1000)")
 
 
 def run(args) -> int:

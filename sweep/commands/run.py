@@ -21,8 +21,10 @@ DATA_FLAGS = under("train.", train_command.DATA_FLAGS, "--data-dir", "--data", "
 TRAINING_FLAGS = under("train.", train_command.TRAINING_FLAGS, "--epochs", "--batch-size")
 SPACE_FLAGS = (*by_field("space.cnn_cuts", "space.resnet_cuts", "space.branch_widths", "space.head_widths"),
                Shorthand("--no-parents", "space.include_parents", "do not train the CNN and ResNet50V2 parents", "false"))
-TUNE_FLAGS = by_field("seeds", "search", "num_samples", "scheduler", "cpus_per_trial", "gpus_per_trial",
-                      "max_concurrent", "max_failures", "checkpoint_every")
+TUNE_FLAGS = by_field("seeds", "parent_seeds", "seed_mode", "search", "num_samples", "scheduler", "cpus_per_trial",
+                      "gpus_per_trial", "max_concurrent", "max_failures", "checkpoint_every")
+TUNE_FLAGS += (Shorthand("--score-stopped", "score_stopped", "give the rows of trials a scheduler (asha, hyperband) "
+                          "stopped test metrics too, from the weights their row reports", "true"),)
 EXPLAIN_FLAGS = by_field("explain_images", "explain_max_evals")
 RUN_FLAGS = DATA_FLAGS + TRAINING_FLAGS + SPACE_FLAGS + TUNE_FLAGS + EXPLAIN_FLAGS
 

@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 from data.spec import DataSpec
-from models.spec import SEED_CNN_CUT, SEED_RESNET_CUT
+from models.spec import SEED_CNN_CUT
 from sweep.configs.schema import SearchSpace, SweepConfig, TrainConfig
 
 
 def get_config() -> SweepConfig:
-    """The real radiography dev set (../shared/data/cxr-real-dev) at 64 px on CPUs: a few epochs, 1 seed."""
+    """The real radiography dev set (../shared/data/cxr-real-dev) at 64 px on CPUs, a few epochs: 6 fusion
+    configurations that vary both branches (CNN cut x with or without an early ResNet50V2 branch) + the seed's
+    fusion, 3 seeds each, and both parents (1 seed)."""
     return SweepConfig(
         name="cpu-real-dev",
         train=TrainConfig(data=DataSpec(source="radiography", data_dir="../shared/data/cxr-real-dev", image_size=64),
                           batch_size=16, epochs=4, early_stopping=None, bn_momentum=0.9),
-        space=SearchSpace(cnn_cuts=("block1_drop", "block2_drop", SEED_CNN_CUT, "block4_drop"),
-                          resnet_cuts=("conv2_block3_out", SEED_RESNET_CUT), branch_widths=(64, 2048),
-                          head_widths=(2048,)),
-        seeds=1, cpus_per_trial=1.0, explain_images=4, explain_max_evals=200,
+        space=SearchSpace(cnn_cuts=("block1_drop", "block2_drop", SEED_CNN_CUT),
+                          resnet_cuts=(None, "conv2_block3_out"), branch_widths=(64,), head_widths=(2048,)),
+        seeds=3, parent_seeds=1, cpus_per_trial=1.0, explain_images=8, explain_max_evals=200,
     )

@@ -47,7 +47,11 @@ def from_dict(cls, value: Any):
                 return from_dict(arg, value)
         return value
     if typing.get_origin(cls) is tuple and isinstance(value, list):
-        return tuple(value)
+        item = typing.get_args(cls)[0] if typing.get_args(cls) else None
+        return tuple(from_dict(item, v) if dataclasses.is_dataclass(item) else v for v in value)
+    if typing.get_origin(cls) is dict and isinstance(value, dict):
+        item = typing.get_args(cls)[1]
+        return {str(k): from_dict(item, v) for k, v in value.items()}
     return value
 
 
@@ -135,6 +139,12 @@ def parse_value(hint, text: str):
         return None
     kinds = [o for o in options if o is not type(None)]
     kind = kinds[0] if len(kinds) == 1 else next((k for k in kinds if typing.get_origin(k) is tuple), kinds[0])
+    if typing.get_origin(kind) is dict:
+        raise ValueError("a mapping of names to configs, which text cannot give (`fusion-sweep run --external "
+                         "NAME=DIR` adds external folders)")
+    if typing.get_origin(kind) is tuple and dataclasses.is_dataclass(typing.get_args(kind)[0]):
+        raise ValueError(f"a list of {typing.get_args(kind)[0].__name__} configs, which text cannot give; "
+                         "set it in a preset, or 'none'" if type(None) in options else "set it in a preset")
     if dataclasses.is_dataclass(kind):
         raise ValueError(f"a nested config: set one of its fields ({', '.join(f.name for f in dataclasses.fields(kind))})"
                          + (" or 'none'" if type(None) in options else ""))

@@ -75,7 +75,11 @@ class SweepConfig:
     name: str = "quick"
     train: TrainConfig = TrainConfig()
     space: SearchSpace = SearchSpace()
-    seeds: int = 1
+    seeds: int = 1  # per configuration; all seeds of a configuration train in one Ray trial, one row each
+    parent_seeds: int | None = None  # seeds of the two parents (None: `seeds`)
+    # how a trial trains its seeds: one vectorised program ('vmap'), one compiled step reused per seed
+    # ('sequential'), or 'auto' (vmap on GPU/TPU, sequential on CPU, where vmapped convolutions measured slower)
+    seed_mode: Literal["auto", "vmap", "sequential"] = "auto"
     search: Literal["grid", "random"] = "grid"
     num_samples: int = 8  # random search only
     scheduler: Literal["fifo", "asha", "hyperband"] = "fifo"
@@ -84,6 +88,7 @@ class SweepConfig:
     max_concurrent: int | None = None
     max_failures: int = 3  # restarts of a trial that failed (its worker died or it raised), from its last checkpoint
     checkpoint_every: int = 3  # Ray receives a trial's checkpoint every N epochs (and at its end): what a restart loses
+    score_stopped: bool = False  # test metrics for the rows a scheduler stopped, from the weights their row reports
     explain_images: int = 4
     explain_max_evals: int = 300
 

@@ -6,6 +6,18 @@ from typing import Sequence
 import numpy as np
 from sklearn import metrics as skm
 
+# the results contract: a row is `collapsed` when one class takes more than this share of its test predictions
+COLLAPSE_SHARE = 0.98
+
+
+def is_collapsed(preds: np.ndarray) -> bool:
+    """True when one class takes more than COLLAPSE_SHARE of the predicted classes `preds` (ints or names)."""
+    preds = np.asarray(preds)
+    if preds.size == 0:
+        return False
+    _, counts = np.unique(preds, return_counts=True)
+    return bool(counts.max() / preds.size > COLLAPSE_SHARE)
+
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, classes: Sequence[str], *,
                            prefix: str = "test_") -> dict:

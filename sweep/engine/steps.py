@@ -17,6 +17,10 @@ Timing a step in isolation (what `fusion-sweep bench` does):
 
 `kit.state` is the TrainState and `kit.batch` the example batch, for custom loops:
 `kit.state, metrics = kit.train_step(kit.state, kit.batch)` (the state is donated: use only the returned one).
+
+Seeds in one program: `make_seeds_train_step` vmaps the same step over K TrainStates stacked on a leading axis
+(`stack_trees`), each seed with its own batch, and an `active` mask that leaves a seed's state untouched (one that
+stopped early, diverged, or is an epoch ahead after a resume): one compilation for all K seeds.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from data.pipeline import to_model_input
+from data.model_input import to_model_input  # jax only: the GPU path never loads grain, cv2 or TFDS
 from data.spec import PipelineSpec
 from sweep import UsageError
 from sweep.configs.schema import OptimConfig
@@ -123,9 +127,10 @@ def _add_to_totals(totals: dict, loss, correct, n_valid) -> dict:
             "bad_step": jnp.where((bad < 0) & ~jnp.isfinite(loss), steps, bad)}
 
 
-def make_train_step(graphdef, tx: optax.GradientTransformation, pipeline: PipelineSpec, *,
-                    class_weights: np.ndarray | None = None, augment_cnn_only: bool = False) -> Callable:
-    """jit(state, batch) -> (state, metrics), the state donated; metrics: this batch's mean loss and accuracy.
+def train_step_fn(graphdef, tx: optax.GradientTransformation, pipeline: PipelineSpec, *,
+                  class_weights: np.ndarray | None = None, augment_cnn_only: bool = False) -> Callable:
+    """The pure (state, batch) -> (state, metrics) that make_train_step jits; metrics: this batch's mean loss and
+    accuracy.
 
     Loss: softmax cross-entropy averaged over the valid rows (padded rows contribute nothing), each row
     scaled by its class weight when `class_weights` is given (Keras' class_weight convention)."""
@@ -151,18 +156,61 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, pipeline: Pipeli
                            _add_to_totals(state.totals, loss, correct, n_valid))
         return state, {"loss": loss, "accuracy": correct / jnp.maximum(n_valid, 1.0)}
 
-    return jax.jit(step, donate_argnums=0)
+    return step
 
 
-def make_eval_step(graphdef, pipeline: PipelineSpec) -> Callable:
-    """jit(params, rest, batch) -> (per-row cross-entropy (0 on padded rows), probabilities (B, K))."""
+def make_train_step(graphdef, tx: optax.GradientTransformation, pipeline: PipelineSpec, *,
+                    class_weights: np.ndarray | None = None, augment_cnn_only: bool = False) -> Callable:
+    """jit(state, batch) -> (state, metrics), the state donated (see train_step_fn)."""
+    return jax.jit(train_step_fn(graphdef, tx, pipeline, class_weights=class_weights,
+                                 augment_cnn_only=augment_cnn_only), donate_argnums=0)
+
+
+def make_seeds_train_step(graphdef, tx: optax.GradientTransformation, pipeline: PipelineSpec, *,
+                          class_weights: np.ndarray | None = None, augment_cnn_only: bool = False) -> Callable:
+    """jit(states, batches, active) -> (states, metrics) for K seeds at once, the states donated.
+
+    states: K TrainStates stacked on a leading axis; batches: each seed's own batch, stacked the same way;
+    active: (K,) bool. An inactive seed's state comes back unchanged (its step is computed and dropped), so a seed
+    that stopped or diverged never disturbs its siblings, and siblings never see each other's data."""
+    step = train_step_fn(graphdef, tx, pipeline, class_weights=class_weights, augment_cnn_only=augment_cnn_only)
+
+    def masked_step(state: TrainState, batch, active):
+        new_state, metrics = step(state, batch)
+        return jax.tree.map(lambda new, old: jnp.where(active, new, old), new_state, state), metrics
+
+    return jax.jit(jax.vmap(masked_step), donate_argnums=0)
+
+
+def eval_step_fn(graphdef, pipeline: PipelineSpec) -> Callable:
+    """The pure (params, rest, batch) -> (per-row cross-entropy (0 on padded rows), probabilities (B, K))."""
 
     def step(params, rest, batch):
         logits, _ = _forward(graphdef, params, rest, batch, pipeline, False)
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
         return jnp.where(batch["valid"], ce, 0.0), jax.nn.softmax(logits, axis=-1)
 
-    return jax.jit(step)
+    return step
+
+
+def make_eval_step(graphdef, pipeline: PipelineSpec) -> Callable:
+    """jit(params, rest, batch) -> (per-row cross-entropy (0 on padded rows), probabilities (B, K))."""
+    return jax.jit(eval_step_fn(graphdef, pipeline))
+
+
+def make_seeds_eval_step(graphdef, pipeline: PipelineSpec) -> Callable:
+    """jit(params, rest, batch) for K seeds' stacked params/rest on ONE shared batch -> ((K, B), (K, B, classes))."""
+    return jax.jit(jax.vmap(eval_step_fn(graphdef, pipeline), in_axes=(0, 0, None)))
+
+
+def stack_trees(trees: list) -> Any:
+    """K pytrees of the same structure -> one pytree whose leaves carry a leading axis of length K."""
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def tree_slice(tree, index: int) -> Any:
+    """Seed `index` of a stacked pytree (new arrays: the stacked tree may be donated afterwards)."""
+    return jax.tree.map(lambda leaf: leaf[index], tree)
 
 
 def make_predict_fn(model: nnx.Module, pipeline: PipelineSpec, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:

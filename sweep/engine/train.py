@@ -1,10 +1,13 @@
-"""Train and evaluate ONE model (no Ray): resumable from checkpoints, writes the run's metrics files.
+"""Train and evaluate one configuration for one or several seeds (no Ray): resumable, writes each seed's run files.
 
-train_and_evaluate reads top to bottom: the run folder, the data, a _Run (model, compiled steps, one TrainState),
-resume from the last checkpoint, then one epoch at a time (train, validate, stop early, checkpoint when due), take
-the selected weights (config.weights: the best epoch's, kept in memory, or the last's), and evaluate them on the
-named evaluation splits (today: 'test'). Every metric of the run, validation included, comes from those weights;
+train_seeds reads top to bottom: each seed's run folder, the data, a _Run (the model, its compiled steps and the
+seeds' TrainStates behind ONE compiled train step, vectorised or reused in turn: sweep.engine.seeds), each seed
+resumed from its own checkpoint, then one epoch at a time for the seeds still training (train, validate, stop
+early, checkpoint when due; a seed whose loss stops being finite is masked while its siblings go on), and finally
+each seed's selected weights (config.weights: the best epoch's or the last's) scored on the named evaluation splits
+(today: 'test') through evaluate_final. Every metric of a seed, validation included, comes from those weights;
 `weights_epoch` says which epoch they are.
+train_and_evaluate is the one-seed case.
 """
 from __future__ import annotations
 
@@ -12,42 +15,43 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import flax.nnx as nnx
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from data.builder import prepare
 from data.pipeline import class_weights, steps_per_epoch, train_batches
-from models.profile import count_params, forward_flops, latency_ms
 from models.registry import MODEL_NAMES, build_model
 from sweep import UsageError
 from sweep.configs.io import config_to_dict
 from sweep.configs.naming import config_label, config_of
 from sweep.configs.schema import PRECISIONS, TrainConfig
 from sweep.engine.checkpoint import RunCheckpoints
-from sweep.engine.evaluate import (EVAL_KEYS, SplitPredictions, Weights, device_batches, evaluate_split,
-                                   evaluate_splits)
-from sweep.engine.metrics import classification_metrics, classification_report_text
+from sweep.engine.evaluate import SplitPredictions, Weights, evaluate_splits
+from sweep.engine.outcome import ModelFacts, diverged_result, finished_result
 from sweep.engine.progress import EpochProgress
 from sweep.engine.run_folder import prepare_folder, run_paths, write_config
-from sweep.engine.run_outputs import write_run_outputs
-from sweep.engine.steps import (TrainState, check_optim, init_state, init_totals, make_eval_step, make_optimizer,
-                                make_train_step, split_model)
+from sweep.engine.seed_run import RunProgress, SeedRun
+from sweep.engine.seeds import SEED_MODES, EpochTotals, SequentialSeeds, VmapSeeds, make_seed_steps
+from sweep.engine.steps import check_optim, init_state, make_eval_step, make_optimizer, split_model
 
 HISTORY_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+__all__ = ["Result", "RunProgress", "SEED_MODES", "TrainingInterrupted", "check_config", "evaluate_final",
+           "init_model", "model_label", "train_and_evaluate", "train_seeds"]
 
 
 @dataclasses.dataclass
 class Result:
-    """What one run produced. metrics is exactly what metrics.json holds."""
+    """What one seed's run produced. metrics is exactly what metrics.json holds; predictions: its selected weights
+    on each named evaluation split (None when it diverged)."""
 
     status: str  # "completed" | "early_stopped" | "diverged"
     metrics: dict
     history: list[dict]
     out_dir: Path | None
+    predictions: object = None  # pandas DataFrame of the contract's predictions rows (sweep.engine.predictions)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -95,62 +99,32 @@ def model_label(config: TrainConfig) -> str:
     return config_label(config_of(config))
 
 
-# ---------------------------------------------------------------- one run in memory
-
-@dataclasses.dataclass
-class RunProgress:
-    """Everything besides arrays that a checkpoint must restore for an identical continuation."""
-
-    epoch: int = 0  # finished epochs
-    history: list = dataclasses.field(default_factory=list)
-    best_epoch: int | None = None
-    best_value: float | None = None
-    wait: int = 0
-    stopped: bool = False
-
-    def improved(self, value: float, mode: str) -> bool:
-        if not math.isfinite(value):
-            return False
-        if self.best_value is None:
-            return True
-        return value > self.best_value if mode == "max" else value < self.best_value
-
+# ---------------------------------------------------------------- the run in memory
 
 @dataclasses.dataclass
 class _Run:
-    """One training run in memory: its config and data, the model, its compiled steps and the TrainState."""
+    """One configuration in memory: its data, the model, the compiled steps and every seed's state and progress."""
 
-    config: TrainConfig
+    config: TrainConfig  # the first seed's; the seeds' configs differ only in `seed`
     prepared: object  # data.prepared.PreparedDataset
-    model: nnx.Module
-    train_step: Callable
-    eval_step: Callable
-    state: TrainState
+    model: nnx.Module  # the architecture (final evaluation loads a seed's weights into it)
+    eval_step: Callable  # the single-model eval step (validation of sequential seeds, every final evaluation)
+    seeds: list[SeedRun]
+    states: SequentialSeeds | VmapSeeds
     steps: int  # per epoch
-    checkpoints: RunCheckpoints | None
     bar: EpochProgress
-    progress: RunProgress = dataclasses.field(default_factory=RunProgress)
-    checkpoint_at: Callable[[int], bool] = lambda epoch: True  # besides the last epoch, which always checkpoints
-    best_in_memory: Weights | None = None  # config.weights == "best": a copy of the best epoch's weights
-    saved_epoch: int | None = None  # the epoch of the checkpoint on disk
-    compiled: tuple[int, float, float] | None = None  # (epoch, seconds, images) of the step that compiled
+    checkpoint_at: Callable[[int], bool] = lambda epoch: True  # besides each seed's last epoch, which always is
 
     @property
     def classes(self) -> tuple[str, ...]:
         return tuple(self.prepared.classes)
 
-    @property
-    def monitor(self) -> tuple[str, str]:
-        es = self.config.early_stopping
-        return (es.metric, es.mode) if es else ("val_accuracy", "max")
-
-    @property
-    def finishing(self) -> bool:
-        """Training ends after the current epoch: the epoch budget is spent or patience ran out."""
-        return self.progress.epoch >= self.config.epochs or self.progress.stopped
-
     def split(self, name: str):
         return self.prepared.split(name)
+
+    def checkpoint_meta(self) -> dict:
+        return {"classes": list(self.classes), "image_size": self.prepared.image_size,
+                "model": model_label(self.config), "data_fingerprint": self.prepared.fingerprint}
 
 
 def _check_splits(prepared, config: TrainConfig) -> None:
@@ -162,201 +136,178 @@ def _check_splits(prepared, config: TrainConfig) -> None:
         raise UsageError("the validation split is empty; give the data a larger val fraction or more images")
 
 
-def _build_run(config: TrainConfig, prepared, checkpoint_dir: Path | None, progress: bool,
-               checkpoint_at: Callable[[int], bool] | None = None,
+def _build_run(seeds: list[SeedRun], prepared, progress: bool, mode: str,
                on_step: Callable[[dict], None] | None = None) -> _Run:
-    """The model and its compiled steps (eval mode's graph split off before training mode's)."""
-    num_classes = len(prepared.classes)
+    """Every seed's fresh (or resumed) state behind one compiled train step (eval mode's graph split off first)."""
+    config, num_classes = seeds[0].config, len(prepared.classes)
     train = prepared.split("train")
-    model = init_model(config, num_classes, prepared.image_size)
-    eval_graph, _, _ = split_model(model, train=False)
-    graphdef, params, rest = split_model(model, train=True)
     steps = steps_per_epoch(train, config.pipeline, config.batch_size, num_classes)
     tx = make_optimizer(config.optim, steps, config.epochs)
+    bar = EpochProgress(progress, config.epochs, steps, config.batch_size, listener=on_step)
+    states, model = [], None
+    for seed in seeds:
+        model = init_model(seed.config, num_classes, prepared.image_size)
+        eval_graph, _, _ = split_model(model, train=False)
+        graphdef, params, rest = split_model(model, train=True)
+        states.append(seed.resume(init_state(params, rest, tx), bar.say))
+    eval_step = make_eval_step(eval_graph, config.pipeline)
     weights = class_weights(train, num_classes) if config.pipeline.balance == "class_weight" else None
-    return _Run(config, prepared, model,
-                make_train_step(graphdef, tx, config.pipeline, class_weights=weights,
-                                augment_cnn_only=config.augment_cnn_only),
-                make_eval_step(eval_graph, config.pipeline), init_state(params, rest, tx), steps,
-                RunCheckpoints(checkpoint_dir) if checkpoint_dir is not None else None,
-                EpochProgress(progress, config.epochs, steps, config.batch_size, listener=on_step),
-                checkpoint_at=checkpoint_at or (lambda epoch: True))
-
-
-def _resume(run: _Run) -> None:
-    """Continue after the last checkpointed epoch, if there is one: arrays by name, and the run's progress."""
-    latest = run.checkpoints.latest_epoch() if run.checkpoints is not None else None
-    if latest is None:
-        return
-    meta = run.checkpoints.meta(latest)
-    state = run.state
-    restored = run.checkpoints.restore(latest, {"params": state.params, "rest": state.rest, "opt": state.opt_state})
-    run.state = TrainState(restored["params"], restored["rest"], restored["opt"], state.totals)
-    run.progress = RunProgress(**{k: meta[k] for k in ("epoch", "history", "best_epoch", "best_value", "wait",
-                                                       "stopped")})
-    run.saved_epoch = latest
-    best = run.progress.best_epoch
-    if run.config.weights == "best" and best is not None:
-        weights = run.checkpoints.restore_weights(best, {"params": state.params, "rest": state.rest})
-        if weights is None:
-            raise UsageError(f"{run.checkpoints.directory} lacks the weights of its best epoch {best}; "
-                             "rerun with --overwrite to train afresh")
-        run.best_in_memory = Weights(weights["params"], weights["rest"])
-    run.bar.say(f"resuming after epoch {run.progress.epoch} from {run.checkpoints.directory}")
+    seed_steps = make_seed_steps(mode, states, graphdef=graphdef, eval_graph=eval_graph, tx=tx,
+                                 pipeline=config.pipeline, class_weights=weights,
+                                 augment_cnn_only=config.augment_cnn_only, eval_step=eval_step)
+    return _Run(config, prepared, model, eval_step, seeds, seed_steps, steps, bar)
 
 
 # ---------------------------------------------------------------- one epoch
 
-def _train_epoch(run: _Run, epoch: int, start: float) -> dict:
-    """Every train step of `epoch`; the epoch's totals on the host (bad_step >= 0: the loss stopped being finite)."""
+def _train_epoch(run: _Run, epoch: int, start: float) -> dict[int, EpochTotals]:
+    """Every train step of `epoch` for the seeds that have not trained it yet; their host totals by seed index
+    (bad_step >= 0: that seed's loss stopped being finite)."""
     config = run.config
-    keys = EVAL_KEYS + (("clean_image",) if config.augment_cnn_only else ())
-    batches = train_batches(run.split("train"), config.pipeline, batch_size=config.batch_size, seed=config.seed,
-                            epoch=epoch, num_classes=len(run.classes), with_clean=config.augment_cnn_only)
-    run.state = run.state._replace(totals=init_totals())
-    for step, batch in enumerate(device_batches(batches, keys), start=1):
-        run.state, _ = run.train_step(run.state, batch)
-        if run.compiled is None:  # the first step compiles: time it apart from the steady rate
-            jax.block_until_ready(run.state.totals)
-            run.compiled = (epoch, time.perf_counter() - start, float(np.asarray(batch["valid"]).sum()))
-        if run.bar.due():
-            host = jax.device_get(run.state.totals)
-            if host["bad_step"] >= 0:
-                break
-            run.bar.update(epoch, step, host, start)
-    return jax.device_get(run.state.totals)
+    batches = {i: train_batches(run.split("train"), config.pipeline, batch_size=config.batch_size, seed=seed.seed,
+                                epoch=epoch, num_classes=len(run.classes), with_clean=config.augment_cnn_only)
+               for i, seed in enumerate(run.seeds) if seed.training and seed.progress.epoch == epoch - 1}
+
+    def monitor(step: int, totals: Callable[[], dict]) -> bool:
+        if not run.bar.due():
+            return False
+        host = totals()
+        if host["bad_step"] >= 0:
+            return True
+        run.bar.update(epoch, step, host, start)
+        return False
+
+    return run.states.train_epoch(batches, monitor)
 
 
-def _history_row(run: _Run, epoch: int, host: dict, start: float, train_seconds: float) -> dict:
-    """The epoch's history row: train loss/accuracy, validation of the current weights, images/s without the
-    compile step."""
-    val = evaluate_split(run.eval_step, run.state.params, run.state.rest, run.split("val"), run.config.pipeline,
-                         run.config.eval_batch_size)
-    count = float(host["count"])
-    steady_seconds, steady_images = train_seconds, count
-    if run.compiled and run.compiled[0] == epoch and run.steps > 1:
-        steady_seconds, steady_images = train_seconds - run.compiled[1], count - run.compiled[2]
+def _history_row(epoch: int, trained: EpochTotals, val: SplitPredictions, start: float) -> dict:
+    """A seed's history row: train loss/accuracy, validation of its current weights, images/s without the step
+    that compiled (vectorised seeds share the epoch's seconds: their images/s add up to the program's)."""
+    host, count = trained.totals, float(trained.totals["count"])
+    steady_seconds, steady_images = trained.seconds, count
+    if trained.compile is not None and count > trained.compile[1]:
+        steady_seconds, steady_images = trained.seconds - trained.compile[0], count - trained.compile[1]
     return {
         "epoch": epoch, "loss": float(host["loss_sum"]) / count, "accuracy": float(host["correct"]) / count,
         "val_loss": val.loss, "val_accuracy": float(np.mean(val.probs.argmax(1) == val.labels)),
-        "seconds": time.perf_counter() - start, "train_seconds": train_seconds, "images": count,
+        "seconds": time.perf_counter() - start, "train_seconds": trained.seconds, "images": count,
         "steady_seconds": steady_seconds, "steady_images": steady_images,
         "images_per_second": steady_images / max(steady_seconds, 1e-9),
     }
 
 
-def _record_epoch(run: _Run, row: dict) -> bool:
-    """Append the row, update best/patience (keeping the best weights when they are the ones selected); True when
-    this epoch is the best so far."""
-    progress, (metric, mode) = run.progress, run.monitor
-    es = run.config.early_stopping
-    progress.history.append(row)
-    progress.epoch = row["epoch"]
-    best = progress.improved(row[metric], mode)
-    if best:
-        progress.best_epoch, progress.best_value, progress.wait = row["epoch"], row[metric], 0
-        if run.config.weights == "best":
-            run.best_in_memory = Weights(*jax.tree.map(jnp.copy, (run.state.params, run.state.rest)))
-    else:
-        progress.wait += 1
-        progress.stopped = es is not None and progress.wait >= es.patience
-    return best
-
-
-def _save_checkpoint(run: _Run) -> bool:
-    """When due (checkpoint_at(epoch), and always after the last epoch): this epoch's whole state, plus the best
-    epoch's weights when those are selected and earlier, as the run's one checkpoint. True if one was written."""
-    progress = run.progress
-    if run.checkpoints is None or not (run.finishing or run.checkpoint_at(progress.epoch)):
-        return False
-    state = run.state
-    sections = {"params": state.params, "rest": state.rest, "opt": state.opt_state}
-    if run.best_in_memory is not None and progress.best_epoch != progress.epoch:
-        sections.update(best_params=run.best_in_memory.params, best_rest=run.best_in_memory.rest)
-    meta = {**dataclasses.asdict(progress), "classes": list(run.classes), "image_size": run.prepared.image_size,
-            "model": model_label(run.config), "data_fingerprint": run.prepared.fingerprint}
-    run.checkpoints.save(progress.epoch, sections, meta)
-    run.saved_epoch = progress.epoch
-    return True
-
-
-def _run_epoch(run: _Run, on_epoch) -> tuple[int, int] | None:
-    """Train, validate and record one epoch; (epoch, step) where the run diverged, else None."""
-    epoch = run.progress.epoch + 1
+def _run_epoch(run: _Run) -> int:
+    """Train, validate and record the next epoch of every seed still behind it; the epoch number. A seed whose
+    loss (or validation loss) stopped being finite is marked diverged; its siblings are not affected."""
+    epoch = min(seed.progress.epoch for seed in run.seeds if seed.training) + 1
     start = time.perf_counter()
-    host = _train_epoch(run, epoch, start)
-    if host["bad_step"] >= 0:
-        return epoch, int(host["bad_step"])
-    row = _history_row(run, epoch, host, start, time.perf_counter() - start)
-    if not math.isfinite(row["val_loss"]):
-        return epoch, int(host["steps"])
-    run.bar.epoch_done(row, _record_epoch(run, row))
-    checkpointed = _save_checkpoint(run)
-    if on_epoch is not None:
-        on_epoch(epoch, dict(row, checkpointed=checkpointed, final_epoch=run.finishing, **_selection_so_far(run)))
-    return None
-
-
-def _selection_so_far(run: _Run) -> dict:
-    """The weights a run stopped now would be scored with: their epoch and its validation metrics."""
-    progress = run.progress
-    epoch = progress.best_epoch if run.config.weights == "best" and progress.best_epoch else progress.epoch
-    row = progress.history[epoch - 1]
-    return {"best_epoch": progress.best_epoch, "weights_epoch": epoch, "weights_val_accuracy": row["val_accuracy"],
-            "weights_val_loss": row["val_loss"]}
-
-
-def _selected_weights(run: _Run) -> tuple[int, Weights]:
-    """(epoch, weights) every metric of the run comes from: config.weights' choice, the best or the last epoch."""
-    progress, es = run.progress, run.config.early_stopping
-    if progress.stopped:
-        run.bar.say(f"early stopping after epoch {progress.epoch}: no {run.monitor[0]} improvement for "
-                    f"{es.patience} epochs (best epoch {progress.best_epoch})")
-    if run.config.weights == "best" and progress.best_epoch not in (None, progress.epoch):
-        return progress.best_epoch, run.best_in_memory
-    return progress.epoch, Weights(run.state.params, run.state.rest)
+    trained = _train_epoch(run, epoch, start)
+    val = run.states.validate(run.split("val"), run.config.pipeline, run.config.eval_batch_size, list(trained))
+    for index, totals in trained.items():
+        seed = run.seeds[index]
+        if totals.totals["bad_step"] >= 0 or not math.isfinite(val[index].loss):
+            bad_step = int(totals.totals["bad_step"])
+            seed.diverged = (epoch, bad_step if bad_step >= 0 else int(totals.totals["steps"]))
+            if len(run.seeds) > 1:
+                run.bar.say(f"seed {seed.seed}: loss became NaN or inf at epoch {epoch}; its siblings go on")
+            continue
+        row = _history_row(epoch, totals, val[index], start)
+        run.bar.epoch_done(row, seed.record(row, run.states.state(index), run.checkpoint_meta(),
+                                            checkpoint_due=run.checkpoint_at(epoch)))
+    return epoch
 
 
 # ---------------------------------------------------------------- the run
+
+def train_seeds(config: TrainConfig, seeds: Sequence[int], *, out_dirs: Sequence[str | Path | None],
+                checkpoint_dirs: Sequence[str | Path | None] | None = None, mode: str = "sequential",
+                on_epoch: Callable[[int, dict[int, dict]], None] | None = None,
+                overwrite: bool = False, progress: bool = False, prepared=None,
+                eval_splits: Callable[[object], dict] | None = None,
+                checkpoint_at: Callable[[int], bool] | None = None,
+                on_step: Callable[[dict], None] | None = None) -> list[Result]:
+    """Train `config` once per seed in `seeds` (each seed's own run folder in out_dirs, its checkpoints in
+    checkpoint_dirs, by default <out_dir>/checkpoints), as one vectorised program (mode 'vmap') or one compiled step reused for each seed in
+    turn ('sequential'), then score each seed's selected weights and write its files. Results in `seeds` order.
+
+    Every seed keeps one checkpoint, written after every epoch for which checkpoint_at(epoch) is true (default:
+    every epoch) and always after its last one, and resumes from it; on_epoch(epoch, {seed: summary}) runs after
+    the epoch's checkpoints are on disk, with every seed's SeedRun.summary(). `eval_splits(prepared)` names the evaluation
+    splits ({'test': split, ...}; default the test split alone); `prepared` skips data.builder.prepare; on_step(status)
+    every ~2 s within an epoch (epoch, step, steps, running loss and accuracy, images/s, seconds per step)."""
+    if mode not in SEED_MODES:
+        raise UsageError(f"unknown seed mode {mode!r}; choose one of: {', '.join(SEED_MODES)}")
+    checkpoint_dirs = list(checkpoint_dirs) if checkpoint_dirs is not None else [None] * len(seeds)
+    if not seeds or len(set(seeds)) != len(seeds) or not len(out_dirs) == len(checkpoint_dirs) == len(seeds):
+        raise UsageError(f"seeds must be distinct, at least one, with one out dir each; got {list(seeds)}")
+    check_config(config)
+    folders = [_seed_folder(config.replace(seed=int(seed)), out_dir, ckpt, overwrite)
+               for seed, out_dir, ckpt in zip(seeds, out_dirs, checkpoint_dirs)]
+    prepared = prepared if prepared is not None else prepare(config.data, progress=progress)
+    _check_splits(prepared, config)
+    seed_runs = []
+    for seed_config, out_dir, ckpt in folders:
+        write_config(config_to_dict(seed_config), out_dir, ckpt)
+        seed_runs.append(SeedRun(seed_config, out_dir, RunCheckpoints(ckpt) if ckpt is not None else None))
+    try:
+        run = _build_run(seed_runs, prepared, progress, mode, on_step)
+        if checkpoint_at is not None:
+            run.checkpoint_at = checkpoint_at
+        while any(seed.training for seed in run.seeds):
+            epoch = _run_epoch(run)
+            if on_epoch is not None:
+                on_epoch(epoch, {seed.seed: seed.summary() for seed in run.seeds})
+        selected = [None if seed.diverged else seed.selected_weights(run.states.state(i), run.bar.say)
+                    for i, seed in enumerate(run.seeds)]
+    except KeyboardInterrupt:
+        first = seed_runs[0]
+        raise TrainingInterrupted(first.checkpointed or 0, first.checkpoints.directory if first.checkpoints else None) \
+            from None
+    finally:
+        for seed in seed_runs:
+            if seed.checkpoints is not None:
+                seed.checkpoints.close()
+    return _finish(run, selected, eval_splits(prepared) if eval_splits else {"test": prepared.split("test")})
+
+
+def _finish(run: _Run, selected: list, splits: dict) -> list[Result]:
+    """Each seed's outcome: its selected weights scored on every evaluation split and its files written (a diverged
+    seed: its message). Size and latency are measured once, on the first seed's weights."""
+    results, facts = [], None
+    for seed, choice in zip(run.seeds, selected):
+        if choice is None:
+            results.append(diverged_result(seed, run.classes, run.bar.say))
+            continue
+        scored = evaluate_final(run, choice[1], splits)  # also loads the weights into run.model
+        facts = facts or ModelFacts.of(run.model, run.prepared.image_size, run.config.pipeline.channels)
+        results.append(finished_result(seed, run.classes, facts, *choice, scored, splits))
+    return results
+
+
+def _seed_folder(config: TrainConfig, out_dir, checkpoint_dir,
+                 overwrite: bool) -> tuple[TrainConfig, Path | None, Path | None]:
+    """A seed's run folder made ready: refused if it holds another config's run, cleared with overwrite."""
+    out_dir, checkpoint_dir = run_paths(out_dir, checkpoint_dir)
+    prepare_folder(config_to_dict(config), out_dir, checkpoint_dir, overwrite)
+    return config, out_dir, checkpoint_dir
+
 
 def train_and_evaluate(config: TrainConfig, *, out_dir: str | Path | None = None,
                        on_epoch: Callable[[int, dict], None] | None = None,
                        checkpoint_dir: str | Path | None = None, overwrite: bool = False, progress: bool = False,
                        prepared=None, checkpoint_at: Callable[[int], bool] | None = None,
                        on_step: Callable[[dict], None] | None = None) -> Result:
-    """Train `config`, evaluate the selected weights on the test split, write the run's files into out_dir.
+    """Train `config` (one seed), evaluate the selected weights on the test split, write the run's files into out_dir.
 
     checkpoint_dir defaults to out_dir/checkpoints; when it holds a checkpoint of the same config, training
-    continues after its epoch (a different config is refused unless overwrite). A checkpoint is written after
-    every epoch for which checkpoint_at(epoch) is true (default: every epoch) and always after the last one.
-    on_epoch(epoch, metrics) runs after that epoch's checkpoint, if any, is on disk; metrics is the epoch's history
-    row plus `checkpointed` (a checkpoint of this epoch is on disk), `final_epoch` (training ends after it),
-    `best_epoch`, and `weights_epoch` with `weights_val_accuracy`/`weights_val_loss`: the weights a run stopped now
-    would be scored with. on_step(status) runs every ~2 s within an epoch (epoch, step, steps, running loss and
-    accuracy, images/s, seconds per step). `prepared` skips data.builder.prepare(config.data)."""
-    check_config(config)
-    out_dir, checkpoint_dir = run_paths(out_dir, checkpoint_dir)
-    config_dict = config_to_dict(config)
-    prepare_folder(config_dict, out_dir, checkpoint_dir, overwrite)
-    prepared = prepared if prepared is not None else prepare(config.data, progress=progress)
-    _check_splits(prepared, config)
-    write_config(config_dict, out_dir, checkpoint_dir)
-    run = _build_run(config, prepared, checkpoint_dir, progress, checkpoint_at, on_step)
-    try:
-        _resume(run)
-        while run.progress.epoch < config.epochs and not run.progress.stopped:
-            diverged = _run_epoch(run, on_epoch)
-            if diverged is not None:
-                return _diverged(run, out_dir, *diverged)
-        weights_epoch, weights = _selected_weights(run)
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(run.saved_epoch or 0, run.checkpoints.directory if run.checkpoints else None) \
-            from None
-    finally:
-        if run.checkpoints is not None:
-            run.checkpoints.close()
-    predictions = evaluate_final(run, weights, {"test": run.split("test")})
-    return _finish(run, weights_epoch, predictions["test"], out_dir)
+    continues after its epoch (a different config is refused unless overwrite). A checkpoint is written after every
+    epoch for which checkpoint_at(epoch) is true (default: every epoch) and always after the last one. on_epoch(epoch,
+    summary) runs after that epoch's checkpoint, if any, is on disk (SeedRun.summary()). `prepared` skips
+    data.builder.prepare(config.data)."""
+    relay = None if on_epoch is None else (lambda epoch, seeds: on_epoch(epoch, dict(seeds[config.seed])))
+    return train_seeds(config, [config.seed], out_dirs=[out_dir], checkpoint_dirs=[checkpoint_dir], on_epoch=relay,
+                       overwrite=overwrite, progress=progress, prepared=prepared, checkpoint_at=checkpoint_at,
+                       on_step=on_step)[0]
 
 
 def evaluate_final(run: _Run, weights: Weights, splits: dict) -> dict[str, SplitPredictions]:
@@ -365,50 +316,3 @@ def evaluate_final(run: _Run, weights: Weights, splits: dict) -> dict[str, Split
     run.model.eval()
     return evaluate_splits(run.eval_step, weights.params, weights.rest, splits, run.config.pipeline,
                            run.config.eval_batch_size)
-
-
-def _finish(run: _Run, weights_epoch: int, test: SplitPredictions, out_dir: Path | None) -> Result:
-    status = "early_stopped" if run.progress.stopped else "completed"
-    metrics = _final_metrics(run, status, weights_epoch, test)
-    if out_dir is not None:
-        write_run_outputs(out_dir, metrics, classification_report_text(test.labels, test.probs, run.classes),
-                          run.progress.history, title=f"{model_label(run.config)} (test)")
-    return Result(status, metrics, run.progress.history, out_dir)
-
-
-def _diverged(run: _Run, out_dir: Path | None, epoch: int, step: int) -> Result:
-    config = run.config
-    metrics = {"status": "diverged", "epochs_run": run.progress.epoch, "diverged_epoch": epoch, "diverged_step": step,
-               "classes": list(run.classes), "model": model_label(config),
-               "message": f"loss became NaN or inf at epoch {epoch}, step {step}; lower the learning rate "
-                          f"(now {config.optim.learning_rate:g}) or use float32"}
-    run.bar.say(metrics["message"])
-    if out_dir is not None:
-        write_run_outputs(out_dir, metrics, None, run.progress.history)
-    return Result("diverged", metrics, run.progress.history, out_dir)
-
-
-def _final_metrics(run: _Run, status: str, weights_epoch: int, test: SplitPredictions) -> dict:
-    progress, image_size = run.progress, run.prepared.image_size
-    selected = progress.history[weights_epoch - 1]  # validation of the very weights the test metrics come from
-    batch_shape = (1, image_size, image_size, run.config.pipeline.channels)
-    counted = count_params(run.model)
-    seconds = [row["seconds"] for row in progress.history]
-    images = sum(row.get("steady_images", 0.0) for row in progress.history)
-    train_seconds = sum(row.get("steady_seconds", 0.0) for row in progress.history)
-    metrics = {
-        "status": status, "model": model_label(run.config), "epochs_run": progress.epoch,
-        "best_epoch": progress.best_epoch, "weights_epoch": weights_epoch,
-        "val_accuracy": selected["val_accuracy"], "val_loss": selected["val_loss"], "test_loss": test.loss,
-    }
-    metrics.update(classification_metrics(test.labels, test.probs, run.classes, prefix="test_"))
-    metrics.update({
-        "params": int(counted.total), "trainable_params": int(counted.trainable),
-        "non_trainable_params": int(counted.non_trainable),
-        "flops": float(forward_flops(run.model, batch_shape)), "latency_ms": float(latency_ms(run.model, batch_shape)),
-        "image_size": image_size, "train_seconds": float(sum(seconds)),
-        "seconds_per_epoch": float(np.mean(seconds)) if seconds else 0.0,
-        "images_per_second": float(images / train_seconds) if train_seconds else 0.0,
-        "compile_seconds": float(run.compiled[1]) if run.compiled else 0.0,
-    })
-    return metrics

@@ -1,16 +1,15 @@
-"""Pure-numpy scores of one attribution map: where its mass falls (border, marker, lesion) and how two maps agree."""
+"""Pure-numpy scores of one attribution map (where its mass falls: border, marker, lesion, lungs), the share a
+uniform map would have there, intervals over images, and how two maps agree."""
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from scipy.stats import spearmanr
 
 BORDER_FRACTION = 0.10  # the outer band whose attribution share is border_share
-# A model is a "possible shortcut" when its mean share is more than SHORTCUT_RATIO x the median of the
-# other models' shares AND above an absolute floor (so tiny shares that double by noise are not flagged).
-SHORTCUT_RATIO = 2.0
-SHORTCUT_FLOOR = {"border_share": 0.40, "marker_share": 0.10}
+UNIFORM_BORDER_SHARE = 1 - (1 - 2 * BORDER_FRACTION) ** 2  # a map spread evenly puts 0.36 in that band
+LEVEL = 0.9  # intervals over images
+N_BOOT = 2000
+MIN_IMAGES = 4  # fewer usable values give no interval (a bootstrap of two or three values is far too narrow)
 
 
 def _as_map(values: np.ndarray) -> np.ndarray:
@@ -89,18 +88,37 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def shortcut_flags(mean_shares: dict[str, float], score: str,
-                   ratio: float = SHORTCUT_RATIO, floor: float | None = None) -> dict[str, bool]:
-    """Per model: is its mean `score` > ratio x the median of the OTHER models' and above `floor`?
+def lung_share(values: np.ndarray, lung_mask: np.ndarray | None) -> float:
+    """Share of |attribution| mass inside the lung fields; NaN without a (non-empty) lung mask."""
+    if lung_mask is None or not np.any(lung_mask):
+        return float("nan")
+    v = np.abs(_as_map(values))
+    return _share(v, np.asarray(lung_mask, dtype=bool))
 
-    With a single model there is nothing to compare against, so only the floor is a guide and the flag
-    is False. NaN shares are never flagged."""
-    floor = SHORTCUT_FLOOR.get(score, 0.0) if floor is None else floor
-    flags = {}
-    for name, share in mean_shares.items():
-        others = [v for k, v in mean_shares.items() if k != name and not math.isnan(v)]
-        if math.isnan(share) or not others:
-            flags[name] = False
-            continue
-        flags[name] = bool(share > ratio * float(np.median(others)) and share > floor)
-    return flags
+
+def region_fraction(mask: np.ndarray | None) -> float:
+    """The share a uniform map puts in `mask`: its area over the image's (NaN without a mask)."""
+    if mask is None or not np.any(mask):
+        return float("nan")
+    return float(np.asarray(mask, bool).mean())
+
+
+def usable(values: np.ndarray) -> bool:
+    """A map that can be scored: every value finite and some of them non-zero (else every share is NaN)."""
+    v = _as_map(values)
+    return bool(np.all(np.isfinite(v)) and np.any(v != 0))
+
+
+def bootstrap_mean(values, *, level: float = LEVEL, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float, float, int]:
+    """(mean, lo, hi, n) of the finite `values` (one per image), the interval from resampling images; the interval is
+    NaN with fewer than MIN_IMAGES values, all NaN with none."""
+    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], np.float64)
+    if x.size == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    if x.size < MIN_IMAGES:
+        return float(x.mean()), float("nan"), float("nan"), int(x.size)
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(x.size, size=(n_boot, x.size))].mean(axis=1)
+    tail = (1 - level) / 2
+    lo, hi = np.quantile(means, [tail, 1 - tail])
+    return float(x.mean()), float(lo), float(hi), int(x.size)

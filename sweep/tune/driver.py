@@ -21,11 +21,15 @@ from sweep.tune.board import BOARD_ENV, BoardClient, board_name
 from sweep.tune.finish import finish_sweep
 from sweep.tune.progress import Progress
 from sweep.tune.results import trials_frame, write_trials
-from sweep.tune.rows import row_of_trial
+from sweep.tune.rows import rows_of_ended
+from sweep.tune.space import row_count
 from sweep.tune.trial import run_trial
 
 EXPERIMENT = "sweep"  # Ray's experiment folder under the storage path
 REDUCTION_FACTOR = 3  # asha and hyperband keep about a third of the trials at each rung
+# a worker process runs one trial after another (sweep.tune.trial resets it in between): JAX, the imports and the
+# open dataset stay warm. `fusion-sweep bench` (section ray) measures the per-trial overhead with and without.
+REUSE_ACTORS = True
 
 
 # ---------------------------------------------------------------- Ray and the Tuner
@@ -72,9 +76,15 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str,
 
 
 def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, storage: str | None,
-               compile_cache: str | None, callbacks: list, base_dict: dict, trainable=run_trial):
+               compile_cache: str | None, callbacks: list, base_dict: dict, prepared_path: str | None = None,
+               trainable=run_trial):
     """A Tuner over the listed trials (a grid over the trial list: each appears exactly once); `trainable` is the
-    trial function (the bench wraps it to measure it)."""
+    trial function (the bench wraps it to measure it).
+
+    Worker processes are reused from one trial to the next (reuse_actors; sweep.tune.trial starts each trial from
+    a clean slate): JAX, the imports and the open dataset stay warm, which is most of what a trial used to pay for
+    its own process. Trials open the driver's prepared dataset at `prepared_path` when their node sees it (a shared
+    cache), else prepare their own."""
     param_space = {
         "trial": tune.grid_search(trials),
         "base": base_dict,
@@ -82,6 +92,8 @@ def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, stor
         "cpus": sweep.cpus_per_trial,
         "gpus": sweep.gpus_per_trial,
         "compile_cache": compile_cache,
+        "prepared_path": prepared_path,
+        "seed_mode": sweep.seed_mode,
         "checkpoint_every": sweep.checkpoint_every,
         "checkpoint_epochs": scheduler_epochs(sweep),
     }
@@ -89,7 +101,7 @@ def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, stor
         trainable_with_resources(sweep, trainable),
         param_space=param_space,
         tune_config=tune.TuneConfig(scheduler=make_scheduler(sweep), num_samples=1,
-                                    max_concurrent_trials=sweep.max_concurrent, reuse_actors=False),
+                                    max_concurrent_trials=sweep.max_concurrent, reuse_actors=REUSE_ACTORS),
         run_config=make_run_config(sweep, results_dir=results_dir, storage=storage, callbacks=callbacks),
     )
 
@@ -111,12 +123,18 @@ def make_scheduler(sweep: SweepConfig):
 
 
 def scheduler_epochs(sweep: SweepConfig) -> list[int]:
-    """Epochs at which a trial checkpoints besides every `checkpoint_every`: where HyperBand may pause it (it
-    resumes from Ray's checkpoint). HyperBand's rungs: in every bracket, max_t / eta**s epochs growing by eta up
-    to max_t (Ray's formula; a test checks it against Ray's scheduler)."""
+    """Epochs at which a trial checkpoints besides every `checkpoint_every`: where its scheduler may stop it (so a
+    stopped trial's checkpoint holds the weights its row reports, for --score-stopped) or pause it (HyperBand
+    resumes a paused trial from Ray's checkpoint). ASHA's rungs: grace_period * eta**k; HyperBand's: in every
+    bracket, max_t / eta**s epochs growing by eta up to max_t (Ray's formulas; a test checks them against Ray's)."""
     max_t, eta = max(1, sweep.train.epochs), REDUCTION_FACTOR
     epochs: set[int] = set()
-    if sweep.scheduler == "hyperband":
+    if sweep.scheduler == "asha":
+        rung = asha_grace_period(max_t)
+        while rung < max_t:
+            epochs.add(rung)
+            rung *= eta
+    elif sweep.scheduler == "hyperband":
         for s in range(int(round(math.log(max_t) / math.log(eta))) + 1):
             rung = int(max_t * eta ** (-s))
             while 0 < rung < max_t:
@@ -168,19 +186,22 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
         elapsed = int(time.time() - start)
         print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {text}", flush=True)
 
-    workers_sweep, fingerprint, counts = _prepare_data(sweep, say)
-    started, resources, board = _start_ray(address, say, len(trials), sweep)
+    workers_sweep, prepared = _prepare_data(sweep, say)
+    fingerprint, counts = f"{prepared.fingerprint}/{prepared.path.name}", prepared.counts()
+    started, resources, board = _start_ray(address, say, trials, sweep)
     try:
-        grid = _fit(workers_sweep, trials, out, storage, resume, Progress(len(trials), board=board, start=start))
+        grid = _fit(workers_sweep, trials, out, storage, resume, Progress(len(trials), board=board, start=start),
+                    str(Path(prepared.path).resolve()))
     finally:
         if started:
             ray.shutdown()
     facts = {"data_fingerprint": fingerprint, "command": command, "cluster_resources": resources,
-             "extra": {"name": sweep.name, "trials_total": len(trials), "resumed": resume, "data_counts": counts,
-                       "ray_experiment": recorded_experiment(storage)}}
+             "extra": {"name": sweep.name, "trials_total": row_count(trials), "ray_trials": len(trials),
+                       "ray_experiment": recorded_experiment(storage), "resumed": resume, "data_counts": counts}}
     mlflow_step = (lambda frame: record_mlflow(out, frame, mlflow, mlflow_experiment or sweep.name, say)) \
         if mlflow else None
     return finish_sweep(grid, sweep, out, facts=facts, explain=explain, start=start, say=say, mlflow=mlflow_step,
+                        score_stopped=sweep.score_stopped,
                         prune=None if "://" in storage_for(str(out), storage) else experiment_path(str(out), storage))
 
 
@@ -189,9 +210,10 @@ def recorded_experiment(storage: str | None) -> str:
     return f"{storage.rstrip('/')}/{EXPERIMENT}" if storage else f"ray/{EXPERIMENT}"
 
 
-def _prepare_data(sweep: SweepConfig, say) -> tuple[SweepConfig, str, dict]:
-    """The dataset prepared once by the driver; trials read the very same one. Returns the sweep as the workers
-    see it: the data folder absolute (any working directory) and the cache folder pinned to the driver's."""
+def _prepare_data(sweep: SweepConfig, say):
+    """(the sweep as the workers see it, the dataset prepared once by the driver): the data folder absolute (any
+    working directory) and the cache folder pinned to the driver's; trials open that very prepared folder where
+    their node sees it, else prepare the same spec into the same path."""
     spec = sweep.train.data
     spec = spec.replace(cache_dir=str(cache_root(spec).resolve()),
                         data_dir=str(Path(spec.data_dir).expanduser().resolve()) if spec.data_dir else spec.data_dir)
@@ -199,10 +221,11 @@ def _prepare_data(sweep: SweepConfig, say) -> tuple[SweepConfig, str, dict]:
     prepared = prepare(spec)
     counts = prepared.counts()
     say("data ready: " + ", ".join(f"{s} {sum(c.values())}" for s, c in counts.items()) + f" images ({prepared.path})")
-    return sweep.replace(train=sweep.train.replace(data=spec)), f"{prepared.fingerprint}/{prepared.path.name}", counts
+    return sweep.replace(train=sweep.train.replace(data=spec)), prepared
 
 
-def _start_ray(address: str | None, say, n_trials: int, sweep: SweepConfig) -> tuple[bool, dict, BoardClient | None]:
+def _start_ray(address: str | None, say, trials: list[dict],
+               sweep: SweepConfig) -> tuple[bool, dict, BoardClient | None]:
     """Ray, and the progress board that trials post their status to (None if it cannot start)."""
     env = {"FUSION_SWEEP_CACHE": str(user_cache_dir().resolve()), "PYTHONPATH": str(REPO_ROOT),
            BOARD_ENV: board_name()}
@@ -210,23 +233,24 @@ def _start_ray(address: str | None, say, n_trials: int, sweep: SweepConfig) -> t
                        on_dashboard=lambda url: say(f"Ray dashboard: {url}"))
     resources = ray.cluster_resources()
     say(f"Ray {'started locally' if started else 'connected at ' + str(address)}: {resources.get('CPU', 0):.0f} CPUs, "
-        f"{resources.get('GPU', 0):.0f} GPUs; {n_trials} trials x {sweep.cpus_per_trial:g} CPU"
+        f"{resources.get('GPU', 0):.0f} GPUs; {len(trials)} trials ({row_count(trials)} configuration x seed rows) x "
+        f"{sweep.cpus_per_trial:g} CPU"
         + (f" + {sweep.gpus_per_trial:g} GPU" if sweep.gpus_per_trial else "") + " each")
     return started, resources, open_board(env[BOARD_ENV], say)
 
 
-def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None, resume: bool, progress: Progress):
-    """Run (or continue) the experiment with the live view; trials.csv is rewritten as each trial ends."""
+def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None, resume: bool, progress: Progress,
+         prepared_path: str | None = None):
+    """Run (or continue) the experiment with the live view; trials.csv is rewritten as each trial ends. Trials
+    open the dataset at `prepared_path` where their node sees it."""
     say = progress.say  # lines go above the live status block
-    ended: dict[str, dict] = {}
+    rows: dict[str, dict] = {}
 
     def record(trial) -> None:
-        row = row_of_trial(trial)
-        if row is None:
-            return
-        ended[trial.trial_id] = row
+        for row in rows_of_ended(trial):
+            rows[row["trial_id"]] = row
         try:
-            write_trials(trials_frame(list(ended.values())), out)
+            write_trials(trials_frame(list(rows.values())), out)
         except Exception as err:  # a table write must never stop the sweep
             say(f"warning: could not update trials.csv: {err}")
 
@@ -238,7 +262,7 @@ def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None,
     else:
         compile_cache = str((user_cache_dir() / "jax-compile").resolve())
         tuner = make_tuner(sweep, trials, results_dir=str(out), storage=storage, compile_cache=compile_cache,
-                           callbacks=callbacks, base_dict=config_to_dict(sweep.train))
+                           callbacks=callbacks, base_dict=config_to_dict(sweep.train), prepared_path=prepared_path)
     return tuner.fit()
 
 

@@ -1,4 +1,5 @@
-"""After the trials: trials.csv/.parquet, manifest.json, explanations, the report (built once), the summary.
+"""After the trials: trials.csv/.parquet, predictions.parquet, manifest.json, (with --score-stopped) test metrics of
+the trials a scheduler stopped, explanations, the report (built once), the summary.
 
 A step that fails ends the run with exit 1 and one line naming it; what was written before it stays. The manifest
 records the sweep as the user gave it (the data folder as typed, relative stays relative; no cache folders).
@@ -13,40 +14,50 @@ from typing import Callable
 from sweep.configs.naming import config_label
 from sweep.configs.schema import SweepConfig
 from sweep.files import write_json_atomic
+from sweep.tune.collect import collect_predictions
+from sweep.tune.score import score_stopped_rows
 from sweep.tune.results import manifest, trials_frame, write_trials
-from sweep.tune.rows import finished_trials, rows_of
-from sweep.tune.trial import saved_epoch
+from sweep.tune.rows import rows_of_ended
+
+
+def finished_trials(grid) -> list:
+    """The Trial objects behind a ResultGrid (Ray keeps them on its ExperimentAnalysis; ResultGrid's own
+    num_errors/num_terminated read the same list), in the grid's order."""
+    return list(grid._experiment_analysis.trials)
 
 
 def finish_sweep(grid, sweep: SweepConfig, out: Path, *, facts: dict, explain: bool, start: float,
-                 say: Callable[[str], None], prune: str | None, mlflow: Callable | None = None) -> int:
+                 say: Callable[[str], None], prune: str | None, mlflow: Callable | None = None,
+                 score_stopped: bool = False) -> int:
     """Write the results contract of a finished (or interrupted) Tuner run into `out`; the run's exit code.
-    `mlflow(frame)`, when given, records the rows elsewhere (one more step that may fail)."""
+    `mlflow(frame)`, when given, records the rows elsewhere (one more step that may fail); `score_stopped` adds
+    test metrics to the rows of trials a scheduler stopped, from the weights their row reports."""
     trials = finished_trials(grid)
-    rows = rows_of(trials)
+    ended = [trial for trial in trials if trial.status in ("TERMINATED", "ERROR")]
+    rows = [row for trial in ended for row in rows_of_ended(trial)]
+    failed: list[str] = []
+    _step("per-image predictions", lambda: collect_predictions(grid, out, say), failed, say)
+    if score_stopped:
+        _step("scoring stopped trials", lambda: score_stopped_rows(ended, rows, out, say), failed, say)
     frame = trials_frame(rows)
     write_trials(frame, out)
     errors = [row for row in rows if row["status"] == "ERROR"]
-    unfinished = len(trials) - len(rows)
+    unfinished = len(trials) - len(ended)
     for row in errors:
-        say(f"trial {row['trial_id']} {config_label(row)} seed {row['seed']} failed after {row['failures']} "
-            f"restart(s): {row['message']}")
-    fetched = fetch_checkpoints(trials, out)
-    if fetched:
-        say(f"copied {fetched} trial checkpoint(s) from Ray's storage into {out / 'trials'}")
+        say(f"trial {row['trial_id']} {config_label(row)} failed after {row['failures']} restart(s): {row['message']}")
     if prune and not errors and not unfinished:
         freed = prune_ray_checkpoints(prune)
         if freed:
             say(f"every trial ended: removed {freed / 2**20:.0f} MiB of Ray's copies of trial checkpoints "
                 f"(each trial's run folder under {out / 'trials'} keeps its own)")
     facts["extra"].update(trials_failed=len(errors), trials_unfinished=unfinished)
-    failed: list[str] = []
     record = lambda wall=None: write_json_atomic(  # noqa: E731
         out / "manifest.json", manifest(as_given(sweep), wall_seconds=wall, **dict(facts, extra={
             **facts["extra"], "failed_steps": failed})))
     record()
-    say(f"trials ended: {len(rows) - len(errors)} ok, {len(errors)} failed" +
-        (f", {unfinished} unfinished" if unfinished else "") + f" of {len(trials)}; tables written")
+    stopped = sum(row.get("train_status") == "stopped_by_scheduler" for row in rows)
+    say(f"rows: {len(rows) - len(errors) - stopped} trained to their end, {stopped} stopped by the scheduler, "
+        f"{len(errors)} failed" + (f"; {unfinished} trial(s) unfinished" if unfinished else "") + "; tables written")
     if explain and sweep.explain_images > 0:
         if frame["test_accuracy"].notna().any():
             _step("explanations", lambda: _explain(out, sweep, say), failed, say)
@@ -105,20 +116,6 @@ def _print_summary(out: Path, wall: float) -> None:
     print(scaling_headline(out))
     print(f"\nresults in {out}/: trials.csv, trials.parquet, pareto.csv, plots/, report.md, report.html, manifest.json"
           + (", explanations/" if (out / "explanations").is_dir() else "") + f"  ({wall:.0f} s)")
-
-
-def fetch_checkpoints(trials, out: Path) -> int:
-    """Copy Ray's last checkpoint of each trial whose run folder here has none (it ran on another node, and the
-    results folder is not shared), so explanations and scoring find every trial's weights."""
-    fetched = 0
-    for trial in trials:
-        local = out / "trials" / trial.trial_id / "checkpoints"
-        if trial.checkpoint is None or saved_epoch(local) is not None:
-            continue
-        local.parent.mkdir(parents=True, exist_ok=True)
-        trial.checkpoint.to_directory(str(local))
-        fetched += 1
-    return fetched
 
 
 def prune_ray_checkpoints(experiment: str) -> int:

@@ -10,6 +10,7 @@ from ray.tune import Callback
 
 from sweep.configs.naming import config_label
 from sweep.tune.live_view import LiveView, clock, stamp, status_line
+from sweep.tune.rows import seeds_label, trial_seeds
 
 
 class Progress:
@@ -120,7 +121,8 @@ class Progress:
         if status == "TERMINATED" and isinstance(value, (int, float)) and not math.isnan(value):
             if self.best is None or value > self.best[0]:
                 self.best = (float(value), name)
-            detail = (f"{self.metric} {value:.3f}, val_acc {result.get('val_accuracy', math.nan):.3f}, "
+            mean = " (mean over seeds)" if len(trial_seeds(trial.config["trial"])) > 1 else ""
+            detail = (f"{self.metric} {value:.3f}{mean}, val_acc {result.get('val_accuracy', math.nan):.3f}, "
                       f"{result.get('params', 0):,.0f} params, {_epochs(result)} "
                       f"epochs in {clock(result.get('wall_seconds', 0))}")
         else:
@@ -139,4 +141,4 @@ def _epochs(result: dict):
 
 
 def _name(trial) -> str:
-    return f"{config_label(trial.config['trial'])} seed {trial.config['trial']['seed']}"
+    return f"{config_label(trial.config['trial'])} {seeds_label(trial.config['trial'])}"

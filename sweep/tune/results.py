@@ -16,9 +16,10 @@ from sweep.configs.naming import CONFIG_KEYS
 from sweep.files import write_bytes_atomic, write_text_atomic
 
 BASE_COLUMNS = (
-    "trial_id", "status", "model", "cnn_cut", "resnet_cut", "branch_width", "head_width", "seed",
-    "params", "trainable_params", "non_trainable_params", "flops", "latency_ms", "epochs", "train_seconds",
-    "val_accuracy", "test_accuracy", "test_balanced_accuracy", "test_auc",
+    "trial_id", "status", "model", "cnn_cut", "resnet_cut", "branch_width", "head_width", "seed", "image_size",
+    "params", "trainable_params", "non_trainable_params", "flops", "latency_ms", "train_status", "epochs",
+    "best_epoch", "weights_epoch", "train_seconds", "val_accuracy", "test_n", "test_accuracy",
+    "test_balanced_accuracy", "test_auc", "collapsed",
 )
 # metric key in train_and_evaluate's Result.metrics -> trials.csv column, where they differ
 RENAMES = {"epochs_run": "epochs"}

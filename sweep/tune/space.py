@@ -1,4 +1,4 @@
-"""Expand a SweepConfig's search space x seeds into concrete trial descriptions, validating it before Ray starts."""
+"""Expand a SweepConfig's search space into Ray trials (one configuration x its seeds each), validated before Ray starts."""
 from __future__ import annotations
 
 import itertools
@@ -14,6 +14,7 @@ from sweep.configs.schema import SearchSpace, SweepConfig, TrainConfig
 
 MAX_WIDTH = FusionSpec().branch_width  # the seed's Dense width: the widest a sweep tries
 SCHEDULERS = ("fifo", "asha", "hyperband")
+SEED_MODE_CHOICES = ("auto", "vmap", "sequential")  # how a trial trains its seeds (sweep.engine.seeds)
 
 
 def _check_cuts(field: str, cuts: tuple, valid: tuple[str, ...], model: str) -> None:
@@ -50,6 +51,10 @@ def validate_sweep(sweep: SweepConfig) -> None:
     validate_space(sweep.space)
     if sweep.seeds < 1:
         raise UsageError(f"seeds must be >= 1, got {sweep.seeds}")
+    if sweep.parent_seeds is not None and not 1 <= sweep.parent_seeds <= sweep.seeds:
+        raise UsageError(f"parent_seeds must be between 1 and seeds ({sweep.seeds}) or unset, got {sweep.parent_seeds}")
+    if sweep.seed_mode not in SEED_MODE_CHOICES:
+        raise UsageError(f"seed_mode must be one of {', '.join(SEED_MODE_CHOICES)}, got {sweep.seed_mode!r}")
     if sweep.search not in ("grid", "random"):
         raise UsageError(f"search must be 'grid' or 'random', got {sweep.search!r}")
     if sweep.search == "random" and sweep.num_samples < 1:
@@ -102,15 +107,27 @@ def configurations(sweep: SweepConfig) -> list[dict[str, Any]]:
 
 
 def expand(sweep: SweepConfig) -> list[dict[str, Any]]:
-    """Validate, then list every trial: each configuration once per seed (seed = train seed 0..K-1 offset)."""
+    """Validate, then list the Ray trials: one per configuration, with its seeds (train seed + 0..K-1; the parents
+    get `parent_seeds` of them when set). Each seed becomes its own trials.csv row."""
     validate_sweep(sweep)
     base_seed = sweep.train.seed
-    return [dict(config, seed=base_seed + k) for k in range(sweep.seeds) for config in configurations(sweep)]
+    trials = []
+    for config in configurations(sweep):
+        count = sweep.seeds if config["model"] == "fusion" or sweep.parent_seeds is None else sweep.parent_seeds
+        trials.append(dict(config, seeds=[base_seed + k for k in range(count)]))
+    return trials
+
+
+def row_count(trials: list[dict[str, Any]]) -> int:
+    """trials.csv rows the Ray trials make: one per (configuration, seed)."""
+    return sum(len(trial["seeds"]) for trial in trials)
 
 
 def train_config_for(trial: dict[str, Any], base: TrainConfig) -> TrainConfig:
-    """The TrainConfig of one trial: the sweep's base recipe with this trial's model, cuts, widths and seed."""
-    changes: dict[str, Any] = {"model": trial["model"], "seed": int(trial["seed"])}
+    """The TrainConfig of one trial: the sweep's base recipe with this trial's model, cuts and widths, and its
+    `seed` (a row) or the first of its `seeds` (a Ray trial; train_seeds sets each seed)."""
+    seed = trial["seed"] if "seed" in trial else trial["seeds"][0]
+    changes: dict[str, Any] = {"model": trial["model"], "seed": int(seed)}
     if trial["model"] == "fusion":
         changes["fusion"] = base.fusion.replace(cnn_cut=trial["cnn_cut"], resnet_cut=trial["resnet_cut"],
                                                 branch_width=int(trial["branch_width"]),

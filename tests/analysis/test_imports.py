@@ -8,7 +8,7 @@ import pytest
 
 
 @pytest.mark.parametrize("module", ["sweep.analysis", "sweep.analysis.report", "sweep.analysis.plots",
-                                    "sweep.analysis.fits", "sweep.analysis.tables", "models"])
+                                    "sweep.analysis.answer", "sweep.analysis.tables", "sweep.commands.analyze", "models"])
 def test_importing_loads_no_jax_flax_or_ray(module):
     code = (f"import sys, {module}; "
             "print(sorted(m for m in ('jax', 'flax', 'ray') if m in sys.modules))")

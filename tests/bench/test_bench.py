@@ -14,7 +14,8 @@ from sweep.bench.runner import BenchOptions, run_bench
 
 def _tiny(**changes) -> BenchOptions:
     base = dict(models=("cnn",), sizes=(32,), batch_sizes=(2,), windows=1, window_s=0.01,
-                pipeline_seconds=0.2, peak_n=256, skip=("compile", "shap", "ray", "checkpoints", "flops"))
+                pipeline_seconds=0.2, pipeline_images=60, peak_n=256,
+                skip=("compile", "shap", "ray", "seeds", "checkpoints", "flops"))
     base.update(changes)
     return BenchOptions(**base)
 
@@ -39,7 +40,7 @@ def test_run_collects_every_section_and_one_broken_section_does_not_lose_the_res
     import sweep.bench.pipeline as pipeline
     monkeypatch.setattr(pipeline, "pipeline_speed", broken)
     options = BenchOptions(models=("cnn", "resnet50v2"), sizes=(64,), batch_sizes=(32, 16),
-                           skip=("compile", "shap", "ray", "checkpoints", "flops"))
+                           skip=("compile", "shap", "ray", "seeds", "checkpoints", "flops"))
     result = run_bench(options, log=lambda _: None)
     assert [(r["model"], r["batch_size"]) for r in result["models"]] == [
         ("cnn", 32), ("resnet50v2", 32), ("cnn", 16), ("resnet50v2", 16)]
@@ -57,7 +58,9 @@ def test_tiny_run_has_every_figure_and_writes_json(tmp_path):
     assert row["train_flops_per_step"] > 0 and 0 < row["train_fraction_of_peak"]
     assert row["train_compile_s"] > 0
     assert result["peak"]["flops_per_s"] > 0
-    assert result["pipeline"]["images_per_s"] > 0
+    assert result["pipeline"]["images_per_s"] > 0 and result["pipeline"]["by_size"]["32"]["peak_rss_mb"] > 0
+    assert "prepared synthetic dataset" in result["pipeline"]["source"]
+    assert result["targets"]["pipeline_vs_fastest_model_32px >= 10"]["value"] > 0
     assert {"hardware", "versions", "load", "targets"} <= set(result)
     assert len(result["load"]["before"]) == 3 and len(result["load"]["after"]) == 3
     path = write_json(tmp_path / "b.json", result)
@@ -69,7 +72,7 @@ def test_tiny_run_has_every_figure_and_writes_json(tmp_path):
 def test_quick_options_are_smaller_than_full():
     quick, full = BenchOptions.for_device("cpu", True), BenchOptions.for_device("cpu", False)
     assert quick.sizes == (64,) and full.sizes == (64, 128) and full.batch_sizes == (32, 16)
-    assert quick.windows < full.windows and quick.ray_trials < full.ray_trials
+    assert quick.windows < full.windows and quick.ray_trials == full.ray_trials == 8  # the issue's target: 8 trials
     assert BenchOptions.for_device("gpu", False).sizes == (256,)
     with pytest.raises(ValueError, match="device must be one of"):
         BenchOptions.for_device("tpu", False)
@@ -92,13 +95,55 @@ def test_peer_ratios_keys_name_model_phase_and_backend():
     assert not any("tensorflow" in key for key in ratios)
 
 
-def test_gpu_path_modules_do_not_import_ray_shap_or_tfds():
+def test_pipeline_targets_compare_each_size_with_its_fastest_model():
+    from sweep.bench.runner import targets
+
+    result = {"models": [{"model": "cnn", "image_size": 64, "train": {"images_per_s": 100.0}},
+                         {"model": "fusion", "image_size": 64, "train": {"images_per_s": 300.0}},
+                         {"model": "cnn", "image_size": 128, "train": {"images_per_s": 50.0}}],
+              "pipeline": {"by_size": {"64": {"images_per_s": 2400.0}, "128": {"images_per_s": 1800.0}}}}
+    checks = targets(result)
+    assert checks["pipeline_vs_fastest_model_64px >= 10"] == {"value": 8.0, "met": False}
+    assert checks["pipeline_vs_fastest_model_128px >= 10"] == {"value": 36.0, "met": True}
+    assert checks["pipeline_128px_images_per_s >= 2000"] == {"value": 1800.0, "met": False}
+
+
+def test_gpu_path_modules_do_not_import_ray_shap_tfds_grain_or_cv2():
+    """The GPU machine has only jax, flax, optax and orbax: the bench's GPU path, the models and the engine's jitted
+    steps (with to_model_input), checkpoints and metrics import without the data pipeline's packages."""
     code = ("import sys, sweep.commands.bench, sweep.bench.runner, sweep.bench.steps, sweep.bench.peak, "
-            "sweep.bench.pipeline, sweep.bench.peer, sweep.bench.report, sweep.engine.steps; "
-            "bad = [m for m in ('ray', 'shap', 'tensorflow_datasets', 'tensorflow') if m in sys.modules]; "
-            "print(bad); sys.exit(1 if bad else 0)")
+            "sweep.bench.pipeline, sweep.bench.peer, sweep.bench.report, sweep.engine.steps, "
+            "sweep.engine.checkpoint, sweep.engine.metrics, sweep.engine.run_outputs, models.registry, "
+            "data.model_input, data.spec; "
+            "bad = [m for m in ('ray', 'shap', 'tensorflow_datasets', 'tensorflow', 'grain', 'cv2') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_seeds_section_compares_vmapped_and_sequential_seeds_of_one_configuration():
+    from models.spec import FusionSpec
+    from sweep.bench.seeds import seeds_speed
+
+    spec = FusionSpec(cnn_cut="block1_drop", resnet_cut=None, branch_width=4, head_width=8)
+    result = seeds_speed(spec=spec, image_size=16, batch_size=2, seeds=2, windows=2, window_s=0.01)
+    assert result["seeds"] == 2 and result["vmap_images_per_s"] > 0 and result["sequential_images_per_s"] > 0
+    assert result["seeds_vmap_over_sequential"] == pytest.approx(
+        result["vmap_images_per_s"] / result["sequential_images_per_s"])
+    assert len(result["vmap"]["windows_s"]) == len(result["sequential"]["windows_s"]) == 2
+    assert "seeds" in table({"seeds": result})
+
+
+@pytest.mark.slow
+def test_ray_section_measures_the_sweeps_worker_reuse_and_fresh_workers():
+    from sweep.bench.ray_overhead import ray_overhead
+
+    result = ray_overhead(2, steps=6)
+    assert result["errors"] == 0 and result["fresh_process"]["errors"] == 0 and result["reuse_actors"] is True
+    for figures in (result, result["fresh_process"]):
+        assert figures["ray_s"] > figures["ray_init_s"] > 0
+        assert figures["overhead_per_trial_excluding_init_s"] < figures["overhead_per_trial_s"]
 
 
 @pytest.mark.slow

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data import SplitArrays, PipelineSpec, class_weights, eval_batches, steps_per_epoch, to_model_input, train_batches
+from data import (DataSpec, LoaderOptions, PipelineSpec, SplitArrays, class_weights, eval_batches, prepare,
+                  seeds_train_batches, steps_per_epoch, to_model_input, train_batches)
 from data.pipeline import resize_image
 
 
@@ -63,7 +64,85 @@ def test_augmentation_changes_train_images_but_clean_image_stays(kind):
     assert batch["image"].min() >= 0 and batch["image"].max() <= 1
 
 
-def test_prefetch_reraises_producer_errors():
+def noisy_split(n=23, size=16):
+    split = make_split(n, size)
+    split.images[:] = np.random.default_rng(5).integers(0, 255, split.images.shape, dtype=np.uint8)
+    return split
+
+
+def valid_rows_and_images(batches):
+    batches = list(batches)
+    index = np.concatenate([b["index"][b["valid"]] for b in batches])
+    return index, np.concatenate([b["image"][b["valid"]] for b in batches])
+
+
+def test_each_image_is_a_function_of_seed_epoch_and_position_only():
+    split, spec = noisy_split(), PipelineSpec(augment="seed")
+    run = lambda batch_size, workers: valid_rows_and_images(train_batches(
+        split, spec, batch_size=batch_size, seed=3, epoch=2, num_classes=2, loader=LoaderOptions(workers=workers)))
+    rows, images = run(4, 1)
+    for batch_size, workers in ((4, 3), (7, 2), (23, 1)):
+        other_rows, other_images = run(batch_size, workers)
+        np.testing.assert_array_equal(other_rows, rows)
+        np.testing.assert_array_equal(other_images, images)
+    assert not np.array_equal(valid_rows_and_images(train_batches(
+        split, spec, batch_size=4, seed=3, epoch=3, num_classes=2))[0], rows)
+
+
+def test_shards_split_the_epoch_into_equal_lengths_with_the_same_images():
+    split, spec = noisy_split(), PipelineSpec(augment="mild")
+    rows, images = valid_rows_and_images(train_batches(split, spec, batch_size=4, seed=1, epoch=1, num_classes=2))
+    by_row = dict(zip(rows.tolist(), images))
+    seen = []
+    for shard in range(3):
+        batches = list(train_batches(split, spec, batch_size=4, seed=1, epoch=1, num_classes=2, shard=(shard, 3)))
+        assert len(batches) == steps_per_epoch(split, spec, 4, 2, shard_count=3) == 2  # ceil(ceil(23 / 3) / 4)
+        shard_rows, shard_images = valid_rows_and_images(batches)
+        for row, image in zip(shard_rows.tolist(), shard_images):
+            np.testing.assert_array_equal(image, by_row[row])  # augmented exactly as without sharding
+        seen += shard_rows.tolist()
+    assert sorted(seen) == list(range(23))
+    with pytest.raises(ValueError, match="shard must be"):
+        train_batches(split, spec, batch_size=4, seed=1, epoch=1, num_classes=2, shard=(3, 3))
+
+
+def test_several_seeds_at_once_give_each_seed_its_own_batches():
+    split, spec = noisy_split(), PipelineSpec(augment="mild")
+    together = list(seeds_train_batches(split, spec, seeds=(0, 7, 9), batch_size=8, epoch=4, num_classes=2,
+                                        with_clean=True))
+    assert together[0]["image"].shape == (3, 8, 16, 16, 1)
+    for k, seed in enumerate((0, 7, 9)):
+        alone = list(train_batches(split, spec, batch_size=8, seed=seed, epoch=4, num_classes=2, with_clean=True))
+        assert len(alone) == len(together)
+        for a, t in zip(alone, together):
+            for key in a:
+                np.testing.assert_array_equal(t[key][k], a[key])
+    assert not np.array_equal(together[0]["index"][0], together[0]["index"][1])
+
+
+def test_a_prepared_split_streams_the_same_batches_as_its_arrays_in_memory(tmp_path):
+    ds = prepare(DataSpec(source="synthetic", num_images=50, image_size=16, cache_dir=str(tmp_path)))
+    on_disk = ds.split("train")
+    in_memory = SplitArrays(images=on_disk.images[:], labels=on_disk.labels, ids=on_disk.ids, groups=on_disk.groups)
+    spec = PipelineSpec(augment="mild")
+    for make in (lambda s: train_batches(s, spec, batch_size=8, seed=2, epoch=1, num_classes=2, with_clean=True),
+                 lambda s: eval_batches(s, spec, batch_size=8)):
+        for a, b in zip(make(on_disk), make(in_memory), strict=True):
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key])
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_batches_as_threads():
+    split, spec = noisy_split(), PipelineSpec(augment="mild")
+    make = lambda loader: valid_rows_and_images(train_batches(split, spec, batch_size=4, seed=1, epoch=1,
+                                                              num_classes=2, loader=loader))
+    threads, processes = make(LoaderOptions(workers=2)), make(LoaderOptions(workers=2, processes=True))
+    np.testing.assert_array_equal(threads[0], processes[0])
+    np.testing.assert_array_equal(threads[1], processes[1])
+
+
+def test_loader_reraises_errors_made_in_its_workers():
     split = make_split(8)
     split.images = None  # indexing fails inside the background thread
     with pytest.raises(TypeError):

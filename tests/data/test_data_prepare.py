@@ -32,6 +32,13 @@ def spec(tmp_path, root, **kw) -> DataSpec:
     return DataSpec(source="radiography", data_dir=str(root), image_size=SIZE, cache_dir=str(tmp_path / "cache"), **kw)
 
 
+def datasets_in(cache: Path) -> list[str]:
+    """Prepared datasets and build folders in a cache (the content-hash cache and lock files are not datasets)."""
+    if not cache.exists():
+        return []
+    return sorted(p.name for p in cache.iterdir() if p.is_dir() and p.name != ".hashes")
+
+
 def test_kaggle_layout_three_classes_label_order_as_given(tmp_path):
     root = kaggle_tree(tmp_path / "kaggle")
     ds = prepare(spec(tmp_path, root, classes=("Normal", "viral_pneumonia", "COVID")))
@@ -40,7 +47,7 @@ def test_kaggle_layout_three_classes_label_order_as_given(tmp_path):
     assert sum(sum(c.values()) for c in counts.values()) == 30
     assert all(counts[s]["COVID"] > 0 for s in ("train", "val", "test"))
     train = ds.split("train")
-    assert train.images.shape[1:] == (SIZE, SIZE) and train.images.dtype == np.uint8
+    assert train.images[:].shape[1:] == (SIZE, SIZE) and train.images[:].dtype == np.uint8
     assert train.lesion_masks is None and train.marker_boxes is None
     for i in range(len(train)):
         expected = ("Normal/", "Viral Pneumonia/", "COVID/")[train.labels[i]]
@@ -98,11 +105,11 @@ def test_metadata_patient_ids_group_the_split(tmp_path):
 def test_second_prepare_reuses_the_cache(tmp_path, monkeypatch):
     root = kaggle_tree(tmp_path / "k")
     first = prepare(spec(tmp_path, root))
-    monkeypatch.setattr(data.builder, "_write_tfds", lambda *a, **k: pytest.fail("prepared twice"))
-    monkeypatch.setattr("data.radiography.load", lambda *a, **k: pytest.fail("read images twice"))
+    monkeypatch.setattr(data.builder, "_write_records", lambda *a, **k: pytest.fail("prepared twice"))
+    monkeypatch.setattr("data.radiography.decode_grey", lambda *a, **k: pytest.fail("decoded images twice"))
     second = prepare(spec(tmp_path, root))
     assert second.path == first.path
-    np.testing.assert_array_equal(second.split("test").images, first.split("test").images)
+    np.testing.assert_array_equal(second.split("test").images[:], first.split("test").images[:])
     # a changed source is a different dataset
     monkeypatch.undo()
     write_image(root / "COVID" / "images" / "COVID-new.png", 777)
@@ -111,17 +118,17 @@ def test_second_prepare_reuses_the_cache(tmp_path, monkeypatch):
 
 def test_interrupted_preparation_leaves_nothing_and_next_run_rebuilds(tmp_path, monkeypatch):
     root = kaggle_tree(tmp_path / "k")
-    real_write = data.builder._write_tfds
+    real_write = data.builder._write_records
 
-    def write_then_die(data_dir, *args, **kwargs):
-        real_write(data_dir, *args, **kwargs)
+    def write_then_die(*args, **kwargs):
+        real_write(*args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data.builder, "_write_tfds", write_then_die)
+    monkeypatch.setattr(data.builder, "_write_records", write_then_die)
     with pytest.raises(KeyboardInterrupt):
         prepare(spec(tmp_path, root))
     cache = tmp_path / "cache"
-    assert list(cache.iterdir()) == []
+    assert datasets_in(cache) == [] and not list(cache.glob(".lock-*"))
     monkeypatch.undo()
     ds = prepare(spec(tmp_path, root))
     assert sum(len(ds.split(s)) for s in ("train", "val", "test")) == 20
@@ -133,7 +140,7 @@ def test_corrupt_image_is_named_and_skip_bad_skips_it(tmp_path):
     bad.write_bytes(bad.read_bytes()[:60])  # truncated PNG
     with pytest.raises(ValueError, match="Normal/images/Normal-3.png"):
         prepare(spec(tmp_path, root))
-    assert not (tmp_path / "cache").exists() or list((tmp_path / "cache").iterdir()) == []
+    assert datasets_in(tmp_path / "cache") == []
     ds = prepare(spec(tmp_path, root, skip_bad=True))
     assert ds.manifest["bad_files"] == ["Normal/images/Normal-3.png"]
     assert sum(ds.counts()[s]["Normal"] for s in ("train", "val", "test")) == 9
@@ -159,8 +166,7 @@ def test_bad_input_is_reported_and_nothing_is_written(tmp_path, setup, kwargs, m
         (root / "metadata.csv").write_text("file,patient_id\nCOVID/images/gone.png,p1\n")
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         prepare(spec(tmp_path, root, **kwargs))
-    cache = tmp_path / "cache"
-    assert not cache.exists() or list(cache.iterdir()) == []
+    assert datasets_in(tmp_path / "cache") == []
 
 
 def test_synthetic_prepared_with_annotations(tmp_path):
@@ -168,10 +174,11 @@ def test_synthetic_prepared_with_annotations(tmp_path):
                  marker_rate=(1.0, 0.0))
     ds = prepare(s)
     test = ds.split("test")
-    assert test.lesion_masks.shape == (len(test), SIZE * 2, SIZE * 2) and test.lesion_masks.dtype == bool
+    masks = test.lesion_masks[:]
+    assert masks.shape == (len(test), SIZE * 2, SIZE * 2) and masks.dtype == bool
     covid = test.labels == 0
     assert np.all(test.marker_boxes[covid, 0] >= 0) and np.all(test.marker_boxes[~covid] == -1)
-    assert np.all(test.lesion_masks[covid].any(axis=(1, 2))) and not test.lesion_masks[~covid].any()
+    assert np.all(masks[covid].any(axis=(1, 2))) and not masks[~covid].any()
     assert all(i.startswith("synthetic-") for i in test.ids)
     assert prepare(s).path == ds.path
 

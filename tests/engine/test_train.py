@@ -180,6 +180,10 @@ def test_load_run_predicts_the_test_metrics(tmp_path, prepared):
     again = classification_metrics(test.labels, probs, loaded.classes)
     assert again["test_accuracy"] == result.metrics["test_accuracy"]
     assert again["test_auc"] == pytest.approx(result.metrics["test_auc"], abs=1e-6)
+    from sweep.commands.evaluate import evaluate_run
+
+    streamed, _ = evaluate_run(loaded, prepared, "test", batch_size=7)  # batch by batch from disk
+    assert streamed["test_accuracy"] == result.metrics["test_accuracy"] and streamed["images"] == len(test)
 
 
 def test_cli_reports_divergence_with_exit_code_and_no_traceback(tmp_path, prepared, capsys):
@@ -261,7 +265,7 @@ def test_checkpoints_when_due_and_after_the_last_epoch_and_resumes_from_the_one_
         pass
 
     def die_after_epoch_2(epoch, metrics):
-        seen.append((epoch, metrics["checkpointed"], metrics["final_epoch"]))
+        seen.append((epoch, metrics["checkpointed"], metrics["train_status"] != "training"))
         if epoch == 2:
             raise Killed
 

@@ -8,11 +8,10 @@ import numpy as np
 import optax
 import pytest
 
-from data.pipeline import to_model_input
+from data.model_input import to_model_input
 from data.spec import PipelineSpec
 from data.synthetic import generate
-from sweep.explain import scores
-from sweep.explain import runner, shap_maps
+from sweep.explain import models_table, runner, shap_maps
 from sweep.explain.predict import BucketedPredict
 from sweep.engine.steps import make_predict_fn
 
@@ -85,34 +84,34 @@ def trained():
 
 
 @pytest.fixture(scope="module")
-def marker_shares(trained):
-    """Mean marker_share of each model on the same four marked test images (two per class)."""
+def marker_rows(trained):
+    """Each model's summary rows on the same eight marked test images (four per class)."""
     test = generate(200, image_size=SIZE, classes=CLASSES, seed=2, difficulty=HARD, marker_rate=MARKER_RATE,
                     start=10_000)
     has = test["marker_boxes"][:, 0] >= 0
-    idx = np.concatenate([np.flatnonzero(has & (test["labels"] == c))[:2] for c in range(len(CLASSES))])
-    shares = {}
+    idx = np.concatenate([np.flatnonzero(has & (test["labels"] == c))[:4] for c in range(len(CLASSES))])
+    out = {}
     for name in ("marker", "crop", "clean"):
         results = shap_maps.explain_images(trained[name], test["images"][idx], labels=test["labels"][idx],
-                                         classes=CLASSES, max_evals=MAX_EVALS, masker="blur(9,9)")
-        rows = runner.summary_rows(name, results, test["lesion_masks"][idx], test["marker_boxes"][idx])
-        shares[name] = float(np.mean([r["marker_share"] for r in rows]))
-        assert all(r["evals"] <= MAX_EVALS for r in rows)
-    print("marker_share per model:", {k: round(v, 3) for k, v in shares.items()})
-    return shares
+                                           classes=CLASSES, max_evals=MAX_EVALS, masker="blur(9,9)")
+        out[name] = runner.summary_rows(name, results, test["lesion_masks"][idx], test["marker_boxes"][idx])
+        assert all(r["evals"] <= MAX_EVALS for r in out[name])
+    print("marker_share per model:", {k: round(float(np.mean([r["marker_share"] for r in v])), 3)
+                                      for k, v in out.items()})
+    return out
 
 
-def test_planted_marker_is_found_and_flagged(marker_shares):
-    assert marker_shares["marker"] > 4 * marker_shares["clean"]
-    assert marker_shares["marker"] > scores.SHORTCUT_FLOOR["marker_share"]  # boxes cover ~1.3% of the image
-    flags = scores.shortcut_flags({k: marker_shares[k] for k in ("marker", "clean")}, "marker_share")
-    assert flags == {"marker": True, "clean": False}
+def test_planted_marker_is_found_and_flagged(marker_rows):
+    marker, clean = (models_table.model_row(k, marker_rows[k]) for k in ("marker", "clean"))
+    assert marker["marker_share"] > 4 * clean["marker_share"]
+    assert marker["marker_share_lo"] > marker["marker_share_reference"]  # boxes cover ~1.3% of the image
+    assert "marker_share" in marker["flag"] and "marker_share" not in clean["flag"]  # (its corner is border too)
 
 
-def test_crop_border_training_clears_the_flag(marker_shares):
-    assert marker_shares["crop"] < marker_shares["marker"] / 4
-    flags = scores.shortcut_flags(marker_shares, "marker_share")
-    assert flags == {"marker": True, "crop": False, "clean": False}
+def test_crop_border_training_clears_the_flag(marker_rows):
+    crop, marker = (models_table.model_row(k, marker_rows[k]) for k in ("crop", "marker"))
+    assert crop["marker_share"] < marker["marker_share"] / 4
+    assert "marker_share" not in crop["flag"]
 
 
 def test_clean_model_looks_at_the_lesions(trained):

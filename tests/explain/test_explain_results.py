@@ -39,8 +39,9 @@ def test_explain_results_writes_tables_maps_overlays_and_section(sweep_dir):
     with open(out / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["trial_id"] for r in rows] == ["t1", "t1", "t0", "t0"]  # pareto first, then parents
-    assert list(rows[0])[:11] == ["trial_id", "image_id", "label", "pred", "prob", "evals", "seconds",
-                                  "border_share", "marker_share", "lesion_share", "pointing_hit"]
+    assert list(rows[0])[:13] == ["trial_id", "image_id", "label", "pred", "prob", "evals", "seconds",
+                                  "border_share", "marker_share", "lesion_share", "lung_share", "pointing_hit",
+                                  "nan_map"]
     assert {r["label"] for r in rows} == {"0", "1"}  # class-balanced sample
     assert all(0 < int(r["evals"]) <= 40 for r in rows)
     assert rows[0]["image_id"] == rows[2]["image_id"]  # the same images for every model
@@ -53,6 +54,12 @@ def test_explain_results_writes_tables_maps_overlays_and_section(sweep_dir):
     assert len(list((out / "t0").glob("*.png"))) == 2 and (out / "grid.png").is_file()  # synthetic data only
     image = np.load(out / "images" / f"{rows[0]['image_id']}.npz")  # what report.html's browser draws
     assert image["image"].shape == image["lesion_mask"].shape == (32, 32) and image["marker_box"].shape == (4,)
+    with open(out / "models.csv") as f:
+        models = list(csv.DictReader(f))
+    assert [m["trial_id"] for m in models] == ["t1", "t0"] and models[0]["n_images"] == "2"
+    assert {"border_share", "border_share_lo", "border_share_hi", "border_share_reference", "flag"} <= set(models[0])
+    with open(out / "images.csv") as f:  # the sample, chosen once for the sweep
+        assert [r["image_id"] for r in csv.DictReader(f)] == [rows[0]["image_id"], rows[1]["image_id"]]
     section = (out / "section.md").read_text()
     assert section == summary.section and section.startswith("## Explanations")
     assert "![" in section and "explanations/grid.png" in section

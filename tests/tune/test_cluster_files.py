@@ -19,7 +19,7 @@ def _parse_run(command: str):
     """The SweepConfig a `fusion-sweep run ...` command line builds (its flags checked by the real parser)."""
     from sweep.commands.run import add_arguments, build_sweep
 
-    words = shlex.split(command)
+    words = [word for word in shlex.split(command) if word != "..."]  # "..." in a README: "your other flags"
     words = words[words.index("run") + 1:]
     parser = argparse.ArgumentParser(exit_on_error=False)
     add_arguments(parser)

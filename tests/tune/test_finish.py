@@ -15,19 +15,33 @@ CONFIG = {"model": "fusion", "cnn_cut": "block2_drop", "resnet_cut": None, "bran
 
 
 def _trial(index: int, status: str, result: dict, error: str | None = None):
+    """What finish reads of a Ray Trial (and, iterated as the grid's results, of a Ray Result). One seed: `index`."""
     return types.SimpleNamespace(trial_id=f"fa17e_{index:05d}", status=status, last_result=result, num_failures=0,
-                                 config={"trial": dict(CONFIG, seed=index)}, checkpoint=None,
-                                 get_error=lambda: error)
+                                 config={"trial": dict(CONFIG, seeds=[index])}, checkpoint=None,
+                                 get_error=lambda: error, metrics=dict(result, trial_id=f"fa17e_{index:05d}"),
+                                 path=f"run_trial_fa17e_{index:05d}_0")
+
+
+class _Grid(list):
+    """A ResultGrid: its results when iterated, Ray's Trials on its experiment analysis."""
+
+    def __init__(self, trials):
+        super().__init__(trials)
+        self._experiment_analysis = types.SimpleNamespace(trials=list(trials))
 
 
 def _grid(*trials):
-    return types.SimpleNamespace(_experiment_analysis=types.SimpleNamespace(trials=list(trials)))
+    return _Grid(trials)
+
+
+def _seed(index: int, **metrics) -> dict:
+    return {"seeds": {str(index): metrics}}
 
 
 def _finished(index: int, accuracy: float):
-    return _trial(index, "TERMINATED", {"final": True, "train_status": "completed", "epochs_run": 2, "epoch": 2,
-                                        "test_accuracy": accuracy, "val_accuracy": accuracy, "params": 1000 + index,
-                                        "flops": 2e6, "latency_ms": 1.0, "weights_epoch": 2, "best_epoch": 2})
+    return _trial(index, "TERMINATED", {"final": True, "epoch": 2, **_seed(
+        index, train_status="completed", epochs_run=2, test_accuracy=accuracy, val_accuracy=accuracy,
+        params=1000 + index, flops=2e6, latency_ms=1.0, weights_epoch=2, best_epoch=2)})
 
 
 def _finish(tmp_path, grid, sweep=None, explain=False):
@@ -67,7 +81,8 @@ def test_a_failing_report_is_one_line_and_exit_1(tmp_path, monkeypatch):
 
 
 def test_rows_without_test_metrics_still_get_a_report_that_says_so(tmp_path):
-    stopped = _trial(0, "TERMINATED", {"epoch": 1, "weights_val_accuracy": 0.6, "weights_epoch": 1, "final": False})
+    stopped = _trial(0, "TERMINATED", {"epoch": 1, "final": False, **_seed(
+        0, epoch=1, selected_val_accuracy=0.6, selected_epoch=1, train_status="training")})
     code, lines = _finish(tmp_path, _grid(stopped))
     assert code == 0 and not [line for line in lines if line.startswith("error:")]
     report = (tmp_path / "report.md").read_text()
@@ -82,8 +97,8 @@ def test_a_failed_trial_exits_1_and_an_interrupted_sweep_says_how_to_continue(tm
     code, lines = _finish(tmp_path, _grid(_finished(0, 0.8), failed, running))
     assert code == 1
     table = pd.read_csv(tmp_path / "trials.csv")
-    assert list(table["trial_id"]) == ["fa17e_00000", "fa17e_00001"]
-    assert table.set_index("trial_id").loc["fa17e_00001", "message"] == "ValueError: bad trial"
+    assert list(table["trial_id"]) == ["fa17e_00000-s0", "fa17e_00001-s1"]
+    assert table.set_index("trial_id").loc["fa17e_00001-s1", "message"] == "ValueError: bad trial"
     assert any("failed after 0 restart(s): ValueError: bad trial" in line for line in lines)
     assert any("1 trial(s) did not end" in line and "--resume" in line for line in lines)
 

@@ -10,29 +10,40 @@ from models.spec import SEED_CNN_CUT, SEED_RESNET_CUT
 from sweep.configs.presets import PRESETS, get_preset
 from sweep.configs.schema import SearchSpace, SweepConfig
 from sweep.configs.naming import SEED_FUSION, config_label
-from sweep.tune.space import expand, train_config_for
+from sweep.tune.space import expand, row_count, train_config_for
 
 
-def test_quick_preset_has_eight_fusions_the_seed_fusion_and_both_parents():
-    trials = expand(get_preset("quick"))
-    models = [t["model"] for t in trials]
-    assert models.count("fusion") >= 9 and models.count("cnn") == 1 and models.count("resnet50v2") == 1
-    assert dict(SEED_FUSION, seed=0) in trials
+@pytest.mark.parametrize("preset", ["quick", "cpu-real"])
+def test_cpu_presets_have_six_fusions_varying_both_branches_three_seeds_each_and_both_parents(preset):
+    trials = expand(get_preset(preset))
+    fusions = [t for t in trials if t["model"] == "fusion"]
+    assert len(fusions) >= 6 and all(len(t["seeds"]) >= 3 for t in fusions)
+    assert {t["model"] for t in trials} == {"fusion", "cnn", "resnet50v2"}
+    assert {t["resnet_cut"] for t in fusions} - {None, SEED_RESNET_CUT}, "a ResNet cut besides the seed's"
+    assert len({t["cnn_cut"] for t in fusions}) >= 2
+    assert dict(SEED_FUSION, seeds=[0, 1, 2]) in trials
+    assert all(len(t["seeds"]) >= 1 for t in trials if t["model"] != "fusion")
 
 
-def test_seeds_replicate_every_configuration():
+def test_one_ray_trial_per_configuration_holds_all_its_seeds_parents_fewer():
     sweep = SweepConfig(space=SearchSpace(cnn_cuts=("block1_drop",), resnet_cuts=(None,), branch_widths=(16,),
-                                          head_widths=(32,)), seeds=3)
+                                          head_widths=(32,)), seeds=3, parent_seeds=1)
     trials = expand(sweep)
-    assert len(trials) == 3 * 4  # (1 grid config + seed fusion + 2 parents) x 3 seeds
-    assert sorted({t["seed"] for t in trials}) == [0, 1, 2]
+    assert len(trials) == 4  # 1 grid config + seed fusion + 2 parents
+    assert [t["seeds"] for t in trials if t["model"] == "fusion"] == [[0, 1, 2], [0, 1, 2]]
+    assert [t["seeds"] for t in trials if t["model"] != "fusion"] == [[0], [0]]
+    assert row_count(trials) == 3 + 3 + 1 + 1
+    with pytest.raises(ValueError, match="parent_seeds must be between 1 and seeds"):
+        expand(sweep.replace(parent_seeds=4))
+    with pytest.raises(ValueError, match="seed_mode must be one of auto, vmap, sequential"):
+        expand(sweep.replace(seed_mode="parallel"))
 
 
 def test_random_search_samples_the_grid_and_keeps_the_seed_fusion():
     sweep = get_preset("paper").replace(search="random", num_samples=5, seeds=1)
     trials = expand(sweep)
     assert len([t for t in trials if t["model"] == "fusion"]) in (5, 6)
-    assert dict(SEED_FUSION, seed=0) in trials
+    assert dict(SEED_FUSION, seeds=[0]) in trials
     assert expand(sweep) == trials  # reproducible
 
 

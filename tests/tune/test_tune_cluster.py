@@ -1,7 +1,8 @@
 """Ray Tune end to end with the real trainer: two nodes, a node killed mid-sweep, a driver killed and resumed, a trial
-worker SIGKILLed by pid, a trial that raises.
+worker SIGKILLed by pid, a trial that raises, an ASHA sweep that stops trials.
 
-Each test runs a tiny sweep (CNN-branch fusions at 16 px, ~90 images, 1-4 epochs) so it finishes in about a minute.
+Each test runs a tiny sweep (CNN-branch fusions at 16 px, ~90 images, 1-4 epochs, one seed per configuration unless
+it says otherwise) so it finishes in a minute or two.
 """
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--num-images", "90", "--image-size", "16", "--batch-size", "8", "--cnn-cuts", "block1_drop,block2_drop",
         "--resnet-cuts", "none", "--branch-widths", "8,16", "--head-widths", "16", "--no-parents",
-        "--set", "space.include_seed_fusion=false", "--no-explain"]
+        "--set", "space.include_seed_fusion=false", "--no-explain", "--seeds", "1"]
 
 
-RAY_TRIAL_ID = re.compile(r"[0-9a-f]{5}_\d{5}")
+ROW_ID = re.compile(r"[0-9a-f]{5}_\d{5}-s\d+")  # <ray trial id>-s<seed>
 FINISHED = ("completed", "early_stopped")
 
 
@@ -154,7 +155,7 @@ def test_a_trial_worker_sigkilled_mid_sweep_is_retried_from_its_checkpoint(tmp_p
             for report in _reports(tmp_path):
                 if report.get("checkpointed") and report.get("epoch", 0) < sweep.train.epochs - 1:
                     os.kill(report["pid"], signal.SIGKILL)
-                    killed.update(trial_id=report["trial_id"], after=report["epoch"])
+                    killed.update(trial_id=f"{report['trial_id']}-s0", after=report["epoch"])
                     return
             time.sleep(0.1)
 
@@ -185,7 +186,43 @@ def test_a_trial_that_raises_is_retried_then_recorded_as_error_while_the_others_
     table = pd.read_csv(tmp_path / "trials.csv")
     assert len(table) == len(trials)
     failed = table[table["model"] == "no_such_model"].iloc[0]
-    assert RAY_TRIAL_ID.fullmatch(failed["trial_id"]), failed["trial_id"]
+    assert ROW_ID.fullmatch(failed["trial_id"]), failed["trial_id"]
     assert failed["status"] == "ERROR" and failed["train_status"] == "error" and failed["failures"] == 2
     assert "unknown model 'no_such_model'" in failed["message"]
     _all_finished_with_test_metrics(table[table["model"] != "no_such_model"])
+
+
+@pytest.mark.slow
+def test_an_asha_sweep_ends_with_test_metrics_for_survivors_and_a_row_per_stopped_seed(tmp_path, capsys):
+    """The issue's ASHA command, small: 6 configurations x 2 seeds, 3 epochs, one trial at a time (so ASHA's
+    decisions do not depend on timing). Survivors train to the end and have test metrics; every seed of a stopped
+    trial keeps a `stopped_by_scheduler` row with the validation of its weights and the epoch reached, scored on the
+    test split from the checkpoint taken at the rung (--score-stopped); one report; exit 0."""
+    from sweep.tune.driver import run_sweep
+
+    sweep, trials = _tiny_sweep(3, 0, "--scheduler", "asha", "--seeds", "2", "--max-concurrent", "1",
+                                "--cnn-cuts", "block1_drop,block2_drop,block3_drop", "--branch-widths", "4,32",
+                                "--score-stopped")
+    assert len(trials) == 6 and sweep.score_stopped
+    assert run_sweep(sweep, trials, out=tmp_path, explain=False) == 0
+    table = pd.read_csv(tmp_path / "trials.csv")
+    assert len(table) == 12 and table["trial_id"].str.fullmatch(ROW_ID).all()
+    assert (table["status"] == "TERMINATED").all()
+    stopped = table[table["train_status"] == "stopped_by_scheduler"]
+    survivors = table[table["train_status"].isin(FINISHED)]
+    assert len(stopped) + len(survivors) == len(table), table[["trial_id", "train_status"]]
+    assert len(survivors) >= 2 and len(stopped) >= 2, table[["trial_id", "train_status", "val_accuracy"]]
+    assert survivors["test_accuracy"].notna().all() and (survivors["epochs"] == 3).all()
+    assert (stopped["epochs"] < 3).all() and stopped["val_accuracy"].notna().all()
+    assert stopped["test_accuracy"].notna().all() and stopped["scored_stopped"].astype(bool).all()
+    assert (stopped["weights_epoch"] <= stopped["epochs"]).all()
+    for row in stopped.itertuples():  # one checkpoint per seed, at the rung where ASHA stopped it
+        assert sorted(p.name for p in (tmp_path / "trials" / row.trial_id / "checkpoints").iterdir()
+                      if p.name.isdigit()) == [str(row.epochs)]
+    seeds_per_trial = table.groupby(table["trial_id"].str.rsplit("-", n=1).str[0])["train_status"].agg(set)
+    assert all(len(statuses) == 1 for statuses in seeds_per_trial), seeds_per_trial  # a trial is stopped as a whole
+    predictions = pd.read_parquet(tmp_path / "predictions.parquet")
+    assert set(predictions["trial_id"]) == set(table["trial_id"])
+    out = capsys.readouterr().out
+    assert "error:" not in out and (tmp_path / "report.md").is_file() and (tmp_path / "report.html").is_file()
+    assert "stopped by scheduler" in (tmp_path / "report.md").read_text()

@@ -1,11 +1,11 @@
-"""Scaling-law fits, Pareto front and head fractions on synthetic tables with known answers."""
+"""Per-configuration tables, the Pareto front and the parents' head fractions on synthetic tables."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from sweep.analysis.fits import describe, head_fractions, scaling_fits
+from sweep.analysis.parents import head_fractions
 from sweep.analysis.tables import config_table, pareto_front
 
 
@@ -22,33 +22,6 @@ def _table(err_of_size, sizes, seeds=3, noise=0.002, rng_seed=0):
 
 
 SIZES = np.geomspace(1e5, 3e8, 10)
-
-
-def test_true_power_law_is_recovered():
-    trials = _table(lambda n: 0.05 + 40.0 * n ** -0.4, SIZES)
-    fits = scaling_fits(trials, bootstrap=100)
-    assert fits["best_by_aic"] == "power"
-    e_inf, a, b = fits["forms"]["power"]["params"]
-    assert e_inf == pytest.approx(0.05, abs=0.01)
-    assert b == pytest.approx(0.4, abs=0.08)
-    assert fits["linear_verdict"] == "rejected"
-    lo, hi = fits["forms"]["power"]["halving_ci95"]
-    assert lo <= fits["forms"]["power"]["halving_accuracy_change"] <= hi
-    assert "rejected" in describe(fits)
-
-
-def test_true_line_is_not_rejected():
-    sizes = np.linspace(1e6, 1e7, 10)
-    trials = _table(lambda n: 0.30 - 2e-8 * n, sizes, noise=0.003)
-    fits = scaling_fits(trials, bootstrap=100)
-    assert fits["linear_verdict"] == "not rejected"
-    assert fits["forms"]["linear"]["delta_aic"] < 2.5
-    assert fits["forms"]["linear"]["params"][1] == pytest.approx(-2e-8, rel=0.25)
-
-
-def test_too_few_configs_gives_a_note():
-    trials = _table(lambda n: 0.1, SIZES[:2])
-    assert "note" in scaling_fits(trials)
 
 
 def test_pareto_front_drops_dominated_configs():
