@@ -14,12 +14,15 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 
 from data.builder import cache_root, prepare, user_cache_dir
+from sweep import UsageError
 from sweep.configs.io import config_to_dict
 from sweep.configs.schema import SweepConfig
+from sweep.analysis.shift_report import keep_measurements
 from sweep.runtime import REPO_ROOT
 from sweep.tune.board import BOARD_ENV, BoardClient, board_name
 from sweep.tune.finish import finish_sweep
 from sweep.tune.progress import Progress
+from sweep.tune.eval_sets import describe, measure_confound, prepare_counterfactual_sets, prepare_external_sets
 from sweep.tune.results import trials_frame, write_trials
 from sweep.tune.rows import rows_of_ended
 from sweep.tune.space import row_count
@@ -77,14 +80,14 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str,
 
 def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, storage: str | None,
                compile_cache: str | None, callbacks: list, base_dict: dict, prepared_path: str | None = None,
-               trainable=run_trial):
+               eval_sets: dict[str, str] | None = None, trainable=run_trial):
     """A Tuner over the listed trials (a grid over the trial list: each appears exactly once); `trainable` is the
     trial function (the bench wraps it to measure it).
 
     Worker processes are reused from one trial to the next (reuse_actors; sweep.tune.trial starts each trial from
     a clean slate): JAX, the imports and the open dataset stay warm, which is most of what a trial used to pay for
     its own process. Trials open the driver's prepared dataset at `prepared_path` when their node sees it (a shared
-    cache), else prepare their own."""
+    cache), else prepare their own; likewise the evaluation sets `eval_sets` ({'ext:NAME' | 'cf:NAME': file})."""
     param_space = {
         "trial": tune.grid_search(trials),
         "base": base_dict,
@@ -96,6 +99,8 @@ def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, stor
         "seed_mode": sweep.seed_mode,
         "checkpoint_every": sweep.checkpoint_every,
         "checkpoint_epochs": scheduler_epochs(sweep),
+        "eval_sets": dict(eval_sets or {}),
+        "externals": {name: config_to_dict(spec) for name, spec in sweep.externals.items()},
     }
     return tune.Tuner(
         trainable_with_resources(sweep, trainable),
@@ -186,18 +191,20 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
         elapsed = int(time.time() - start)
         print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {text}", flush=True)
 
-    workers_sweep, prepared = _prepare_data(sweep, say)
+    workers_sweep, prepared, eval_sets = _prepare_data(sweep, say)
     fingerprint, counts = f"{prepared.fingerprint}/{prepared.path.name}", prepared.counts()
+    _measure_confound(out, prepared, workers_sweep, say)
     started, resources, board = _start_ray(address, say, trials, sweep)
     try:
         grid = _fit(workers_sweep, trials, out, storage, resume, Progress(len(trials), board=board, start=start),
-                    str(Path(prepared.path).resolve()))
+                    str(Path(prepared.path).resolve()), eval_sets)
     finally:
         if started:
             ray.shutdown()
     facts = {"data_fingerprint": fingerprint, "command": command, "cluster_resources": resources,
              "extra": {"name": sweep.name, "trials_total": row_count(trials), "ray_trials": len(trials),
-                       "ray_experiment": recorded_experiment(storage), "resumed": resume, "data_counts": counts}}
+                       "ray_experiment": recorded_experiment(storage), "resumed": resume, "data_counts": counts,
+                       "eval_sets": describe(eval_sets, sweep.externals, sweep.train.data.classes)}}
     mlflow_step = (lambda frame: record_mlflow(out, frame, mlflow, mlflow_experiment or sweep.name, say)) \
         if mlflow else None
     return finish_sweep(grid, sweep, out, facts=facts, explain=explain, start=start, say=say, mlflow=mlflow_step,
@@ -211,17 +218,42 @@ def recorded_experiment(storage: str | None) -> str:
 
 
 def _prepare_data(sweep: SweepConfig, say):
-    """(the sweep as the workers see it, the dataset prepared once by the driver): the data folder absolute (any
-    working directory) and the cache folder pinned to the driver's; trials open that very prepared folder where
-    their node sees it, else prepare the same spec into the same path."""
+    """(the sweep as the workers see it, the dataset prepared once by the driver, {split: file} of its evaluation
+    sets). The workers' sweep has the data and external folders absolute (any working directory) and the cache
+    folder pinned to the driver's; trials open the prepared files where their node sees them, else prepare the same
+    spec into the same path. The external sets come first: a folder that cannot be read stops the run (UsageError)
+    before the dataset is prepared and before any trial starts."""
     spec = sweep.train.data
     spec = spec.replace(cache_dir=str(cache_root(spec).resolve()),
                         data_dir=str(Path(spec.data_dir).expanduser().resolve()) if spec.data_dir else spec.data_dir)
+    externals = {name: ext.replace(data_dir=str(Path(ext.data_dir).expanduser().resolve())) if ext.data_dir else ext
+                 for name, ext in sweep.externals.items()}
+    try:
+        eval_sets = prepare_external_sets(externals, spec)
+    except (ValueError, FileNotFoundError) as err:
+        raise UsageError(str(err)) from err
+    for split, record in describe(eval_sets, externals, spec.classes).items():
+        say(f"external set {split}: {record['n_images']} images " + str(record["classes"]))
     say(f"preparing data: {spec.source} at {spec.image_size}px" + (f" from {spec.data_dir}" if spec.data_dir else ""))
     prepared = prepare(spec)
     counts = prepared.counts()
     say("data ready: " + ", ".join(f"{s} {sum(c.values())}" for s, c in counts.items()) + f" images ({prepared.path})")
-    return sweep.replace(train=sweep.train.replace(data=spec)), prepared
+    eval_sets.update(prepare_counterfactual_sets(spec, prepared))
+    return sweep.replace(train=sweep.train.replace(data=spec), externals=externals), prepared, eval_sets
+
+
+def _measure_confound(out: Path, prepared, sweep: SweepConfig, say) -> None:
+    """The confound probe (and how class and source are entangled) on every image, kept in shift.json; a
+    failure is reported, the sweep goes on without it."""
+    try:
+        measured = measure_confound(prepared, sweep.train.data)
+    except Exception as err:  # the probe is a measurement beside the sweep, not part of it
+        say(f"confound probe failed: {type(err).__name__}: {err}")
+        return
+    keep_measurements(out, **measured)
+    probe = measured["confound_probe"]
+    say(f"confound probe (image statistics, no anatomy): AUC {probe['auc']:.2f} "
+        f"[{probe['lo']:.2f}, {probe['hi']:.2f}] over {probe['n_images']} images")
 
 
 def _start_ray(address: str | None, say, trials: list[dict],
@@ -240,7 +272,7 @@ def _start_ray(address: str | None, say, trials: list[dict],
 
 
 def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None, resume: bool, progress: Progress,
-         prepared_path: str | None = None):
+         prepared_path: str | None = None, eval_sets: dict[str, str] | None = None):
     """Run (or continue) the experiment with the live view; trials.csv is rewritten as each trial ends. Trials
     open the dataset at `prepared_path` where their node sees it."""
     say = progress.say  # lines go above the live status block
@@ -262,7 +294,8 @@ def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None,
     else:
         compile_cache = str((user_cache_dir() / "jax-compile").resolve())
         tuner = make_tuner(sweep, trials, results_dir=str(out), storage=storage, compile_cache=compile_cache,
-                           callbacks=callbacks, base_dict=config_to_dict(sweep.train), prepared_path=prepared_path)
+                           callbacks=callbacks, base_dict=config_to_dict(sweep.train), prepared_path=prepared_path,
+                           eval_sets=eval_sets)
     return tuner.fit()
 
 
