@@ -191,10 +191,11 @@ def test_data_stream_prints_and_writes_its_figures(tmp_path, capsys):
     rc = main(["data", "stream", "--num-images", "60", "--image-size", "32", "--data-dir-cache", str(tmp_path / "c"),
                "--batch-size", "8", "--epochs", "2", "--workers", "2", "--json", str(out), "--quiet"])
     printed = capsys.readouterr().out
-    assert rc == 0 and "images/s" in printed and "peak RSS" in printed
+    assert rc == 0 and "images/s" in printed and "per CPU-second" in printed and "peak RSS" in printed
     figures = json.loads(out.read_text())
     assert figures["images"] == 2 * 42 and figures["images_per_second"] > 0 and figures["peak_rss_mb"] > 50
-    assert figures["worker_kind"] == "threads" and figures["workers"] == 2
+    assert 0 < figures["cpu_seconds"] and figures["images_per_cpu_second"] > 0
+    assert figures["worker_kind"] == "threads" and figures["workers"] == 2 and figures["open_seconds"] >= 0
     rc = main(["data", "stream", "--num-images", "60", "--image-size", "32", "--data-dir-cache", str(tmp_path / "c"),
                "--epochs", "0", "--quiet"])
     assert rc == 2 and "--epochs" in capsys.readouterr().err
