@@ -59,26 +59,20 @@ def affine_matrices(u: np.ndarray, size: int, p: dict) -> np.ndarray:
 
 def augment(images: np.ndarray, kind: str, u: np.ndarray) -> np.ndarray:
     """uint8 (B,H,W) -> float32 (B,H,W) in [0,1], augmented per `kind` with the (B, DRAWS) uniforms `u`:
-    an affine warp, then contrast about each image's mean and a brightness offset, fused into one multiply-add.
-
-    The warp runs on the uint8 images (OpenCV's fixed-point path, about 3x faster than float32 at 128 px, the
-    pipeline's costliest step): interpolated values are rounded to whole grey levels, the 8-bit precision the
-    prepared images already have; exposure changes are then applied in float32."""
+    an affine warp, then contrast about each image's mean and a brightness offset, fused into one multiply-add."""
     if kind not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {kind!r}")
+    grey = images.astype(np.float32)  # 0..255 until the final scale
     if kind == "none" or len(images) == 0:
-        grey = images.astype(np.float32)
         grey *= np.float32(1.0 / 255.0)
         return grey
     p = MILD if kind == "mild" else SEED
-    images = np.ascontiguousarray(images, np.uint8)
     size = images.shape[1]
-    warped = np.empty_like(images)
+    out = np.empty_like(grey)
     for i, matrix in enumerate(affine_matrices(u, size, p)):
         # BORDER_REPLICATE is Keras' fill_mode='nearest'
-        cv2.warpAffine(images[i], matrix, (size, size), dst=warped[i], flags=cv2.INTER_LINEAR,
+        cv2.warpAffine(grey[i], matrix, (size, size), dst=out[i], flags=cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REPLICATE)
-    out = warped.astype(np.float32)  # 0..255 until the final scale
     gain = _span(u[:, 7], 1 - p["contrast"], 1 + p["contrast"])
     bias = _span(u[:, 8], -p["brightness"], p["brightness"])
     mean = out.mean(axis=(1, 2), dtype=np.float64) / 255.0 if p["contrast"] else 0.0
