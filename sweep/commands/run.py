@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from data.spec import ExternalSpec
 from sweep import UsageError
 from sweep.commands import train as train_command
 from sweep.commands.common import (RUNS_ROOT, Shorthand, add_set_argument, add_shorthands, build_config, by_field,
@@ -45,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          ("Ray Tune", TUNE_FLAGS)):
         add_shorthands(parser.add_argument_group(title), flags, SweepConfig(), show_defaults=False)
     add_set_argument(parser, "SweepConfig (e.g. train.optim.learning_rate=1e-3 or train.data.num_images=400)")
+    parser.add_argument("--external", action="append", default=[], metavar="NAME=DIR",
+                        help="also score every trial on the images in DIR (one folder per class, e.g. another "
+                        "hospital's films), as trials.csv's ext_NAME_* columns; NAME in [a-z0-9_]+ (repeatable)")
     explain = parser.add_argument_group("explanations")
     explain.add_argument("--no-explain", action="store_true", help="skip SHAP explanations at the end")
     add_shorthands(explain, EXPLAIN_FLAGS, SweepConfig(), show_defaults=False)
@@ -72,7 +76,25 @@ def manifest_sweep(path: str | Path) -> SweepConfig:
 def build_sweep(args) -> SweepConfig:
     """The preset (or the manifest's sweep) with every command-line override applied (validated before Ray)."""
     base = manifest_sweep(args.from_manifest) if args.from_manifest else get_preset(args.preset or "quick")
-    return build_config(base, args, RUN_FLAGS)
+    return with_externals(build_config(base, args, RUN_FLAGS), args.external)
+
+
+def with_externals(sweep: SweepConfig, items: list[str]) -> SweepConfig:
+    """The sweep with each --external NAME=DIR added (a folder of images scored by every trial)."""
+    from data.external import check_name
+
+    externals = dict(sweep.externals)
+    for item in items:
+        name, eq, folder = item.partition("=")
+        if not eq or not folder.strip():
+            raise UsageError(f"--external expects NAME=DIR, got {item!r}")
+        with usage_errors():
+            check_name(name.strip())
+        if name.strip() in externals:
+            raise UsageError(f"--external {name.strip()!r} is given twice (or is already a set of the preset: "
+                             f"{', '.join(sweep.externals) or 'none'})")
+        externals[name.strip()] = ExternalSpec(source="radiography", data_dir=folder.strip())
+    return sweep.replace(externals=externals)
 
 
 def _check_data(sweep):
@@ -89,7 +111,22 @@ def _check_data(sweep):
         if not path.is_dir():
             raise UsageError(f"--data-dir {path} is not a folder")
         spec = spec.replace(data_dir=str(path.resolve()))
-    return sweep.replace(train=sweep.train.replace(data=spec))
+    sweep = sweep.replace(train=sweep.train.replace(data=spec))
+    return sweep.replace(externals=_check_externals(sweep))
+
+
+def _check_externals(sweep: SweepConfig) -> dict:
+    """Every external set checked (names, folders, classes by name) before any work; folders made absolute."""
+    from data.external import plan
+
+    externals = {}
+    for name, spec in sweep.externals.items():
+        if spec.source == "radiography" and spec.data_dir:
+            spec = spec.replace(data_dir=str(Path(spec.data_dir).expanduser().resolve()))
+        with usage_errors():
+            plan(name, spec, sweep.train.data)
+        externals[name] = spec
+    return externals
 
 
 def _check_mlflow(uri: str | None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from data.spec import DataSpec, PipelineSpec
+from data.spec import DataSpec, ExternalSpec, PipelineSpec
 from models.spec import SEED_CNN_CUT, SEED_RESNET_CUT, FusionSpec
 
 ModelName = str  # one of models.registry.MODEL_NAMES (check_config says so before any work)
@@ -87,6 +87,9 @@ class SweepConfig:
     max_failures: int = 3
     explain_images: int = 4
     explain_max_evals: int = 300
+    # evaluation-only sets every trial's selected weights are scored on (trials.csv's ext_<NAME>_* columns);
+    # NAME matches [a-z0-9_]+. `fusion-sweep run --external NAME=DIR` adds folders.
+    externals: dict[str, ExternalSpec] = dataclasses.field(default_factory=dict)
 
     def replace(self, **changes) -> "SweepConfig":
         return dataclasses.replace(self, **changes)

@@ -20,10 +20,13 @@ from sweep.configs.io import config_to_dict
 from sweep.configs.naming import config_label
 from sweep.configs.schema import SweepConfig
 from sweep.files import write_json_atomic
+from sweep import UsageError
+from sweep.analysis.shift_report import keep_measurements
 from sweep.runtime import REPO_ROOT, enable_compilation_cache
 from sweep.tune.board import BOARD_ENV, BoardClient, board_name
 from sweep.tune.progress import Progress
 from sweep.tune.collect import collect_predictions
+from sweep.tune.eval_sets import describe, measure_confound, prepare_counterfactual_sets, prepare_external_sets
 from sweep.tune.results import manifest, trials_frame, write_trials
 from sweep.tune.rows import rows_of_trial
 from sweep.tune.space import row_count
@@ -79,13 +82,14 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str,
 
 
 def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, storage: str | None,
-               compile_cache: str | None, callbacks: list, base_dict: dict, prepared_path: str | None = None):
+               compile_cache: str | None, callbacks: list, base_dict: dict, prepared_path: str | None = None,
+               eval_sets: dict[str, str] | None = None):
     """A Tuner over the listed trials (a grid over the trial list: each appears exactly once).
 
     Worker processes are reused from one trial to the next (reuse_actors; sweep.tune.trial starts each trial from
     a clean slate): JAX, the imports and the open dataset stay warm, which is most of what a trial used to pay for
     its own process. Trials open the driver's prepared dataset at `prepared_path` when their node sees it (a shared
-    cache), else prepare their own."""
+    cache), else prepare their own; likewise the evaluation sets `eval_sets` ({'ext:NAME' | 'cf:NAME': file})."""
     param_space = {
         "trial": tune.grid_search(trials),
         "base": base_dict,
@@ -95,6 +99,8 @@ def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, stor
         "compile_cache": compile_cache,
         "prepared_path": prepared_path,
         "seed_mode": sweep.seed_mode,
+        "eval_sets": dict(eval_sets or {}),
+        "externals": {name: config_to_dict(spec) for name, spec in sweep.externals.items()},
     }
     return tune.Tuner(
         trainable_with_resources(sweep),
@@ -183,13 +189,14 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
         elapsed = int(time.time() - start)
         print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {text}", flush=True)
 
-    sweep, prepared = _prepare_data(sweep, say)
+    sweep, prepared, eval_sets = _prepare_data(sweep, say)
     fingerprint, counts = f"{prepared.fingerprint}/{prepared.path.name}", prepared.counts()
+    _measure_confound(out, prepared, sweep, say)
     started, resources, board = _start_ray(address, say, trials, sweep)
     rows: dict[str, dict] = {}
     try:
         grid = _fit(sweep, trials, out, storage, resume, rows, Progress(len(trials), board=board, start=start),
-                    str(Path(prepared.path).resolve()))
+                    str(Path(prepared.path).resolve()), eval_sets)
     finally:
         if started:
             ray.shutdown()
@@ -198,7 +205,8 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
              "extra": {"name": sweep.name, "trials_total": row_count(trials), "ray_trials": len(trials),
                        "trials_failed": int((frame["status"] == "ERROR").sum()) if len(frame) else 0,
                        "ray_trials_failed": len(errors), "ray_experiment": experiment_path(str(out), storage),
-                       "resumed": resume, "data_counts": counts}}
+                       "resumed": resume, "data_counts": counts,
+                       "eval_sets": describe(eval_sets, sweep.externals, sweep.train.data.classes)}}
     write_json_atomic(out / "manifest.json", manifest(sweep, wall_seconds=time.time() - start, **facts))
     build_report(out)
     say(f"trials done: {len(frame) - len(errors)}/{len(frame)} ok; tables, plots and report written")
@@ -213,15 +221,38 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
 
 
 def _prepare_data(sweep: SweepConfig, say):
-    """(sweep with the data's cache folder pinned, the dataset prepared once by the driver): trials open that very
-    folder where their node sees it, else prepare the same spec into the same path."""
+    """(sweep with the data's cache folder pinned, the dataset prepared once by the driver, {split: file} of its
+    evaluation sets): trials open those very files where their node sees them, else prepare the same spec into the
+    same path. The external sets come first: a folder that cannot be read stops the run (UsageError) before the
+    dataset is prepared and before any trial starts."""
     spec = sweep.train.data
     spec = spec.replace(cache_dir=str(cache_root(spec).resolve()))
+    try:
+        eval_sets = prepare_external_sets(sweep.externals, spec)
+    except (ValueError, FileNotFoundError) as err:
+        raise UsageError(str(err)) from err
+    for split, record in describe(eval_sets, sweep.externals, spec.classes).items():
+        say(f"external set {split}: {record['n_images']} images " + str(record["classes"]))
     say(f"preparing data: {spec.source} at {spec.image_size}px" + (f" from {spec.data_dir}" if spec.data_dir else ""))
     prepared = prepare(spec)
     counts = prepared.counts()
     say("data ready: " + ", ".join(f"{s} {sum(c.values())}" for s, c in counts.items()) + f" images ({prepared.path})")
-    return sweep.replace(train=sweep.train.replace(data=spec)), prepared
+    eval_sets.update(prepare_counterfactual_sets(spec, prepared))
+    return sweep.replace(train=sweep.train.replace(data=spec)), prepared, eval_sets
+
+
+def _measure_confound(out: Path, prepared, sweep: SweepConfig, say) -> None:
+    """The confound probe (and how class and source are entangled) on every image, kept in shift.json; a
+    failure is reported, the sweep goes on without it."""
+    try:
+        measured = measure_confound(prepared, sweep.train.data)
+    except Exception as err:  # the probe is a measurement beside the sweep, not part of it
+        say(f"confound probe failed: {type(err).__name__}: {err}")
+        return
+    keep_measurements(out, **measured)
+    probe = measured["confound_probe"]
+    say(f"confound probe (image statistics, no anatomy): AUC {probe['auc']:.2f} "
+        f"[{probe['lo']:.2f}, {probe['hi']:.2f}] over {probe['n_images']} images")
 
 
 def _start_ray(address: str | None, say, trials: list[dict],
@@ -240,7 +271,7 @@ def _start_ray(address: str | None, say, trials: list[dict],
 
 
 def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None, resume: bool, rows: dict,
-         progress: Progress, prepared_path: str | None = None):
+         progress: Progress, prepared_path: str | None = None, eval_sets: dict[str, str] | None = None):
     """Run (or continue) the experiment with the live view; trials.csv is rewritten as each trial finishes. Trials
     open the dataset at `prepared_path` where their node sees it."""
     say = progress.say  # lines go above the live status block
@@ -262,7 +293,8 @@ def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None,
     else:
         compile_cache = str((user_cache_dir() / "jax-compile").resolve())
         tuner = make_tuner(sweep, trials, results_dir=str(out), storage=storage, compile_cache=compile_cache,
-                           callbacks=callbacks, base_dict=config_to_dict(sweep.train), prepared_path=prepared_path)
+                           callbacks=callbacks, base_dict=config_to_dict(sweep.train), prepared_path=prepared_path,
+                           eval_sets=eval_sets)
     return tuner.fit()
 
 

@@ -97,6 +97,24 @@ def open_dataset(path: str | None, spec):
     return _process["prepared"][key]
 
 
+def evaluation_splits(config: dict[str, Any], data, prepared):
+    """What each seed's selected weights are scored on: the test split and the sweep's external ('ext:NAME') and
+    counterfactual ('cf:NAME') sets, opened once per worker process (None: the test split alone)."""
+    paths = config.get("eval_sets") or {}
+    if not paths:
+        return None
+    key = ("eval-sets", repr(sorted(paths.items())))
+    if key not in _process["prepared"]:
+        from data.spec import ExternalSpec
+        from sweep.configs.io import from_dict
+        from sweep.tune.eval_sets import open_eval_sets
+
+        externals = {name: from_dict(ExternalSpec, spec) for name, spec in (config.get("externals") or {}).items()}
+        _process["prepared"][key] = open_eval_sets(paths, externals, data, prepared)
+    sets = _process["prepared"][key]
+    return lambda dataset: {"test": dataset.split("test"), **sets}
+
+
 def resolve_seed_mode(mode: str) -> str:
     """'auto': seeds vectorised on accelerators, one after another on CPU (where vmapped convolutions measured
     slower than running the compiled step once per seed: README, 'Seeds in one program')."""
@@ -133,6 +151,7 @@ def run_trial(config: dict[str, Any]) -> None:
         prepared = open_dataset(config.get("prepared_path"), train_config.data)
         results = train_seeds(train_config, seeds, out_dirs=[run_dirs[s] for s in seeds],
                               mode=resolve_seed_mode(config.get("seed_mode", "auto")), prepared=prepared,
+                              eval_splits=evaluation_splits(config, train_config.data, prepared),
                               on_epoch=on_epoch, on_step=watch.step)
         finished = {seed: (result.metrics, result.status) for seed, result in zip(seeds, results)}
     watch.finish(finished)
