@@ -23,7 +23,7 @@ def best_table(result: dict) -> list[str]:
                      f"{gap} | {gap_ci} | {_num(r['p_holm'], '.2f')} |")
     worse = len(rows) - len(kept)
     lines += ["", f"{len(kept)} of {len(rows)} configurations are not distinguishable from the best (one-sided "
-              f"test on the same test images, Holm-corrected at 5%); {worse} are worse."]
+              f"test on the same test images, Holm-corrected at 5%); {worse} {'is' if worse == 1 else 'are'} worse."]
     return lines
 
 
