@@ -60,6 +60,23 @@ def validate(spec: DataSpec) -> None:
         class_patterns(spec.classes)
         if spec.num_images < 3 * len(spec.classes):
             raise ValueError(f"num_images={spec.num_images} is too few for three splits of {len(spec.classes)} classes")
+        from data.sites import check_sites
+
+        check_sites(spec)
+    check_strata(spec)
+
+
+def check_strata(spec: DataSpec) -> None:
+    """The split's strata: 'class', or 'source_class' where each image's source is known (synthetic sites, or a
+    metadata.csv source column: checked when the folder is scanned)."""
+    from data.spec import SPLIT_STRATA
+
+    if spec.split_strata not in SPLIT_STRATA:
+        raise ValueError(f"split_strata must be one of {SPLIT_STRATA}, got {spec.split_strata!r}")
+    if spec.rare_to_test < 0:
+        raise ValueError(f"rare_to_test must be >= 0 (images), got {spec.rare_to_test}")
+    if spec.source == "synthetic" and spec.split_strata == "source_class" and not spec.sites:
+        raise ValueError("split_strata='source_class' on synthetic data needs sites (DataSpec.sites)")
 
 
 def cache_key(spec: DataSpec, fingerprint: str) -> str:
@@ -69,10 +86,14 @@ def cache_key(spec: DataSpec, fingerprint: str) -> str:
         "image_size": spec.image_size, "split_fractions": list(spec.split_fractions), "split_seed": spec.split_seed,
         "subset": spec.subset, "skip_bad": spec.skip_bad,
     }
+    if spec.split_strata != "class" or spec.rare_to_test:
+        fields.update(split_strata=spec.split_strata, rare_to_test=spec.rare_to_test)
     if spec.source == "synthetic":
         fields.update(num_images=spec.num_images, difficulty=spec.difficulty, synthetic_seed=spec.synthetic_seed,
                       marker_rate=None if spec.marker_rate is None else list(spec.marker_rate),
                       intensity_shift=None if spec.intensity_shift is None else list(spec.intensity_shift))
+        if spec.sites:
+            fields["sites"] = [dataclasses.asdict(site) for site in spec.sites]
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -105,13 +126,16 @@ class _Source:
 
 
 def _synthetic_source(spec: DataSpec) -> _Source:
-    from data.synthetic import SyntheticSource
+    from data.splits import strata_of
+    from data.synthetic import source_of
 
     n = spec.num_images if spec.subset is None else min(spec.num_images, spec.subset * len(spec.classes))
-    draw = SyntheticSource(spec.image_size, tuple(spec.classes), spec.synthetic_seed, spec.difficulty,
-                           spec.marker_rate, spec.intensity_shift)
+    draw = source_of(spec)
     ids = np.array([draw.image_id(i) for i in range(n)])
-    split_of = grouped_split(np.arange(n) % len(spec.classes), ids, spec.split_fractions, spec.split_seed)
+    labels = np.arange(n) % len(spec.classes)
+    sites = [draw.site(i).name for i in range(n)] if spec.split_strata == "source_class" else None
+    strata, to_test = strata_of(labels, sites, spec.rare_to_test)
+    split_of = grouped_split(labels, ids, spec.split_fractions, spec.split_seed, strata=strata, to_test=to_test)
 
     def examples(split: int, mapper: Callable) -> Iterator[dict]:
         for example in mapper(draw, np.nonzero(split_of == split)[0].tolist()):
@@ -130,7 +154,7 @@ def _radiography_source(spec: DataSpec, root: Path, progress: bool) -> _Source:
     hashes = functools.partial(content_hashes, source_root=scanned.root, cache_root=root,
                                progress=_progress_bar(progress, "files"))
     plan = radiography.plan(scanned, fractions=spec.split_fractions, split_seed=spec.split_seed, subset=spec.subset,
-                            hashes=hashes)
+                            hashes=hashes, strata=spec.split_strata, rare_to_test=spec.rare_to_test)
     bad: list[str] = []
 
     def examples(split: int, mapper: Callable) -> Iterator[dict]:
@@ -273,4 +297,5 @@ def _all_files(folder: Path) -> list[Path]:
 
 
 def _spec_json(spec: DataSpec) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(spec).items()}
+    """The spec as its manifest stores it (tuples as lists, at every depth: sites hold tuples too)."""
+    return json.loads(json.dumps(dataclasses.asdict(spec)))

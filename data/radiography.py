@@ -13,7 +13,7 @@ import numpy as np
 
 from data.fingerprint import file_hash
 from data.images import resize_image
-from data.splits import SPLITS, grouped_split, merge_groups
+from data.splits import SPLITS, grouped_split, merge_groups, strata_of
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # the seed's hand-made split folders (case-insensitive) -> our split names
@@ -183,9 +183,11 @@ class Plan:
 
 
 def plan(scan_result: Scan, *, fractions: Sequence[float], split_seed: int, subset: int | None,
-         hashes: Callable[[list[str]], list[str]]) -> Plan:
+         hashes: Callable[[list[str]], list[str]], strata: str = "class", rare_to_test: int = 0) -> Plan:
     """Choose the files (subset), group them (patient id from metadata.csv, and identical content) and split the
-    groups. `hashes(relpaths)` returns their content hashes (data.fingerprint caches them)."""
+    groups, stratified by class or by (source, class) from metadata.csv's source column (rare cells of at most
+    rare_to_test images wholly to test). `hashes(relpaths)` returns their content hashes (data.fingerprint
+    caches them)."""
     files = choose_subset(scan_result.files, subset, split_seed)
     digests = hashes([f.relpath for f in files])
     labels = np.array([f.label for f in files], np.int32)
@@ -195,11 +197,24 @@ def plan(scan_result: Scan, *, fractions: Sequence[float], split_seed: int, subs
     if all(f.split is not None for f in files):
         split_of = np.array([f.split for f in files])
     else:
-        split_of = grouped_split(labels, groups, fractions, split_seed)
+        sources = _sources(scan_result.root, files) if strata == "source_class" else None
+        cells, to_test = strata_of(labels, sources, rare_to_test)
+        split_of = grouped_split(labels, groups, fractions, split_seed, strata=cells, to_test=to_test)
     for s, name in enumerate(SPLITS):
         if not np.any(split_of == s):
             raise ValueError(f"the {name} split is empty under {str(scan_result.root)!r}")
     return Plan(scan_result, files, digests, groups, split_of, sum(1 for p in patients if p))
+
+
+def _sources(root: Path, files: list[ImageFile]) -> list[str]:
+    """Each file's source from metadata.csv (for split_strata='source_class'); a folder without one is refused."""
+    from data.metadata import SOURCE_COLUMNS, image_sources
+
+    sources = image_sources(root)
+    if not sources:
+        raise ValueError(f"split_strata='source_class' needs a metadata.csv with 'file' and a source column "
+                         f"({' or '.join(SOURCE_COLUMNS)}) in {str(root)!r}; use split_strata='class'")
+    return [sources.get(f.relpath, "(unknown)") for f in files]
 
 
 @dataclasses.dataclass(frozen=True)

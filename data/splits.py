@@ -85,3 +85,18 @@ def grouped_split(labels: np.ndarray, groups: np.ndarray, fractions: Sequence[fl
             raise ValueError(f"split_fractions {f} leave the {name} split empty with {len(uniq)} groups "
                              f"of {len(labels)} images; use more images or larger fractions")
     return out
+
+
+def strata_of(labels: np.ndarray, sources: Sequence[str] | None,
+              rare_to_test: int = 0) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(strata, to_test) for grouped_split: by class alone when `sources` is None, else by (source, class); with
+    rare_to_test > 0, every (source, class) cell of at most that many images goes wholly to test (the dev set's 11
+    Normal films of the COVID source are its own test of the confound)."""
+    if sources is None:
+        return None, None
+    cells = np.array([f"{source}|{label}" for source, label in zip(sources, np.asarray(labels))], dtype=str)
+    to_test = None
+    if rare_to_test > 0:
+        names, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
+        to_test = (counts <= rare_to_test)[inverse]
+    return cells, to_test

@@ -1,4 +1,6 @@
-"""Procedural chest-X-ray-like images with lesion masks and plantable shortcuts (text markers, brightness shifts)."""
+"""Procedural chest-X-ray-like images with lesion masks, lung fields and plantable shortcuts (text markers, brightness
+shifts), made by one plain site or by several synthetic acquisition sites (data.sites); any image can be drawn again
+without its marker or without its brightness shift (a counterfactual copy with the same id)."""
 from __future__ import annotations
 
 import dataclasses
@@ -54,6 +56,8 @@ class SyntheticSource:
     difficulty: float = 0.5
     marker_rate: tuple[float, ...] | float | None = None
     intensity_shift: tuple[float, ...] | float | None = None
+    sites: tuple | None = None  # data.spec.SiteSpec per site (they then give markers, brightness and noise)
+    index_start: int = 0  # image i of this source is drawn as image index_start + i (external sets: data.sites)
 
     def __post_init__(self):
         class_patterns(self.classes)
@@ -65,6 +69,31 @@ class SyntheticSource:
         if np.any((rates < 0) | (rates > 1)):
             raise ValueError(f"marker_rate values must be probabilities in [0, 1], got {tuple(rates)}")
         _per_class(self.intensity_shift, len(self.classes), "intensity_shift")
+        if self.sites:
+            from data.sites import check_site, site_probabilities
+
+            for site in self.sites:
+                check_site(site, len(self.classes))
+            object.__setattr__(self, "_site_probs", site_probabilities(self.sites, len(self.classes)))
+
+    def site(self, index: int):
+        """The SiteSpec that makes image `index` (None without sites)."""
+        if not self.sites:
+            return None
+        from data.sites import site_of
+
+        return self.sites[site_of(self.seed, index, self.label(index), self._site_probs)]
+
+    def habits(self, index: int) -> tuple[float, float, float]:
+        """(marker probability, brightness offset, extra noise sd) of image `index`: its site's, else its class's."""
+        label, site = self.label(index), self.site(index)
+        if site is not None:
+            from data.sites import per_class
+
+            return float(per_class(site.marker_rate, len(self.classes), "marker_rate")[label]), \
+                float(site.intensity_shift), float(site.noise)
+        return (float(_per_class(self.marker_rate, len(self.classes), "marker_rate")[label]),
+                float(_per_class(self.intensity_shift, len(self.classes), "intensity_shift")[label]), 0.0)
 
     def label(self, index: int) -> int:
         return index % len(self.classes)
@@ -76,18 +105,32 @@ class SyntheticSource:
     def __call__(self, index: int) -> dict:
         """{'image': uint8 (s,s), 'lesion_mask': bool (s,s), 'marker_box': int32 (4,) [y0,x0,y1,x1) or -1,
         'label': int, 'id': str}."""
+        drawn = self.draw(self.index_start + index)
+        drawn.pop("lung_mask")
+        return drawn
+
+    def draw(self, index: int, *, marker: bool = True, shift: bool = True) -> dict:
+        """Image `index` (absolute, index_start not added) with its lung field mask ('lung_mask'); marker=False
+        draws it without its burnt-in marker, shift=False without its brightness offset: everything else identical."""
         s = self.image_size
         grid = (np.arange(s, dtype=np.float32) + 0.5) / s * 2.0 - 1.0
         yy, xx = np.meshgrid(grid, grid, indexing="ij")
         rng = np.random.default_rng((self.seed, index))
         label = self.label(index)
-        image, mask = _draw_chest(rng, xx, yy, class_patterns(self.classes)[label], self.difficulty)
-        image = image + _per_class(self.intensity_shift, len(self.classes), "intensity_shift")[label]
+        rate, offset, noise = self.habits(index)
+        image, mask, lungs = _draw_chest(rng, xx, yy, class_patterns(self.classes)[label], self.difficulty)
+        if shift:
+            image = image + offset
+        if noise > 0:
+            from data.sites import site_noise
+
+            image = image + site_noise(self.seed, index, image.shape, noise)
         image8 = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
         box = np.full(4, -1, np.int32)
-        if rng.random() < _per_class(self.marker_rate, len(self.classes), "marker_rate")[label]:
+        if rng.random() < rate and marker:
             box = _burn_marker(rng, image8)
-        return {"image": image8, "lesion_mask": mask, "marker_box": box, "label": label, "id": self.image_id(index)}
+        return {"image": image8, "lesion_mask": mask, "lung_mask": lungs > 0.5, "marker_box": box, "label": label,
+                "id": self.image_id(index)}
 
 
 def generate(
@@ -183,7 +226,7 @@ def _draw_chest(rng, xx, yy, pattern: str, difficulty: float):
     noise_sigma = 0.015 + 0.05 * difficulty
     image += noise_sigma * _smooth_noise(rng, x.shape, 8) + noise_sigma * rng.standard_normal(x.shape)
     image = cv2.GaussianBlur(image.astype(np.float32), (3, 3), 0.6)
-    return image, mask
+    return image, mask, lungs
 
 
 def _draw_lesions(rng, x, y, lungs, pattern: str, left, right):
@@ -246,3 +289,61 @@ def _burn_marker(rng, image8: np.ndarray) -> np.ndarray:
         return np.full(4, -1, np.int32)
     image8[:] = np.maximum(image8, canvas)
     return np.array([ys.min(), xs.min(), ys.max() + 1, xs.max() + 1], np.int32)
+
+
+def image_id(index: int) -> str:
+    return SyntheticSource.image_id(index)
+
+
+def image_index(image_id_: str) -> int:
+    """The generator's index of a synthetic image id ('synthetic-000123' -> 123)."""
+    prefix = "synthetic-"
+    if not str(image_id_).startswith(prefix) or not str(image_id_)[len(prefix):].isdigit():
+        raise ValueError(f"{image_id_!r} is not a synthetic image id (synthetic-<index>)")
+    return int(str(image_id_)[len(prefix):])
+
+
+def source_of(spec, sites=None, index_start: int = 0) -> SyntheticSource:
+    """The SyntheticSource of a synthetic DataSpec (its own sites unless `sites` is given)."""
+    return SyntheticSource(spec.image_size, tuple(spec.classes), spec.synthetic_seed, spec.difficulty,
+                           _tuple(spec.marker_rate), _tuple(spec.intensity_shift),
+                           tuple(sites) if sites else (tuple(spec.sites) if spec.sites else None), index_start)
+
+
+def regenerate(spec, ids, *, markers: bool = True, shift: bool = True) -> dict:
+    """Images of a synthetic DataSpec drawn again by id (the same pixels as prepared, unless markers=False or
+    shift=False), with their lesion masks, lung field masks and marker boxes, as arrays in `ids` order."""
+    source = source_of(spec)
+    drawn = [source.draw(image_index(i), marker=markers, shift=shift) for i in ids]
+    s = spec.image_size
+    return {"images": np.stack([d["image"] for d in drawn]) if drawn else np.zeros((0, s, s), np.uint8),
+            "labels": np.array([d["label"] for d in drawn], np.int32),
+            "lesion_masks": np.stack([d["lesion_mask"] for d in drawn]) if drawn else np.zeros((0, s, s), bool),
+            "lung_masks": np.stack([d["lung_mask"] for d in drawn]) if drawn else np.zeros((0, s, s), bool),
+            "marker_boxes": np.stack([d["marker_box"] for d in drawn]) if drawn else np.zeros((0, 4), np.int32),
+            "ids": np.asarray([str(i) for i in ids], dtype=str)}
+
+
+def counterfactual_ids(spec, ids, marker_boxes, *, markers: bool = True, shift: bool = True) -> list[str]:
+    """The images among `ids` that a counterfactual copy changes: those carrying a marker (markers=False), or
+    those whose site or class shifts their brightness (shift=False)."""
+    source = source_of(spec)
+    out = []
+    for k, i in enumerate(ids):
+        if not markers and marker_boxes is not None and int(np.asarray(marker_boxes)[k][0]) >= 0:
+            out.append(str(i))
+        elif not shift and source.habits(image_index(i))[1] != 0.0:
+            out.append(str(i))
+    return out
+
+
+def draw_site(spec, site, n: int, name: str) -> dict:
+    """`n` images of one synthetic site, drawn with the sweep's generator settings from a block of indices that the
+    sweep's own images never use (data.sites.external_start): an external evaluation set."""
+    from data.sites import external_start
+
+    source = source_of(spec, sites=(site,), index_start=external_start(name))
+    drawn = [source(k) for k in range(n)]
+    return {"images": np.stack([d["image"] for d in drawn]), "labels": np.array([d["label"] for d in drawn], np.int32),
+            "ids": np.array([d["id"] for d in drawn], dtype=str), "groups": np.array([d["id"] for d in drawn], dtype=str),
+            "marker_boxes": np.stack([d["marker_box"] for d in drawn])}

@@ -217,7 +217,7 @@ def entanglement(labels: list[str], sources: list[str]) -> dict:
     table = pd.crosstab(pd.Series(sources, name="source"), pd.Series(labels, name="class"))
     counts = [{"source": s, "class": c, "n": int(table.loc[s, c])} for s in table.index for c in table.columns]
     n = table.to_numpy().sum()
-    expected = np.outer(table.sum(1), table.sum(0)) / max(n, 1)
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / max(n, 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         chi2 = float(np.nansum((table.to_numpy() - expected) ** 2 / expected))
     k = min(table.shape) - 1

@@ -33,6 +33,10 @@ def sources_of(manifest: dict) -> dict[str, str]:
     data = ((manifest.get("sweep_config") or {}).get("train") or {}).get("data") or {}
     if data.get("source") == "radiography":
         return image_sources(data.get("data_dir")) if data.get("data_dir") else {}
+    if data.get("source") == "synthetic" and data.get("sites"):
+        from data.sites import sources_by_id
+
+        return sources_by_id(data)
     return {}
 
 

@@ -17,7 +17,8 @@ from sweep.bench import peak, report, steps
 
 DEVICES = ("cpu", "gpu")
 PEERS = ("keras",)
-SECTIONS = ("conv_layers", "compile", "pipeline", "shap", "ray", "seeds", "flops")  # what --skip may leave out
+# what --skip may leave out
+SECTIONS = ("steps", "conv_layers", "compile", "pipeline", "shap", "ray", "seeds", "checkpoints", "flops")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +44,7 @@ class BenchOptions:
     pipeline_seconds: float = 5.0
     pipeline_images: int = 2000  # synthetic images the pipeline section streams (prepared once per size)
     peak_n: int | None = None  # matmul size for the peak (default 2048 on CPU, 4096 on GPU)
-    skip: tuple[str, ...] = ()  # any of SECTIONS
+    skip: tuple[str, ...] = ()  # any of SECTIONS ("steps": the per-model train/eval timings)
 
     @staticmethod
     def for_device(device: str, quick: bool, **overrides) -> "BenchOptions":
@@ -56,7 +57,7 @@ class BenchOptions:
             base.update(sizes=base.get("sizes", (64,))[:1] if device == "gpu" else (64,),
                         batch_sizes=base.get("batch_sizes", (32,))[:1] if device == "gpu" else (32,),
                         windows=3, window_s=1.0, conv_window_s=0.25, pipeline_seconds=2.0, pipeline_images=500,
-                        peer_models=("resnet50v2",), compile_model="cnn", skip=("flops",))
+                        peer_models=("resnet50v2",), compile_model="cnn", skip=("flops", "checkpoints"))
         base.update({k: v for k, v in overrides.items() if v is not None})
         return BenchOptions(**base)
 
@@ -106,7 +107,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
     result["peak"]["fraction_basis"] = "best_flops_per_s"
     _first_size_with_peers(options, result, save, log)
     _overheads(options, result, save, log)
-    for size in options.sizes[1:]:
+    for size in options.sizes[1:] if "steps" not in options.skip else ():
         _measure_size(options, size, result, {}, save, log)
     result["complete"] = True
     result["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -135,7 +136,8 @@ def _first_size_with_peers(options: BenchOptions, result: dict, save, log) -> No
 
         peers, skipped = peer.open_peers(options.peer_python, log)
     try:
-        _measure_size(options, options.sizes[0], result, peers, save, log)
+        if "steps" not in options.skip:
+            _measure_size(options, options.sizes[0], result, peers, save, log)
         if options.peer == "keras":
             _collect_peers(result, peers, skipped)
             save()
@@ -203,6 +205,7 @@ def _overheads(options: BenchOptions, result: dict, save, log) -> None:
     if gpu:
         note = "skipped on the GPU path: it keeps ray, shap, grain, cv2 and tensorflow_datasets out of the process"
         result["shap"], result["ray"], result["pipeline"] = {"skipped": note}, {"skipped": note}, {"skipped": note}
+        result["checkpoints"] = {"skipped": note}
     else:
         _cpu_overheads(options, result, save, log)
     if "seeds" not in options.skip:
@@ -222,7 +225,8 @@ def _overheads(options: BenchOptions, result: dict, save, log) -> None:
 
 
 def _cpu_overheads(options: BenchOptions, result: dict, save, log) -> None:
-    """The sections that need the data pipeline, shap or Ray: input pipeline, SHAP's cost, Ray's overhead."""
+    """The sections that need the data pipeline, shap or Ray: input pipeline, SHAP's cost, Ray's overhead, the
+    checkpoint traffic of sweep trials."""
     size0, batch0 = options.sizes[0], options.batch_sizes[0]
     if "pipeline" not in options.skip:
         from sweep.bench import pipeline
@@ -241,6 +245,12 @@ def _cpu_overheads(options: BenchOptions, result: dict, save, log) -> None:
         from sweep.bench.ray_overhead import ray_overhead
 
         result["ray"] = run_section("ray overhead", lambda: ray_overhead(options.ray_trials), log)
+        save()
+    if "checkpoints" not in options.skip:
+        from sweep.bench.checkpoints import checkpoint_traffic
+
+        result["checkpoints"] = run_section("checkpoint traffic of sweep trials", lambda: checkpoint_traffic(
+            size0, models=options.models), log)
         save()
 
 

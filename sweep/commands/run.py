@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from data.spec import ExternalSpec
 from sweep import UsageError
 from sweep.commands import train as train_command
 from sweep.commands.common import (RUNS_ROOT, Shorthand, add_set_argument, add_shorthands, build_config, by_field,
@@ -22,7 +23,9 @@ TRAINING_FLAGS = under("train.", train_command.TRAINING_FLAGS, "--epochs", "--ba
 SPACE_FLAGS = (*by_field("space.cnn_cuts", "space.resnet_cuts", "space.branch_widths", "space.head_widths"),
                Shorthand("--no-parents", "space.include_parents", "do not train the CNN and ResNet50V2 parents", "false"))
 TUNE_FLAGS = by_field("seeds", "parent_seeds", "seed_mode", "search", "num_samples", "scheduler", "cpus_per_trial",
-                      "gpus_per_trial", "max_concurrent", "max_failures")
+                      "gpus_per_trial", "max_concurrent", "max_failures", "checkpoint_every")
+TUNE_FLAGS += (Shorthand("--score-stopped", "score_stopped", "give the rows of trials a scheduler (asha, hyperband) "
+                          "stopped test metrics too, from the weights their row reports", "true"),)
 EXPLAIN_FLAGS = by_field("explain_images", "explain_max_evals")
 RUN_FLAGS = DATA_FLAGS + TRAINING_FLAGS + SPACE_FLAGS + TUNE_FLAGS + EXPLAIN_FLAGS
 
@@ -45,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          ("Ray Tune", TUNE_FLAGS)):
         add_shorthands(parser.add_argument_group(title), flags, SweepConfig(), show_defaults=False)
     add_set_argument(parser, "SweepConfig (e.g. train.optim.learning_rate=1e-3 or train.data.num_images=400)")
+    parser.add_argument("--external", action="append", default=[], metavar="NAME=DIR",
+                        help="also score every trial on the images in DIR (one folder per class, e.g. another "
+                        "hospital's films), as trials.csv's ext_NAME_* columns; NAME in [a-z0-9_]+ (repeatable)")
     explain = parser.add_argument_group("explanations")
     explain.add_argument("--no-explain", action="store_true", help="skip SHAP explanations at the end")
     add_shorthands(explain, EXPLAIN_FLAGS, SweepConfig(), show_defaults=False)
@@ -72,11 +78,30 @@ def manifest_sweep(path: str | Path) -> SweepConfig:
 def build_sweep(args) -> SweepConfig:
     """The preset (or the manifest's sweep) with every command-line override applied (validated before Ray)."""
     base = manifest_sweep(args.from_manifest) if args.from_manifest else get_preset(args.preset or "quick")
-    return build_config(base, args, RUN_FLAGS)
+    return with_externals(build_config(base, args, RUN_FLAGS), args.external)
 
 
-def _check_data(sweep):
-    """Radiography needs an existing --data-dir; it is made absolute so every Ray worker finds it."""
+def with_externals(sweep: SweepConfig, items: list[str]) -> SweepConfig:
+    """The sweep with each --external NAME=DIR added (a folder of images scored by every trial)."""
+    from data.external import check_name
+
+    externals = dict(sweep.externals)
+    for item in items:
+        name, eq, folder = item.partition("=")
+        if not eq or not folder.strip():
+            raise UsageError(f"--external expects NAME=DIR, got {item!r}")
+        with usage_errors():
+            check_name(name.strip())
+        if name.strip() in externals:
+            raise UsageError(f"--external {name.strip()!r} is given twice (or is already a set of the preset: "
+                             f"{', '.join(sweep.externals) or 'none'})")
+        externals[name.strip()] = ExternalSpec(source="radiography", data_dir=folder.strip())
+    return sweep.replace(externals=externals)
+
+
+def _check_data(sweep: SweepConfig) -> SweepConfig:
+    """Radiography needs an existing --data-dir, and every external set must be readable. The sweep is returned as
+    the user gave it (the manifest records its folders so); the driver hands the workers their absolute form."""
     from data.builder import validate
 
     spec = sweep.train.data
@@ -88,8 +113,20 @@ def _check_data(sweep):
         path = Path(spec.data_dir).expanduser()
         if not path.is_dir():
             raise UsageError(f"--data-dir {path} is not a folder")
-        spec = spec.replace(data_dir=str(path.resolve()))
-    return sweep.replace(train=sweep.train.replace(data=spec))
+    _check_externals(sweep)
+    return sweep
+
+
+def _check_externals(sweep: SweepConfig) -> None:
+    """Every external set checked (names, folders, classes by name) before any work. Folders stay as the user gave
+    them (the manifest records them so); the driver hands the workers their absolute form."""
+    from data.external import plan
+
+    for name, spec in sweep.externals.items():
+        if spec.source == "radiography" and spec.data_dir:
+            spec = spec.replace(data_dir=str(Path(spec.data_dir).expanduser().resolve()))
+        with usage_errors():
+            plan(name, spec, sweep.train.data)
 
 
 def _check_mlflow(uri: str | None) -> None:

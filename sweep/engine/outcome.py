@@ -12,6 +12,7 @@ from sweep.engine.evaluate import SplitPredictions, Weights
 from sweep.engine.metrics import classification_metrics, classification_report_text, is_collapsed
 from sweep.engine.predictions import predictions_frame, write_predictions
 from sweep.engine.run_outputs import write_run_outputs
+from sweep.engine.split_metrics import split_metrics
 
 if TYPE_CHECKING:
     from sweep.engine.seed_run import SeedRun
@@ -39,13 +40,16 @@ class ModelFacts:
 
 def finished_result(seed: "SeedRun", classes: Sequence[str], facts: ModelFacts, weights_epoch: int, weights: Weights,
                     scored: Mapping[str, SplitPredictions], splits: Mapping[str, object]) -> "Result":
-    """A seed that trained to its end (or stopped early): metrics from `scored['test']`, every file written."""
+    """A seed that trained to its end (or stopped early): metrics from `scored['test']` (and the columns of every
+    external and counterfactual split), every file written."""
     from sweep.engine.train import Result
 
     status = "early_stopped" if seed.progress.stopped else "completed"
     test = scored["test"]
     metrics = final_metrics(seed, status, weights_epoch, test, classes, facts)
-    predictions = predictions_frame(scored, {name: split.ids for name, split in splits.items()}, classes)
+    ids = {name: split.ids for name, split in splits.items()}
+    metrics.update(split_metrics(scored, ids, classes))  # ext_<NAME>_*, cf_<NAME>_*, shortcut_reliance
+    predictions = predictions_frame(scored, ids, classes)
     if seed.out_dir is not None:
         write_predictions(seed.out_dir, predictions)
         write_run_outputs(seed.out_dir, metrics, classification_report_text(test.labels, test.probs, classes),

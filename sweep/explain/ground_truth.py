@@ -38,7 +38,7 @@ def mask_path(data_dir: str | Path, image_id: str) -> Path:
 def folder_lung_masks(data_dir: str | Path, ids: list[str], image_size: int) -> list[np.ndarray | None]:
     """Each image's lung mask from the folder (None where the database ships none), resized by the one resize
     every image goes through, then thresholded at half intensity."""
-    from data.pipeline import resize_image
+    from data.images import resize_image
     from data.radiography import decode_grey
 
     out: list[np.ndarray | None] = []

@@ -40,8 +40,8 @@ def test_mask_covers_the_drawn_lesion(pattern):
     grid = (np.arange(s, dtype=np.float32) + 0.5) / s * 2 - 1
     yy, xx = np.meshgrid(grid, grid, indexing="ij")
     for seed in range(5):
-        sick, mask = synthetic._draw_chest(np.random.default_rng(seed), xx, yy, pattern, 0.5)
-        healthy, _ = synthetic._draw_chest(np.random.default_rng(seed), xx, yy, "Normal", 0.5)
+        sick, mask, _ = synthetic._draw_chest(np.random.default_rng(seed), xx, yy, pattern, 0.5)
+        healthy, _, _ = synthetic._draw_chest(np.random.default_rng(seed), xx, yy, "Normal", 0.5)
         change = np.abs(sick - healthy)
         near_mask = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
         # most of the lesion's signal lies in (or within 2 px of, after blur) its mask

@@ -19,7 +19,7 @@ HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 def tiny_config(**changes) -> TrainConfig:
     config = TrainConfig(model="fusion", fusion=TINY_FUSION, data=DataSpec(image_size=32, num_images=120),
                          pipeline=PipelineSpec(channels=1), optim=OptimConfig(learning_rate=1e-3), batch_size=16,
-                         eval_batch_size=32, epochs=6, early_stopping=EarlyStopping(patience=2))
+                         eval_batch_size=32, epochs=4, early_stopping=EarlyStopping(patience=2))
     return config.replace(**changes)
 
 
@@ -40,12 +40,12 @@ def history(result) -> list[tuple]:
     return [tuple(row[k] for k in HISTORY_KEYS) for row in result.history]
 
 
-SEEDS = (0, 3)  # with these two, seed 0 stops early at epoch 3 while seed 3 trains all 6 epochs
+SEEDS = (0, 7)  # with these two (found by trying seeds 0-7), seed 0 stops early at epoch 3 while seed 7 trains all 4
 
 
 @pytest.fixture(scope="module")
 def sequential(tmp_path_factory, prepared):
-    """Seeds 0 and 3 trained in one sequential run: the reference the other tests compare with."""
+    """Seeds 0 and 7 trained in one sequential run: the reference the other tests compare with."""
     from sweep.engine.train import train_seeds
 
     root = tmp_path_factory.mktemp("sequential")
@@ -77,7 +77,7 @@ def test_each_seed_has_its_own_folder_metrics_and_predictions_and_equals_its_run
 def test_a_seed_that_stops_early_keeps_its_best_weights_while_its_sibling_goes_on(sequential):
     _, (stopped, going_on) = sequential
     assert stopped.status == "early_stopped" and stopped.metrics["epochs_run"] == 3
-    assert going_on.status == "completed" and going_on.metrics["epochs_run"] == 6
+    assert going_on.status == "completed" and going_on.metrics["epochs_run"] == 4
     for result in (stopped, going_on):
         metrics = result.metrics
         assert metrics["weights_epoch"] == metrics["best_epoch"]
