@@ -278,8 +278,8 @@ def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None,
     say = progress.say  # lines go above the live status block
     rows: dict[str, dict] = {}
 
-    def record(trial) -> None:
-        for row in rows_of_ended(trial):
+    def record(trial, status: str) -> None:
+        for row in rows_of_ended(trial, status):
             rows[row["trial_id"]] = row
         try:
             write_trials(trials_frame(list(rows.values())), out)

@@ -49,12 +49,14 @@ def error_line(error: object) -> str:
     return (lines[-1] if lines else "failed without an error message")[:300]
 
 
-def rows_of_ended(trial) -> list[dict]:
-    """The rows of a Ray Trial that ended (TERMINATED or ERROR); none for one still pending or running."""
-    if trial.status not in ("TERMINATED", "ERROR"):
+def rows_of_ended(trial, status: str | None = None) -> list[dict]:
+    """The rows of a Ray Trial that ended (TERMINATED or ERROR); none for one still pending or running. `status`:
+    how it ended where Ray has not set trial.status yet (its callbacks run before it does)."""
+    status = status or trial.status
+    if status not in ("TERMINATED", "ERROR"):
         return []
-    error = error_line(trial.get_error()) if trial.status == "ERROR" else None
-    return rows_of_trial(trial.trial_id, trial.status, trial.config, trial.last_result, error,
+    error = error_line(trial.get_error()) if status == "ERROR" else None
+    return rows_of_trial(trial.trial_id, status, trial.config, trial.last_result, error,
                          failures=int(getattr(trial, "num_failures", 0) or 0))
 
 

@@ -4,7 +4,8 @@ A stopped seed's run folder holds one checkpoint: trials checkpoint at every run
 (sweep.tune.driver.scheduler_epochs), so it is the checkpoint of the epoch the trial was stopped at, carrying the
 weights its row's validation metrics come from (`weights_epoch`: the best so far, or the last). Those weights are
 scored on the test split here, in the driver, after the trials; the row keeps `stopped_by_scheduler` and gains
-`scored_stopped = True`, so tables and plots tell it from a trial that trained to its end. A row whose checkpoint
+`scored_stopped = True`, so tables and plots tell it from a trial that trained to its end (a seed that had stopped
+early before its trial was stopped is scored too, as the trial's end would have). A row whose checkpoint
 does not hold the weights of its `weights_epoch` (stopped between rungs) stays without test metrics, with the
 reason in its `message`.
 """
@@ -22,16 +23,20 @@ from sweep.tune.handover import CHECKPOINTS, saved_epoch, take_back
 from sweep.tune.rows import trial_seeds
 
 STOPPED = "stopped_by_scheduler"
+# a seed that stopped early while its siblings trained on has its test metrics only at the trial's end: scored here
+# too when the scheduler stopped the trial before that end
+UNSCORED_STATES = (STOPPED, "early_stopped")
 
 
 def score_stopped_rows(trials, rows: list[dict], out: Path, say: Callable[[str], None]) -> int:
     """Add test metrics (and per-image predictions) to every stopped row of `rows` (Ray Trials `trials`); the
     number scored."""
-    stopped = [row for row in rows if row.get("train_status") == STOPPED]
+    stopped = [row for row in rows if row.get("train_status") in UNSCORED_STATES and row.get("status") == "TERMINATED"
+               and row.get("test_accuracy") is None]
     if not stopped:
         return 0
     _fetch_stopped_checkpoints(trials, stopped, out)
-    say(f"scoring {len(stopped)} row(s) stopped by the scheduler on the test split (--score-stopped)")
+    say(f"scoring {len(stopped)} row(s) of trials the scheduler stopped on the test split (--score-stopped)")
     frames, cache = [], {}
     for row in stopped:
         frame = _score_row(row, out / "trials" / row["trial_id"], cache)
@@ -81,8 +86,8 @@ def _score_row(row: dict, run_dir: Path, cache: dict) -> pd.DataFrame | None:
     scored = evaluate_splits(make_eval_step(graph, loaded.config.pipeline), params, rest, {"test": split},
                              loaded.config.pipeline, loaded.config.eval_batch_size)
     test = scored["test"]
-    row.update({"test_loss": test.loss, "test_n": int(len(test.labels)), "scored_stopped": True,
-                "collapsed": bool(is_collapsed(test.probs.argmax(1))) if len(test.labels) else False})
+    row.update({"test_loss": test.loss, "test_n": int(len(test.labels)),
+                "scored_stopped": row["train_status"] == STOPPED, "collapsed": bool(is_collapsed(test.probs.argmax(1))) if len(test.labels) else False})
     for key, value in classification_metrics(test.labels, test.probs, loaded.classes, prefix="test_").items():
         if isinstance(value, (list, tuple, dict)):
             continue  # the confusion matrix and class list stay in the run folder's files

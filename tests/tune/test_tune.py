@@ -31,7 +31,7 @@ def test_asha_watches_val_accuracy_with_a_grace_period():
 def test_progress_callback_survives_pickling():
     import ray.cloudpickle as pickle
 
-    progress = Progress(3, on_complete=lambda trial: None)
+    progress = Progress(3, on_complete=lambda trial, status: None)
     restored = pickle.loads(pickle.dumps(progress.callback()))
     assert restored is not None  # Ray stores RunConfig callbacks in its experiment state
 
