@@ -40,7 +40,7 @@ def test_a_sweep_with_two_seeds_writes_a_row_and_predictions_per_seed(tmp_path):
     assert set(predictions["trial_id"]) == set(table["trial_id"]) and "test" in set(predictions["split"])
     predictions = predictions[predictions["split"] == "test"]  # the quick preset's external and counterfactual
     per_row = predictions.groupby("trial_id").size()
-    assert (per_row == table.set_index("trial_id")["test_n"]).all()
+    assert (per_row.sort_index() == table.set_index("trial_id")["test_n"].sort_index()).all()
     accuracy = (predictions["label"] == predictions["pred"]).groupby(predictions["trial_id"]).mean()
     assert (accuracy - table.set_index("trial_id")["test_accuracy"]).abs().max() < 1e-9
 
