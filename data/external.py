@@ -23,7 +23,7 @@ from data.prepared import SplitArrays
 from data.spec import DataSpec, ExternalSpec
 
 NAME = re.compile(r"[a-z0-9_]+")
-FORMAT = 1  # bump when what a stored set holds changes
+FORMAT = 2  # bump when what a stored set holds, or how it is keyed, changes (2: content-hash fingerprints)
 
 
 def check_name(name: str) -> str:
@@ -63,11 +63,16 @@ def scan_folder(data_dir: str | os.PathLike, classes: Sequence[str], name: str =
     return images
 
 
-def _fingerprint(images: list[FolderImage]) -> str:
+def _fingerprint(images: list[FolderImage], root: Path, data: DataSpec) -> str:
+    """The folder's content: each image's id, class and content hash (data.fingerprint, cached by size, mtime and
+    ctime beside the dataset's), so a re-exported copy is not prepared again and a changed image always is."""
+    from data.builder import cache_root
+    from data.fingerprint import content_hashes
+
+    hashes = content_hashes([f.image_id for f in images], root, cache_root(data))
     h = hashlib.sha256()
-    for f in images:
-        st = f.path.stat()
-        h.update(f"{f.image_id}|{f.label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    for f, digest in zip(images, hashes):
+        h.update(f"{f.image_id}|{f.label}|{digest}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -93,7 +98,7 @@ def plan(name: str, spec: ExternalSpec, data: DataSpec) -> tuple[str, Callable[[
         if not spec.data_dir:
             raise ValueError(f"external set {name!r} needs a folder (NAME=DIR)")
         images = scan_folder(spec.data_dir, data.classes, name)
-        key = {"source": "radiography", "files": _fingerprint(images)}
+        key = {"source": "radiography", "files": _fingerprint(images, Path(spec.data_dir).expanduser(), data)}
         return cache_key(key, data), lambda: _load_folder(images, data.image_size, name)
     if spec.source == "synthetic":
         from data.sites import check_site

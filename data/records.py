@@ -130,6 +130,11 @@ class RecordReader:
                     raise damaged(self.dataset_path, f"cannot open its {self.split} split ({err})") from None
         return self._source
 
+    def open(self) -> "RecordReader":
+        """Open the data source now rather than at the first read (it takes TFDS a moment)."""
+        self._open()
+        return self
+
     def __len__(self) -> int:
         return len(self._open())
 

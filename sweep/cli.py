@@ -58,6 +58,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - re-raised unless it is a damaged dataset found mid-run
+        damaged = _dataset_damaged(err)
+        if damaged is None:
+            raise
+        print(f"fusion-sweep {args.command}: error: {' '.join(str(damaged).split())}", file=sys.stderr)
+        return 1
+
+
+def _dataset_damaged(err: BaseException) -> BaseException | None:
+    """The data.records.DatasetDamaged in `err` or its causes: records that fail their checksums are found only
+    when read, deep in a loader's worker, after the work started (so exit 1, not 2). Its message names the folder
+    and what to do; a traceback would bury that. data.records is looked up, never imported, for a command that
+    never read a dataset."""
+    records = sys.modules.get("data.records")
+    seen = set()
+    while records is not None and err is not None and id(err) not in seen:
+        if isinstance(err, records.DatasetDamaged):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 if __name__ == "__main__":

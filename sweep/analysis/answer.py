@@ -77,11 +77,15 @@ def _scaling(fusion, seed_size, at, rng, n_boot: int, leave_one_out: bool) -> di
     out["best_form"] = min(eligible, key=lambda f: eligible[f]["aicc"])
     out["p_constant"] = fitted["p_constant"]
     out["verdict"], out["carrier"] = scaling.verdict(missing, fitted["p_constant"], fitted["forms"])
-    out["per_halving"] = {"at": reference, "at_is": why, "estimate": 100 * averaged["estimate"][0],
-                          "lo": 100 * averaged["lo"][0], "hi": 100 * averaged["hi"][0], "level": scaling.LEVEL}
+    # Intervals are cut to what is possible (a change within +-100 points, an accuracy within 0-100): the truth
+    # lies there, so coverage is kept, and a descriptive fit to 3 points no longer reads "-932 points".
+    change = np.clip(100 * np.array([averaged[k][0] for k in ("estimate", "lo", "hi")]), -100, 100)
+    out["per_halving"] = {"at": reference, "at_is": why, **dict(zip(("estimate", "lo", "hi"), change.tolist())),
+                          "level": scaling.LEVEL}
     out["averaging_weights"] = averaged["weights"]
-    out["curve"] = [{"size": float(s), "estimate": 100 * e, "lo": 100 * lo, "hi": 100 * hi} for s, e, lo, hi in
-                    zip(fitted["curve_sizes"], averaged["estimate"][1:], averaged["lo"][1:], averaged["hi"][1:])]
+    band = np.clip(100 * np.stack([averaged[k][1:] for k in ("estimate", "lo", "hi")]), 0, 100)
+    out["curve"] = [{"size": float(s), "estimate": e, "lo": lo, "hi": hi}
+                    for s, e, lo, hi in zip(fitted["curve_sizes"], *band.tolist())]
     return out
 
 

@@ -19,7 +19,6 @@ from sweep.analysis.tables import by_configuration
 from sweep.configs.naming import CONFIG_KEYS
 
 PRIOR_DF = 4.0   # how many degrees of freedom the pooled seed variance counts for against one configuration's
-SEED_SCALE = "logit"
 
 
 @dataclasses.dataclass
@@ -101,8 +100,6 @@ def _from_accuracies(groups: list[np.ndarray], test_n: np.ndarray):
 def _seed_scale(means: np.ndarray) -> np.ndarray:
     """How a seed's effect shows at each accuracy: a shift on the logit scale moves accuracy by about m(1 - m),
     so seed variances are pooled as multiples of (m(1 - m))^2 (a configuration at 92% varies less than one at 65%)."""
-    if SEED_SCALE == "flat":
-        return np.ones_like(means)
     return np.maximum(means * (1 - means), 0.02) ** 2
 
 

@@ -102,7 +102,8 @@ def select(trials, predictions, size: str, split: str = "test") -> TrialSet:
     rows["trial_id"] = rows["trial_id"].astype(str)
     if rows["trial_id"].duplicated().any():
         raise InputError(f"trials.csv repeats trial_id {rows.loc[rows['trial_id'].duplicated(), 'trial_id'].iloc[0]!r}")
-    scored = rows[accuracy].notna() & ~_errored(rows)
+    # rows a scheduler stopped (scored only with --score-stopped) trained less than the others: drawn, not fitted
+    scored = rows[accuracy].notna() & ~_errored(rows) & ~stopped_by_scheduler(rows)
     if not scored.any():
         raise InputError(f"trials.csv: no trial has {accuracy} (no {split} metrics to analyse)")
     rows["collapsed"], source = collapsed_flags(rows, predictions)
@@ -120,6 +121,13 @@ def _with_test_n(trials):
     if "test_n" in trials.columns or not supports:
         return trials
     return trials.assign(test_n=trials[supports].sum(axis=1, min_count=len(supports)))
+
+
+def stopped_by_scheduler(rows):
+    """True for the rows of trials ASHA/HyperBand stopped before their last epoch."""
+    if "train_status" not in rows:
+        return np.zeros(len(rows), bool)
+    return rows["train_status"].astype(str).str.lower().eq("stopped_by_scheduler").to_numpy()
 
 
 def _errored(rows):

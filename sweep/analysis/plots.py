@@ -7,6 +7,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure  # drawn headless, without pyplot's global state
 
+from sweep.analysis.inputs import stopped_by_scheduler
 from sweep.analysis.tables import config_table
 from sweep.configs.naming import is_seed_fusion
 from sweep.configs.seed_paper import paper_points
@@ -19,12 +20,18 @@ STYLE = {"fusion": ("tab:blue", "o", "fusion"), "cnn": ("tab:orange", "s", "CNN 
 
 def plot_accuracy_vs(trials, size: str, path: str | Path, *, result: dict | None = None,
                      baselines: dict | None = None, title: str = "", show_paper: bool = False) -> Path:
-    """One figure of test accuracy (points) against `size` (log). trials needs a boolean `collapsed` column;
+    """One figure of test accuracy (points) against `size` (log); rows a scheduler stopped (with test metrics only
+    under --score-stopped) are grey crosses, outside the means. trials needs a boolean `collapsed` column;
     result is the analyze object of this axis (its curve is the band); baselines {"chance", "majority"} in points."""
     rows = trials[trials["test_accuracy"].notna() & trials[size].notna() & (trials[size] > 0)]
+    stopped = stopped_by_scheduler(rows)
+    rows, stopped = rows[~stopped], rows[stopped]
     fig = Figure(figsize=(7.5, 4.8), dpi=110)
     ax = fig.add_subplot()
     _draw_band(ax, result)
+    if len(stopped):  # --score-stopped: weights of an earlier epoch than the others'; no part of means or fits
+        ax.scatter(stopped[size], 100 * stopped["test_accuracy"], s=22, marker="x", color="0.4", lw=1, zorder=3,
+                   label="stopped by the scheduler (scored at its rung; left out)")
     for model, (color, marker, name) in STYLE.items():
         mine = rows[rows["model"] == model]
         _draw_trials(ax, mine, size, color, marker, name)

@@ -11,7 +11,7 @@ from sweep.analysis import verdict_md
 from sweep.analysis.answer import analyze
 from sweep.analysis.html import build_html
 from sweep.analysis.html.points import baselines
-from sweep.analysis.inputs import InputError, collapsed_flags, read_predictions
+from sweep.analysis.inputs import InputError, collapsed_flags, read_predictions, stopped_by_scheduler
 from sweep.analysis.parents import head_fractions
 from sweep.analysis.plots import plot_accuracy_vs
 from sweep.analysis.shift_report import shift_outputs
@@ -63,7 +63,7 @@ def build_report(results_dir: str | Path, *, bootstrap: int = 1000) -> dict[str,
     manifest = read_manifest(results_dir)
     scaling, why_none = scaling_objects(trials.astype({"trial_id": str}), predictions, n_boot=bootstrap)
     trials = with_collapsed(trials, predictions)
-    counted = trials[~trials["collapsed"]]
+    counted = trials[~trials["collapsed"] & ~stopped_by_scheduler(trials)]  # as the fits count them
     configs = config_table(counted)
     pareto = pareto_front(configs) if len(configs) else configs
     written = {"scaling": write_json_atomic(results_dir / "scaling.json", scaling),
@@ -134,6 +134,27 @@ def _head_section(manifest: dict) -> list[str]:
     return lines
 
 
+def rows_used_line(trials) -> str:
+    """Which rows the figures and fits use: those with test metrics, by how they ended (stopped rows only when
+    `--score-stopped` scored them, drawn apart on the plots)."""
+    scored = trials[trials["test_accuracy"].notna()]
+    states = scored["train_status"].fillna("unknown") if "train_status" in scored else None
+    used = ", ".join(f"{count} {state.replace('_', ' ')}" for state, count in states.value_counts().items()) \
+        if states is not None else str(len(scored))
+    left, stopped = len(trials) - len(scored), int(stopped_by_scheduler(scored).sum())
+    return (f"Rows used below: the {len(scored)} with test metrics ({used})"
+            + (f"; the {stopped} stopped by the scheduler (scored at their rung, --score-stopped) are drawn as grey "
+               "crosses and left out of the means and fits" if stopped else "")
+            + (f"; {left} without test metrics are left out" if left else "") + ".")
+
+
+def no_test_metrics_line(trials) -> str:
+    """One line for a table in which no row has test metrics, saying why (the rows' train_status)."""
+    states = trials["train_status"].fillna("unknown").value_counts() if "train_status" in trials else {}
+    why = ", ".join(f"{count} {state.replace('_', ' ')}" for state, count in states.items()) or "no rows"
+    return f"**No row has test metrics** ({why}): nothing below is measured on the test split."
+
+
 def render(results_dir: Path, trials, configs, scaling: dict, manifest: dict, why_none: str | None,
            under_shift: list[str] | None = None) -> str:
     """report.md: the answer first (verdict, the configurations not distinguishable from the best, collapsed
@@ -183,6 +204,7 @@ def _provenance(trials, manifest: dict) -> list[str]:
             + f", classes {', '.join(data.get('classes') or [])}; fingerprint `{manifest.get('data_fingerprint')}`",
             f"- Trials: {len(trials)} ({done} with test metrics, {int(trials['collapsed'].sum())} collapsed; "
             f"statuses: " + ", ".join(f"{k} {v}" for k, v in statuses) + ")",
+            *([f"- {no_test_metrics_line(trials)}"] if not done else [f"- {rows_used_line(trials)}"]),
             f"- Epochs per trial: {config.get('train', {}).get('epochs', '?')}, seeds: {config.get('seeds', '?')}, "
             f"search: {config.get('search', '?')}, scheduler: {config.get('scheduler', '?')}",
             f"- Made by: `{' '.join(manifest.get('command') or ['?'])}` at {manifest.get('created_utc', '?')}"
@@ -208,7 +230,8 @@ def _scaling_details(scaling: dict) -> list[str]:
 def summary_table(results_dir: str | Path, limit: int = 20) -> str:
     """A plain-text table of configurations for the terminal (means over non-collapsed seeds)."""
     trials = with_collapsed(read_trials(results_dir), read_predictions(results_dir))
-    configs = config_table(trials[~trials["collapsed"]]).sort_values("test_accuracy_mean", ascending=False)
+    configs = config_table(trials[~trials["collapsed"] & ~stopped_by_scheduler(trials)]).sort_values(
+        "test_accuracy_mean", ascending=False)
     lines = [f"{'configuration':<48} {'params':>12} {'test acc':>9} {'seeds':>5}"]
     for _, r in configs.head(limit).iterrows():
         lines.append(f"{r['label'][:48]:<48} {_fmt(r['params'], ',.0f'):>12} {_fmt(r['test_accuracy_mean']):>9} {r['seeds']:>5}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -233,12 +234,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     design = Design(**json.loads(args.design))
     truths = {"custom": Truth(**json.loads(args.custom))} if args.custom else {t: TRUTHS[t] for t in args.truth}
+    rows = []
     for name, truth in truths.items():
         start = time.time()
         rates = calibration(truth, design, args.sweeps, seed=args.seed, per_image=not args.no_predictions)
-        print(json.dumps({"truth": name, "design": args.design, "per_image": not args.no_predictions, **rates,
-                          "seconds": round(time.time() - start)}), flush=True)
+        rows.append({"truth": name, "design": args.design, "per_image": not args.no_predictions, **rates,
+                     "seconds": round(time.time() - start)})
+        print(json.dumps(rows[-1]), flush=True)
+    print(markdown_table(rows, "python -m sweep.analysis.simulate " + " ".join(argv if argv is not None
+                                                                                else sys.argv[1:])))
     return 0
+
+
+def markdown_table(rows: list[dict], command: str) -> str:
+    """The calibration rates as the Markdown table README quotes: one row per truth, then the command and load."""
+    import os
+
+    lines = ["| truth | verdict right | wrong class | insufficient_data | 90% interval coverage "
+             "| median width (points) | mean error (points) | sweeps | wall time |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        insufficient = row["counts"]["insufficient_data"] / row["sweeps"]
+        lines.append(f"| {row['truth']} | {row['right']:.1%} | {row['wrong']:.1%} | {insufficient:.1%} "
+                     f"| {row['coverage']:.1%} | {row['median_width']:.2f} | {row['mean_error']:+.2f} "
+                     f"| {row['sweeps']} | {row['seconds']} s |")
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    return "\n".join(lines) + f"\n\n`{command}` (load average at the end: {load})"
 
 
 if __name__ == "__main__":

@@ -16,13 +16,14 @@ def best_table(result: dict) -> list[str]:
     lines = ["| configuration | seeds | accuracy | 90% interval | below the best | 90% interval of the gap | Holm p |",
              "|---|---:|---:|---|---:|---|---:|"]
     for r in kept:
-        gap = "best" if r["best"] else f"{r['gap']:.1f}"
-        gap_ci = "" if r["best"] else f"{r['gap_lo']:.1f} to {r['gap_hi']:.1f}"
-        lines.append(f"| {r['config']} | {r['seeds']} | {r['accuracy']:.1f} | {r['lo']:.1f} to {r['hi']:.1f} | "
+        gap = "best" if r["best"] else _num(r["gap"])
+        gap_ci = "" if r["best"] else f"{_num(r['gap_lo'])} to {_num(r['gap_hi'])}"
+        # one seed (or one configuration) gives no interval: a dash, not a crash
+        lines.append(f"| {r['config']} | {r['seeds']} | {_num(r['accuracy'])} | {_num(r['lo'])} to {_num(r['hi'])} | "
                      f"{gap} | {gap_ci} | {_num(r['p_holm'], '.2f')} |")
     worse = len(rows) - len(kept)
     lines += ["", f"{len(kept)} of {len(rows)} configurations are not distinguishable from the best (one-sided "
-              f"test on the same test images, Holm-corrected at 5%); {worse} are worse."]
+              f"test on the same test images, Holm-corrected at 5%); {worse} {'is' if worse == 1 else 'are'} worse."]
     return lines
 
 

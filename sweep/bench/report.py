@@ -60,9 +60,13 @@ def table(result: dict, epoch_images: int = 15_500) -> str:
         "seeds": lambda r: (f"{r['seeds']} seeds of {r['config']} at {r['image_size']} px: vmapped "
                             f"{r['vmap_images_per_s']:,.0f} images/s vs sequential {r['sequential_images_per_s']:,.0f}"
                             f" ({r['seeds_vmap_over_sequential']:.2f}x)"),
+        "checkpoints": lambda r: f"{r['image_size']} px, {r['epochs']} epochs, {r['checkpoints_per_trial']} taken: " + (
+            ", ".join(f"{m['model']} {m['bytes_per_epoch'] / 2**20:,.1f} MiB/epoch ({m['states_per_checkpoint']:.2f} "
+                      f"states per checkpoint)" for m in r["models"] if "bytes_per_epoch" in m)
+            + (f"; errors: {'; '.join(r['errors'])[:120]}" if r.get("errors") else "")),
     }
     keys = {"compile from cache": "compile_cache", "input pipeline": "pipeline", "shap": "shap", "ray": "ray",
-            "seeds": "seeds"}
+            "seeds": "seeds", "checkpoints": "checkpoints"}
     for label, render in extras.items():
         entry = result.get(keys[label])
         if not entry:

@@ -16,7 +16,7 @@ from sweep.bench import peak, report, steps
 
 DEVICES = ("cpu", "gpu")
 PEERS = ("keras",)
-SECTIONS = ("compile", "pipeline", "shap", "ray", "seeds", "flops")  # what --skip may leave out
+SECTIONS = ("steps", "compile", "pipeline", "shap", "ray", "seeds", "checkpoints", "flops")  # what --skip may leave out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +41,7 @@ class BenchOptions:
     pipeline_seconds: float = 5.0
     pipeline_images: int = 2000  # synthetic images the pipeline section streams (prepared once per size)
     peak_n: int | None = None  # matmul size for the peak (default 2048 on CPU, 4096 on GPU)
-    skip: tuple[str, ...] = ()  # any of SECTIONS
+    skip: tuple[str, ...] = ()  # any of SECTIONS ("steps": the per-model train/eval timings)
 
     @staticmethod
     def for_device(device: str, quick: bool, **overrides) -> "BenchOptions":
@@ -54,7 +54,7 @@ class BenchOptions:
             base.update(sizes=base.get("sizes", (64,))[:1] if device == "gpu" else (64,),
                         batch_sizes=base.get("batch_sizes", (32,))[:1] if device == "gpu" else (32,),
                         windows=3, window_s=1.0, pipeline_seconds=2.0, pipeline_images=500, shap_max_evals=32,
-                        peer_models=("resnet50v2",), compile_model="cnn", skip=("flops",))
+                        peer_models=("resnet50v2",), compile_model="cnn", skip=("flops", "checkpoints"))
         base.update({k: v for k, v in overrides.items() if v is not None})
         return BenchOptions(**base)
 
@@ -100,11 +100,12 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
     # The best window: on a shared box the median peak drops with other processes' load, and a model measured in
     # a quieter moment would then appear to beat the machine.
     result["peak"]["fraction_basis"] = "best_flops_per_s"
-    _measure_size(options, options.sizes[0], result, save, log)
+    if "steps" not in options.skip:
+        _measure_size(options, options.sizes[0], result, save, log)
     _overheads(options, result, save, log)
     if options.peer == "keras":
         _peers(options, result, save, log)
-    for size in options.sizes[1:]:
+    for size in options.sizes[1:] if "steps" not in options.skip else ():
         _measure_size(options, size, result, save, log)
     result["complete"] = True
     result["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -154,6 +155,7 @@ def _overheads(options: BenchOptions, result: dict, save, log) -> None:
     if gpu:
         note = "skipped on the GPU path: it keeps ray, shap, grain, cv2 and tensorflow_datasets out of the process"
         result["shap"], result["ray"], result["pipeline"] = {"skipped": note}, {"skipped": note}, {"skipped": note}
+        result["checkpoints"] = {"skipped": note}
     else:
         if "pipeline" not in options.skip:
             from sweep.bench import pipeline
@@ -171,6 +173,12 @@ def _overheads(options: BenchOptions, result: dict, save, log) -> None:
             from sweep.bench.ray_overhead import ray_overhead
 
             result["ray"] = _guard("ray overhead", lambda: ray_overhead(options.ray_trials), log)
+            save()
+        if "checkpoints" not in options.skip:
+            from sweep.bench.checkpoints import checkpoint_traffic
+
+            result["checkpoints"] = _guard("checkpoint traffic of sweep trials", lambda: checkpoint_traffic(
+                size0, models=options.models), log)
             save()
     if "seeds" not in options.skip:
         from sweep.bench.seeds import seeds_speed

@@ -147,8 +147,9 @@ def stream_command(args, dataset) -> int:
     figures["dataset"] = str(dataset.path)
     print(f"streamed {figures['images']} images ({figures['image_size']} px, augment {figures['augment']}, "
           f"batch {figures['batch_size']}, {figures['workers']} worker {figures['worker_kind']}) in "
-          f"{figures['seconds']:.1f} s: {figures['images_per_second']:.0f} images/s; peak RSS "
-          f"{figures['peak_rss_mb']:.0f} MB (this process and its workers)")
+          f"{figures['seconds']:.1f} s: {figures['images_per_second']:.0f} images/s "
+          f"({figures['images_per_cpu_second']:.0f} per CPU-second); peak RSS {figures['peak_rss_mb']:.0f} MB "
+          f"(this process and its workers)")
     if args.json:
         write_json_atomic(args.json, figures)
         print(f"wrote {args.json}")

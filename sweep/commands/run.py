@@ -23,7 +23,9 @@ TRAINING_FLAGS = under("train.", train_command.TRAINING_FLAGS, "--epochs", "--ba
 SPACE_FLAGS = (*by_field("space.cnn_cuts", "space.resnet_cuts", "space.branch_widths", "space.head_widths"),
                Shorthand("--no-parents", "space.include_parents", "do not train the CNN and ResNet50V2 parents", "false"))
 TUNE_FLAGS = by_field("seeds", "parent_seeds", "seed_mode", "search", "num_samples", "scheduler", "cpus_per_trial",
-                      "gpus_per_trial", "max_concurrent", "max_failures")
+                      "gpus_per_trial", "max_concurrent", "max_failures", "checkpoint_every")
+TUNE_FLAGS += (Shorthand("--score-stopped", "score_stopped", "give the rows of trials a scheduler (asha, hyperband) "
+                          "stopped test metrics too, from the weights their row reports", "true"),)
 EXPLAIN_FLAGS = by_field("explain_images", "explain_max_evals")
 RUN_FLAGS = DATA_FLAGS + TRAINING_FLAGS + SPACE_FLAGS + TUNE_FLAGS + EXPLAIN_FLAGS
 
@@ -97,8 +99,9 @@ def with_externals(sweep: SweepConfig, items: list[str]) -> SweepConfig:
     return sweep.replace(externals=externals)
 
 
-def _check_data(sweep):
-    """Radiography needs an existing --data-dir; it is made absolute so every Ray worker finds it."""
+def _check_data(sweep: SweepConfig) -> SweepConfig:
+    """Radiography needs an existing --data-dir, and every external set must be readable. The sweep is returned as
+    the user gave it (the manifest records its folders so); the driver hands the workers their absolute form."""
     from data.builder import validate
 
     spec = sweep.train.data
@@ -110,23 +113,20 @@ def _check_data(sweep):
         path = Path(spec.data_dir).expanduser()
         if not path.is_dir():
             raise UsageError(f"--data-dir {path} is not a folder")
-        spec = spec.replace(data_dir=str(path.resolve()))
-    sweep = sweep.replace(train=sweep.train.replace(data=spec))
-    return sweep.replace(externals=_check_externals(sweep))
+    _check_externals(sweep)
+    return sweep
 
 
-def _check_externals(sweep: SweepConfig) -> dict:
-    """Every external set checked (names, folders, classes by name) before any work; folders made absolute."""
+def _check_externals(sweep: SweepConfig) -> None:
+    """Every external set checked (names, folders, classes by name) before any work. Folders stay as the user gave
+    them (the manifest records them so); the driver hands the workers their absolute form."""
     from data.external import plan
 
-    externals = {}
     for name, spec in sweep.externals.items():
         if spec.source == "radiography" and spec.data_dir:
             spec = spec.replace(data_dir=str(Path(spec.data_dir).expanduser().resolve()))
         with usage_errors():
             plan(name, spec, sweep.train.data)
-        externals[name] = spec
-    return externals
 
 
 def _check_mlflow(uri: str | None) -> None:

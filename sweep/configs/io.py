@@ -18,6 +18,9 @@ from sweep.configs.schema import TrainConfig
 # Fields that do not change what a run computes; ignored when deciding whether an out dir holds "the same" run.
 IGNORED_FOR_RESUME = (("data", "cache_dir"),)
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+# Fields that older fusion-sweep versions wrote into manifests and config.json: (class, field) -> (the value that
+# means what the current fields do by default, what to set instead of any other value).
+RETIRED_FIELDS = {("EarlyStopping", "restore_best"): (True, "train.weights=last")}
 
 
 def config_to_dict(config) -> dict:
@@ -32,6 +35,7 @@ def from_dict(cls, value: Any):
     if dataclasses.is_dataclass(cls):
         hints = typing.get_type_hints(cls)
         known = {f.name for f in dataclasses.fields(cls)}
+        value = _without_retired(cls, value)
         unknown = set(value) - known
         if unknown:
             raise UsageError(f"{cls.__name__} has no field(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -48,6 +52,17 @@ def from_dict(cls, value: Any):
     if typing.get_origin(cls) is dict and isinstance(value, dict):
         item = typing.get_args(cls)[1]
         return {str(k): from_dict(item, v) for k, v in value.items()}
+    return value
+
+
+def _without_retired(cls, value: dict) -> dict:
+    value = dict(value)
+    for (owner, field), (default, instead) in RETIRED_FIELDS.items():
+        if owner == cls.__name__ and field in value:
+            old = value.pop(field)
+            if old != default:
+                raise UsageError(f"{owner}.{field}={old!r} was written by an older fusion-sweep and is retired; "
+                                 f"set {instead} instead")
     return value
 
 

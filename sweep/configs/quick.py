@@ -25,7 +25,7 @@ def get_config() -> SweepConfig:
         train=TrainConfig(data=DataSpec(source="synthetic", image_size=32, num_images=800, difficulty=0.2,
                                         sites=SITES),
                           optim=OptimConfig(learning_rate=1e-3), batch_size=16, epochs=5,
-                          early_stopping=EarlyStopping(patience=5, restore_best=True), bn_momentum=0.9),
+                          early_stopping=EarlyStopping(patience=5), bn_momentum=0.9),
         space=SearchSpace(cnn_cuts=("block1_drop", "block2_drop", SEED_CNN_CUT),
                           resnet_cuts=(None, "conv2_block1_out"), branch_widths=(16,), head_widths=(2048,)),
         seeds=3, parent_seeds=1, cpus_per_trial=1.0, explain_images=8, explain_max_evals=100,

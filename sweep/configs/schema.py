@@ -28,7 +28,6 @@ class EarlyStopping:
     metric: str = "val_accuracy"
     mode: Literal["max", "min"] = "max"
     patience: int = 5
-    restore_best: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +44,9 @@ class TrainConfig:
     eval_batch_size: int = 64
     epochs: int = 10
     early_stopping: EarlyStopping | None = EarlyStopping()
+    # The epoch whose weights every reported metric of the run (val, test, external) comes from: "best" by the
+    # monitored metric (early_stopping.metric, val_accuracy without early stopping), or "last".
+    weights: Literal["best", "last"] = "best"
     seed: int = 0
     precision: Literal["float32", "bfloat16"] = "float32"  # bfloat16: compute in bf16, params in f32 (GPU)
     augment_cnn_only: bool = False  # the seed: augmentation reached only the CNN branch of its fusion
@@ -80,11 +82,13 @@ class SweepConfig:
     seed_mode: Literal["auto", "vmap", "sequential"] = "auto"
     search: Literal["grid", "random"] = "grid"
     num_samples: int = 8  # random search only
-    scheduler: Literal["asha", "fifo"] = "fifo"
+    scheduler: Literal["fifo", "asha", "hyperband"] = "fifo"
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_concurrent: int | None = None
-    max_failures: int = 3
+    max_failures: int = 3  # restarts of a trial that failed (its worker died or it raised), from its last checkpoint
+    checkpoint_every: int = 3  # Ray receives a trial's checkpoint every N epochs (and at its end): what a restart loses
+    score_stopped: bool = False  # test metrics for the rows a scheduler stopped, from the weights their row reports
     explain_images: int = 4
     explain_max_evals: int = 300
     # evaluation-only sets every trial's selected weights are scored on (trials.csv's ext_<NAME>_* columns);

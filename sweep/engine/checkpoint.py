@@ -1,11 +1,13 @@
-"""Orbax checkpoints of one run: one per finished epoch (the latest and the best are kept), atomic on disk.
+"""Orbax checkpoints of one run: ONE checkpoint on disk at a time, written atomically.
 
-A checkpoint is step = number of finished epochs, holding `state` (every array of the run: model params and
-statistics, dropout RNG, optimiser state) and `meta` (JSON: epoch, history, best epoch, early-stopping
-counters, classes). Each array is stored under its place in the train state, e.g. `params/cnn.block1_conv.kernel`
-or `opt/0.nu.fusion_dense.kernel`, so a checkpoint can be read, compared and checked against any model by name.
+A checkpoint is step = number of finished epochs, holding `state` and `meta` (JSON: epoch, history, best epoch,
+early-stopping counters, classes). `state` holds every array needed to continue: `params`, `rest` (BatchNorm
+statistics, dropout RNG) and `opt` (the optimiser's state), and, when the run's selected weights are those of an
+earlier epoch (the best so far), that epoch's `best_params` and `best_rest` (weights only: nothing resumes from
+them). Each array is stored under its place in the train state, e.g. `params/cnn.block1_conv.kernel` or
+`opt/0.nu.fusion_dense.kernel`, so a checkpoint can be read, compared and checked against any model by name.
 Orbax writes into a temporary folder and renames it when complete, so a run killed at any moment leaves either
-the whole checkpoint or none.
+the whole checkpoint or none; the previous one is deleted only after the new one is complete.
 """
 from __future__ import annotations
 
@@ -82,9 +84,9 @@ class RunCheckpoints:
         steps = self.epochs()
         return steps[-1] if steps else None
 
-    def save(self, epoch: int, sections: dict[str, Any], meta: dict, *, keep: set[int]) -> None:
-        """Write checkpoint `epoch` durably, then delete every other one not in `keep` (e.g. the best).
-        `sections` maps a name ('params', 'rest', 'opt') to a pytree, stored by path name."""
+    def save(self, epoch: int, sections: dict[str, Any], meta: dict, *, keep: set[int] = frozenset()) -> None:
+        """Write checkpoint `epoch` durably, then delete every other one not in `keep`.
+        `sections` maps a name ('params', 'rest', 'opt', ...) to a pytree, stored by path name."""
         arrays = {name: named_arrays(tree) for name, tree in sections.items()}
         meta = {**meta, "checkpoint_format": CHECKPOINT_FORMAT}
         if epoch in self.manager.all_steps():
@@ -106,11 +108,26 @@ class RunCheckpoints:
 
     def restore(self, epoch: int, templates: dict[str, Any]) -> dict[str, Any]:
         """The sections of checkpoint `epoch` named in `templates` ({'params': like, ...}), each shaped like its
-        template."""
+        template; a section the checkpoint lacks is left out."""
         restored = self.manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
         saved = restored["state"]
         return {name: restore_named(template, dict(saved[name]), f"{self.directory} epoch {epoch} {name}")
-                for name, template in templates.items()}
+                for name, template in templates.items() if name in saved}
+
+    def restore_weights(self, epoch: int, template) -> Any | None:
+        """The weights ({'params', 'rest'} shaped like `template`) of `epoch`: the latest checkpoint's own, or the
+        best epoch's weights it carries (an older layout kept that epoch as a checkpoint of its own); None when
+        no checkpoint holds them."""
+        latest = self.latest_epoch()
+        if latest is None:
+            return None
+        if epoch == latest:
+            return self.restore(latest, template)
+        if self.meta(latest).get("best_epoch") == epoch:
+            best = self.restore(latest, {"best_" + name: like for name, like in template.items()})
+            if len(best) == len(template):
+                return {name[len("best_"):]: value for name, value in best.items()}
+        return self.restore(epoch, template) if epoch in self.epochs() else None
 
     def close(self) -> None:
         self.manager.close()

@@ -34,6 +34,17 @@ class LoadedRun:
         return make_predict_fn(self.model, self.config.pipeline, batch_size)
 
 
+def _weights_epoch(run_dir: Path, config: TrainConfig, meta: dict, latest: int) -> int:
+    """The epoch the run's metrics came from: metrics.json's weights_epoch, else what config.weights selects."""
+    metrics = run_dir / "metrics.json"
+    if metrics.is_file():
+        recorded = json.loads(metrics.read_text()).get("weights_epoch")
+        if recorded:
+            return int(recorded)
+    best = meta.get("best_epoch")
+    return int(best) if config.weights == "best" and best else latest
+
+
 def load_run(run_dir: str | Path) -> LoadedRun:
     """Rebuild the model of a run folder and restore the weights its test metrics were computed with."""
     run_dir = Path(run_dir)
@@ -48,12 +59,14 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         if latest is None:
             raise UsageError(f"{checkpoint_dir} holds no finished epoch yet")
         meta = checkpoints.meta(latest)
-        es = config.early_stopping
-        epoch = meta["best_epoch"] if es and es.restore_best and meta.get("best_epoch") else latest
+        epoch = _weights_epoch(run_dir, config, meta, latest)
         classes = tuple(meta["classes"])
         model = init_model(config, len(classes), int(meta["image_size"]))
         _, params, rest = split_model(model, train=False)
-        restored = checkpoints.restore(epoch, {"params": params, "rest": rest})
+        restored = checkpoints.restore_weights(epoch, {"params": params, "rest": rest})
+        if restored is None:
+            raise UsageError(f"{checkpoint_dir} does not hold the weights of epoch {epoch} (its metrics' "
+                             f"weights_epoch); it holds epoch {latest}")
     finally:
         checkpoints.close()
     nnx.update(model, restored["params"], restored["rest"])

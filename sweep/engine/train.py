@@ -2,9 +2,11 @@
 
 train_seeds reads top to bottom: each seed's run folder, the data, a _Run (the model, its compiled steps and the
 seeds' TrainStates behind ONE compiled train step, vectorised or reused in turn: sweep.engine.seeds), each seed
-resumed from its own last checkpoint, then one epoch at a time for the seeds still training (train, validate,
-checkpoint, stop early; a seed whose loss stops being finite is masked while its siblings go on), and finally each
-seed's selected weights scored on the named evaluation splits (today: 'test') through evaluate_final.
+resumed from its own checkpoint, then one epoch at a time for the seeds still training (train, validate, stop
+early, checkpoint when due; a seed whose loss stops being finite is masked while its siblings go on), and finally
+each seed's selected weights (config.weights: the best epoch's or the last's) scored on the named evaluation splits
+(today: 'test') through evaluate_final. Every metric of a seed, validation included, comes from those weights;
+`weights_epoch` says which epoch they are.
 train_and_evaluate is the one-seed case.
 """
 from __future__ import annotations
@@ -111,6 +113,7 @@ class _Run:
     states: SequentialSeeds | VmapSeeds
     steps: int  # per epoch
     bar: EpochProgress
+    checkpoint_at: Callable[[int], bool] = lambda epoch: True  # besides each seed's last epoch, which always is
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -209,7 +212,8 @@ def _run_epoch(run: _Run) -> int:
                 run.bar.say(f"seed {seed.seed}: loss became NaN or inf at epoch {epoch}; its siblings go on")
             continue
         row = _history_row(epoch, totals, val[index], start)
-        run.bar.epoch_done(row, seed.record(row, run.states.state(index), run.checkpoint_meta()))
+        run.bar.epoch_done(row, seed.record(row, run.states.state(index), run.checkpoint_meta(),
+                                            checkpoint_due=run.checkpoint_at(epoch)))
     return epoch
 
 
@@ -220,13 +224,15 @@ def train_seeds(config: TrainConfig, seeds: Sequence[int], *, out_dirs: Sequence
                 on_epoch: Callable[[int, dict[int, dict]], None] | None = None,
                 overwrite: bool = False, progress: bool = False, prepared=None,
                 eval_splits: Callable[[object], dict] | None = None,
+                checkpoint_at: Callable[[int], bool] | None = None,
                 on_step: Callable[[dict], None] | None = None) -> list[Result]:
     """Train `config` once per seed in `seeds` (each seed's own run folder in out_dirs, its checkpoints in
     checkpoint_dirs, by default <out_dir>/checkpoints), as one vectorised program (mode 'vmap') or one compiled step reused for each seed in
     turn ('sequential'), then score each seed's selected weights and write its files. Results in `seeds` order.
 
-    Every seed resumes from its own checkpoints; on_epoch(epoch, {seed: summary}) runs after the epoch's
-    checkpoints are on disk, with every seed's SeedRun.summary(). `eval_splits(prepared)` names the evaluation
+    Every seed keeps one checkpoint, written after every epoch for which checkpoint_at(epoch) is true (default:
+    every epoch) and always after its last one, and resumes from it; on_epoch(epoch, {seed: summary}) runs after
+    the epoch's checkpoints are on disk, with every seed's SeedRun.summary(). `eval_splits(prepared)` names the evaluation
     splits ({'test': split, ...}; default the test split alone); `prepared` skips data.builder.prepare; on_step(status)
     every ~2 s within an epoch (epoch, step, steps, running loss and accuracy, images/s, seconds per step)."""
     if mode not in SEED_MODES:
@@ -245,6 +251,8 @@ def train_seeds(config: TrainConfig, seeds: Sequence[int], *, out_dirs: Sequence
         seed_runs.append(SeedRun(seed_config, out_dir, RunCheckpoints(ckpt) if ckpt is not None else None))
     try:
         run = _build_run(seed_runs, prepared, progress, mode, on_step)
+        if checkpoint_at is not None:
+            run.checkpoint_at = checkpoint_at
         while any(seed.training for seed in run.seeds):
             epoch = _run_epoch(run)
             if on_epoch is not None:
@@ -253,7 +261,7 @@ def train_seeds(config: TrainConfig, seeds: Sequence[int], *, out_dirs: Sequence
                     for i, seed in enumerate(run.seeds)]
     except KeyboardInterrupt:
         first = seed_runs[0]
-        raise TrainingInterrupted(first.progress.epoch, first.checkpoints.directory if first.checkpoints else None) \
+        raise TrainingInterrupted(first.checkpointed or 0, first.checkpoints.directory if first.checkpoints else None) \
             from None
     finally:
         for seed in seed_runs:
@@ -287,15 +295,19 @@ def _seed_folder(config: TrainConfig, out_dir, checkpoint_dir,
 def train_and_evaluate(config: TrainConfig, *, out_dir: str | Path | None = None,
                        on_epoch: Callable[[int, dict], None] | None = None,
                        checkpoint_dir: str | Path | None = None, overwrite: bool = False, progress: bool = False,
-                       prepared=None, on_step: Callable[[dict], None] | None = None) -> Result:
+                       prepared=None, checkpoint_at: Callable[[int], bool] | None = None,
+                       on_step: Callable[[dict], None] | None = None) -> Result:
     """Train `config` (one seed), evaluate the selected weights on the test split, write the run's files into out_dir.
 
-    checkpoint_dir defaults to out_dir/checkpoints; when it holds checkpoints of the same config, training
-    continues after the last finished epoch (a different config is refused unless overwrite). on_epoch(epoch,
-    metrics) runs after that epoch's checkpoint is on disk. `prepared` skips data.builder.prepare(config.data)."""
+    checkpoint_dir defaults to out_dir/checkpoints; when it holds a checkpoint of the same config, training
+    continues after its epoch (a different config is refused unless overwrite). A checkpoint is written after every
+    epoch for which checkpoint_at(epoch) is true (default: every epoch) and always after the last one. on_epoch(epoch,
+    summary) runs after that epoch's checkpoint, if any, is on disk (SeedRun.summary()). `prepared` skips
+    data.builder.prepare(config.data)."""
     relay = None if on_epoch is None else (lambda epoch, seeds: on_epoch(epoch, dict(seeds[config.seed])))
     return train_seeds(config, [config.seed], out_dirs=[out_dir], checkpoint_dirs=[checkpoint_dir], on_epoch=relay,
-                       overwrite=overwrite, progress=progress, prepared=prepared, on_step=on_step)[0]
+                       overwrite=overwrite, progress=progress, prepared=prepared, checkpoint_at=checkpoint_at,
+                       on_step=on_step)[0]
 
 
 def evaluate_final(run: _Run, weights: Weights, splits: dict) -> dict[str, SplitPredictions]:

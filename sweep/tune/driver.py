@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -12,27 +11,25 @@ from typing import Callable
 import ray
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 
 from data.builder import cache_root, prepare, user_cache_dir
-from sweep.analysis.report import build_report, scaling_headline, summary_table
-from sweep.configs.io import config_to_dict
-from sweep.configs.naming import config_label
-from sweep.configs.schema import SweepConfig
-from sweep.files import write_json_atomic
 from sweep import UsageError
+from sweep.configs.io import config_to_dict
+from sweep.configs.schema import SweepConfig
 from sweep.analysis.shift_report import keep_measurements
-from sweep.runtime import REPO_ROOT, enable_compilation_cache
+from sweep.runtime import REPO_ROOT
 from sweep.tune.board import BOARD_ENV, BoardClient, board_name
+from sweep.tune.finish import finish_sweep
 from sweep.tune.progress import Progress
-from sweep.tune.collect import collect_predictions
 from sweep.tune.eval_sets import describe, measure_confound, prepare_counterfactual_sets, prepare_external_sets
-from sweep.tune.results import manifest, trials_frame, write_trials
-from sweep.tune.rows import rows_of_trial
+from sweep.tune.results import trials_frame, write_trials
+from sweep.tune.rows import rows_of_ended
 from sweep.tune.space import row_count
 from sweep.tune.trial import run_trial
 
 EXPERIMENT = "sweep"  # Ray's experiment folder under the storage path
+REDUCTION_FACTOR = 3  # asha and hyperband keep about a third of the trials at each rung
 # a worker process runs one trial after another (sweep.tune.trial resets it in between): JAX, the imports and the
 # open dataset stay warm. `fusion-sweep bench` (section ray) measures the per-trial overhead with and without.
 REUSE_ACTORS = True
@@ -83,8 +80,9 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str,
 
 def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, storage: str | None,
                compile_cache: str | None, callbacks: list, base_dict: dict, prepared_path: str | None = None,
-               eval_sets: dict[str, str] | None = None):
-    """A Tuner over the listed trials (a grid over the trial list: each appears exactly once).
+               eval_sets: dict[str, str] | None = None, trainable=run_trial):
+    """A Tuner over the listed trials (a grid over the trial list: each appears exactly once); `trainable` is the
+    trial function (the bench wraps it to measure it).
 
     Worker processes are reused from one trial to the next (reuse_actors; sweep.tune.trial starts each trial from
     a clean slate): JAX, the imports and the open dataset stay warm, which is most of what a trial used to pay for
@@ -99,11 +97,13 @@ def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, stor
         "compile_cache": compile_cache,
         "prepared_path": prepared_path,
         "seed_mode": sweep.seed_mode,
+        "checkpoint_every": sweep.checkpoint_every,
+        "checkpoint_epochs": scheduler_epochs(sweep),
         "eval_sets": dict(eval_sets or {}),
         "externals": {name: config_to_dict(spec) for name, spec in sweep.externals.items()},
     }
     return tune.Tuner(
-        trainable_with_resources(sweep),
+        trainable_with_resources(sweep, trainable),
         param_space=param_space,
         tune_config=tune.TuneConfig(scheduler=make_scheduler(sweep), num_samples=1,
                                     max_concurrent_trials=sweep.max_concurrent, reuse_actors=REUSE_ACTORS),
@@ -111,17 +111,46 @@ def make_tuner(sweep: SweepConfig, trials: list[dict], *, results_dir: str, stor
     )
 
 
-def trainable_with_resources(sweep: SweepConfig):
-    return tune.with_resources(run_trial, {"cpu": sweep.cpus_per_trial, "gpu": sweep.gpus_per_trial})
+def trainable_with_resources(sweep: SweepConfig, trainable=run_trial):
+    return tune.with_resources(trainable, {"cpu": sweep.cpus_per_trial, "gpu": sweep.gpus_per_trial})
 
 
 def make_scheduler(sweep: SweepConfig):
+    """fifo runs every trial to its end; asha and hyperband stop the weaker ones at rungs of val_accuracy."""
     if sweep.scheduler == "fifo":
         return FIFOScheduler()
     epochs = max(1, sweep.train.epochs)
-    # the first rung after ~a third of the budget: early epochs of a from-scratch CNN say little
+    if sweep.scheduler == "hyperband":
+        return HyperBandScheduler(metric="val_accuracy", mode="max", time_attr="epoch", max_t=epochs,
+                                  reduction_factor=REDUCTION_FACTOR)
     return ASHAScheduler(metric="val_accuracy", mode="max", time_attr="epoch", max_t=epochs,
-                         grace_period=max(1, min(epochs, math.ceil(epochs / 3))), reduction_factor=3)
+                         grace_period=asha_grace_period(epochs), reduction_factor=REDUCTION_FACTOR)
+
+
+def scheduler_epochs(sweep: SweepConfig) -> list[int]:
+    """Epochs at which a trial checkpoints besides every `checkpoint_every`: where its scheduler may stop it (so a
+    stopped trial's checkpoint holds the weights its row reports, for --score-stopped) or pause it (HyperBand
+    resumes a paused trial from Ray's checkpoint). ASHA's rungs: grace_period * eta**k; HyperBand's: in every
+    bracket, max_t / eta**s epochs growing by eta up to max_t (Ray's formulas; a test checks them against Ray's)."""
+    max_t, eta = max(1, sweep.train.epochs), REDUCTION_FACTOR
+    epochs: set[int] = set()
+    if sweep.scheduler == "asha":
+        rung = asha_grace_period(max_t)
+        while rung < max_t:
+            epochs.add(rung)
+            rung *= eta
+    elif sweep.scheduler == "hyperband":
+        for s in range(int(round(math.log(max_t) / math.log(eta))) + 1):
+            rung = int(max_t * eta ** (-s))
+            while 0 < rung < max_t:
+                epochs.add(rung)
+                rung = min(rung * eta, max_t)
+    return sorted(epochs)
+
+
+def asha_grace_period(epochs: int) -> int:
+    """ASHA's first rung after about a third of the epochs: early epochs of a from-scratch CNN say little."""
+    return max(1, min(epochs, math.ceil(epochs / 3)))
 
 
 def make_run_config(sweep: SweepConfig, *, results_dir: str, storage: str | None, callbacks: list):
@@ -148,39 +177,12 @@ def restore_tuner(sweep: SweepConfig, *, results_dir: str, storage: str | None, 
     return tuner
 
 
-def rows_from_grid(grid) -> list[dict]:
-    """trials.csv rows (one per seed) of every Ray trial that started."""
-    rows = []
-    for result in grid:
-        if not (result.config or {}).get("trial"):
-            continue  # never started (an interrupted run): `--resume` runs it
-        metrics = result.metrics or {}
-        trial_id = metrics.get("trial_id") or Path(result.path).name.split("_")[1]
-        status = "ERROR" if result.error else "TERMINATED"
-        error = str(result.error).strip().splitlines()[-1][:300] if result.error else None
-        rows.extend(rows_of_trial(trial_id, status, result.config, metrics, error))
-    return rows
-
-
-def prune_ray_checkpoints(experiment: str) -> int:
-    """Delete Ray's per-trial checkpoint copies of a finished experiment (no trial will be resumed); bytes freed."""
-    freed = 0
-    for path in Path(experiment).glob("*/checkpoint_*"):
-        if path.is_dir():
-            freed += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-            shutil.rmtree(path, ignore_errors=True)
-    return freed
-
-
-def _write_partial(out: Path, rows: dict[str, dict]) -> None:
-    write_trials(trials_frame(list(rows.values())), out)
-
-
 def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str | None = None,
               storage: str | None = None, resume: bool = False, explain: bool = True,
               start: float | None = None, command: list[str] | None = None, mlflow: str | None = None,
               mlflow_experiment: str | None = None) -> int:
-    """Prepare data once, run the trials on Ray (local or a cluster), then write the results contract into `out`."""
+    """Prepare data once, run the trials on Ray (local or a cluster), then write the results contract into `out`.
+    0 when everything asked for was done; 1 when a trial ended in error or a step after the trials failed."""
     start = start or time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -189,56 +191,55 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
         elapsed = int(time.time() - start)
         print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {text}", flush=True)
 
-    sweep, prepared, eval_sets = _prepare_data(sweep, say)
+    workers_sweep, prepared, eval_sets = _prepare_data(sweep, say)
     fingerprint, counts = f"{prepared.fingerprint}/{prepared.path.name}", prepared.counts()
-    _measure_confound(out, prepared, sweep, say)
+    _measure_confound(out, prepared, workers_sweep, say)
     started, resources, board = _start_ray(address, say, trials, sweep)
-    rows: dict[str, dict] = {}
     try:
-        grid = _fit(sweep, trials, out, storage, resume, rows, Progress(len(trials), board=board, start=start),
+        grid = _fit(workers_sweep, trials, out, storage, resume, Progress(len(trials), board=board, start=start),
                     str(Path(prepared.path).resolve()), eval_sets)
     finally:
         if started:
             ray.shutdown()
-    frame, errors = _write_tables(grid, out, storage, say)
     facts = {"data_fingerprint": fingerprint, "command": command, "cluster_resources": resources,
              "extra": {"name": sweep.name, "trials_total": row_count(trials), "ray_trials": len(trials),
-                       "trials_failed": int((frame["status"] == "ERROR").sum()) if len(frame) else 0,
-                       "ray_trials_failed": len(errors), "ray_experiment": experiment_path(str(out), storage),
-                       "resumed": resume, "data_counts": counts,
+                       "ray_experiment": recorded_experiment(storage), "resumed": resume, "data_counts": counts,
                        "eval_sets": describe(eval_sets, sweep.externals, sweep.train.data.classes)}}
-    write_json_atomic(out / "manifest.json", manifest(sweep, wall_seconds=time.time() - start, **facts))
-    build_report(out)
-    say(f"trials done: {len(frame) - len(errors)}/{len(frame)} ok; tables, plots and report written")
-    if explain and sweep.explain_images > 0 and frame["test_accuracy"].notna().any():
-        _explain(out, sweep, say)
-    wall = time.time() - start
-    write_json_atomic(out / "manifest.json", manifest(sweep, wall_seconds=wall, **facts))
-    build_report(out)
-    recorded = record_mlflow(out, frame, mlflow, mlflow_experiment or sweep.name, say) if mlflow else True
-    _print_summary(out, wall)
-    return 0 if not errors and recorded else 1
+    mlflow_step = (lambda frame: record_mlflow(out, frame, mlflow, mlflow_experiment or sweep.name, say)) \
+        if mlflow else None
+    return finish_sweep(grid, sweep, out, facts=facts, explain=explain, start=start, say=say, mlflow=mlflow_step,
+                        score_stopped=sweep.score_stopped,
+                        prune=None if "://" in storage_for(str(out), storage) else experiment_path(str(out), storage))
+
+
+def recorded_experiment(storage: str | None) -> str:
+    """Where Ray's experiment state is, as the user gave it: under --storage, else ray/sweep in the results folder."""
+    return f"{storage.rstrip('/')}/{EXPERIMENT}" if storage else f"ray/{EXPERIMENT}"
 
 
 def _prepare_data(sweep: SweepConfig, say):
-    """(sweep with the data's cache folder pinned, the dataset prepared once by the driver, {split: file} of its
-    evaluation sets): trials open those very files where their node sees them, else prepare the same spec into the
-    same path. The external sets come first: a folder that cannot be read stops the run (UsageError) before the
-    dataset is prepared and before any trial starts."""
+    """(the sweep as the workers see it, the dataset prepared once by the driver, {split: file} of its evaluation
+    sets). The workers' sweep has the data and external folders absolute (any working directory) and the cache
+    folder pinned to the driver's; trials open the prepared files where their node sees them, else prepare the same
+    spec into the same path. The external sets come first: a folder that cannot be read stops the run (UsageError)
+    before the dataset is prepared and before any trial starts."""
     spec = sweep.train.data
-    spec = spec.replace(cache_dir=str(cache_root(spec).resolve()))
+    spec = spec.replace(cache_dir=str(cache_root(spec).resolve()),
+                        data_dir=str(Path(spec.data_dir).expanduser().resolve()) if spec.data_dir else spec.data_dir)
+    externals = {name: ext.replace(data_dir=str(Path(ext.data_dir).expanduser().resolve())) if ext.data_dir else ext
+                 for name, ext in sweep.externals.items()}
     try:
-        eval_sets = prepare_external_sets(sweep.externals, spec)
+        eval_sets = prepare_external_sets(externals, spec)
     except (ValueError, FileNotFoundError) as err:
         raise UsageError(str(err)) from err
-    for split, record in describe(eval_sets, sweep.externals, spec.classes).items():
+    for split, record in describe(eval_sets, externals, spec.classes).items():
         say(f"external set {split}: {record['n_images']} images " + str(record["classes"]))
     say(f"preparing data: {spec.source} at {spec.image_size}px" + (f" from {spec.data_dir}" if spec.data_dir else ""))
     prepared = prepare(spec)
     counts = prepared.counts()
     say("data ready: " + ", ".join(f"{s} {sum(c.values())}" for s, c in counts.items()) + f" images ({prepared.path})")
     eval_sets.update(prepare_counterfactual_sets(spec, prepared))
-    return sweep.replace(train=sweep.train.replace(data=spec)), prepared, eval_sets
+    return sweep.replace(train=sweep.train.replace(data=spec), externals=externals), prepared, eval_sets
 
 
 def _measure_confound(out: Path, prepared, sweep: SweepConfig, say) -> None:
@@ -270,18 +271,18 @@ def _start_ray(address: str | None, say, trials: list[dict],
     return started, resources, open_board(env[BOARD_ENV], say)
 
 
-def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None, resume: bool, rows: dict,
-         progress: Progress, prepared_path: str | None = None, eval_sets: dict[str, str] | None = None):
-    """Run (or continue) the experiment with the live view; trials.csv is rewritten as each trial finishes. Trials
+def _fit(sweep: SweepConfig, trials: list[dict], out: Path, storage: str | None, resume: bool, progress: Progress,
+         prepared_path: str | None = None, eval_sets: dict[str, str] | None = None):
+    """Run (or continue) the experiment with the live view; trials.csv is rewritten as each trial ends. Trials
     open the dataset at `prepared_path` where their node sees it."""
     say = progress.say  # lines go above the live status block
+    rows: dict[str, dict] = {}
 
-    def record(trial) -> None:
-        status = "ERROR" if trial.status == "ERROR" else "TERMINATED"
-        for row in rows_of_trial(trial.trial_id, status, trial.config, trial.last_result):
+    def record(trial, status: str) -> None:
+        for row in rows_of_ended(trial, status):
             rows[row["trial_id"]] = row
         try:
-            _write_partial(out, rows)
+            write_trials(trials_frame(list(rows.values())), out)
         except Exception as err:  # a table write must never stop the sweep
             say(f"warning: could not update trials.csv: {err}")
 
@@ -307,53 +308,10 @@ def open_board(name: str, say) -> BoardClient | None:
         return None
 
 
-def record_mlflow(out: Path, frame, uri: str, experiment: str, say) -> bool:
-    """One MLflow run per row; False (the run then exits 1) if MLflow failed, the tables staying as written."""
+def record_mlflow(out: Path, frame, uri: str, experiment: str, say) -> None:
+    """One MLflow run per row (a failure raises: the run then exits 1, the tables staying as written)."""
+    from sweep.configs.naming import config_label
     from sweep.tune.mlflow_log import log_sweep
 
     rows = [{**row, "label": config_label(row)} for row in frame.to_dict("records")]
-    try:
-        log_sweep(out, uri, experiment=experiment, rows=rows, say=say)
-        return True
-    except Exception as err:
-        say(f"MLflow recording failed at {uri}: {type(err).__name__}: {err}")
-        return False
-
-
-def _write_tables(grid, out: Path, storage: str | None, say):
-    """trials.csv/.parquet and predictions.parquet from Ray's final results; Ray's checkpoint copies pruned when
-    every trial finished."""
-    frame = trials_frame(rows_from_grid(grid))
-    errors = [r for r in grid if r.error]
-    for result in errors[:5]:
-        say(f"trial failed: {config_label(result.config['trial'])}: {str(result.error).strip().splitlines()[-1][:300]}")
-    collect_predictions(grid, out, say)
-    write_trials(frame, out)
-    if not errors and "://" not in storage_for(str(out), storage):
-        pruned = prune_ray_checkpoints(experiment_path(str(out), storage))
-        if pruned:
-            say(f"every trial finished: removed {pruned / 2**20:.0f} MiB of Ray's copies of trial checkpoints "
-                f"(each trial's own run folder under {out / 'trials'} keeps its checkpoint)")
-    return frame, errors
-
-
-def _print_summary(out: Path, wall: float) -> None:
-    print()
-    print(summary_table(out))
-    print()
-    print(scaling_headline(out))
-    print(f"\nresults in {out}/: trials.csv, trials.parquet, pareto.csv, plots/, report.md, manifest.json"
-          + (", explanations/" if (out / "explanations").is_dir() else "") + f"  ({wall:.0f} s)")
-
-
-def _explain(out: Path, sweep: SweepConfig, say) -> None:
-    """SHAP explanations of the Pareto front and the parents (a failure is reported; the sweep's results stand)."""
-    from sweep.explain.runner import explain_results  # loads JAX and SHAP: only in a sweep that explains
-
-    say(f"explaining the Pareto front and parents: {sweep.explain_images} images x {sweep.explain_max_evals} evals")
-    try:
-        enable_compilation_cache()
-        explain_results(out, trials="pareto+parents", images=sweep.explain_images,
-                        max_evals=sweep.explain_max_evals, log=lambda text: say(text))
-    except Exception as err:  # explanations are extra: the sweep's results stand without them
-        say(f"explanations failed: {type(err).__name__}: {err}")
+    log_sweep(out, uri, experiment=experiment, rows=rows, say=say)

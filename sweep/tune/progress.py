@@ -16,7 +16,7 @@ from sweep.tune.rows import seeds_label, trial_seeds
 class Progress:
     """Feeds a LiveView from Ray Tune's callbacks and, every refresh, from the trials' posts to the board actor."""
 
-    def __init__(self, total: int, metric: str = "test_accuracy", on_complete: Callable[[Any], None] | None = None,
+    def __init__(self, total: int, metric: str = "test_accuracy", on_complete: Callable[[Any, str], None] | None = None,
                  board=None, view: LiveView | None = None, start: float | None = None):
         self.total, self.metric = total, metric
         self.start = start or time.time()
@@ -129,7 +129,7 @@ class Progress:
             detail = status.lower() if status != "TERMINATED" else f"stopped at epoch {result.get('epoch')}"
         self.say(f"done {name}: {detail} | {self.status()}")
         if self.on_complete:
-            self.on_complete(trial)
+            self.on_complete(trial, status)
         self.refresh(force=self.view is not None and self.view.interactive)
 
 

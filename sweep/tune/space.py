@@ -13,6 +13,7 @@ from sweep.configs.naming import SEED_FUSION
 from sweep.configs.schema import SearchSpace, SweepConfig, TrainConfig
 
 MAX_WIDTH = FusionSpec().branch_width  # the seed's Dense width: the widest a sweep tries
+SCHEDULERS = ("fifo", "asha", "hyperband")
 SEED_MODE_CHOICES = ("auto", "vmap", "sequential")  # how a trial trains its seeds (sweep.engine.seeds)
 
 
@@ -58,8 +59,12 @@ def validate_sweep(sweep: SweepConfig) -> None:
         raise UsageError(f"search must be 'grid' or 'random', got {sweep.search!r}")
     if sweep.search == "random" and sweep.num_samples < 1:
         raise UsageError(f"num_samples must be >= 1 for random search, got {sweep.num_samples}")
-    if sweep.scheduler not in ("asha", "fifo"):
-        raise UsageError(f"scheduler must be 'asha' or 'fifo', got {sweep.scheduler!r}")
+    if sweep.scheduler not in SCHEDULERS:
+        raise UsageError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {sweep.scheduler!r}")
+    if sweep.checkpoint_every < 1:
+        raise UsageError(f"checkpoint_every must be >= 1 (epochs between checkpoints), got {sweep.checkpoint_every}")
+    if sweep.max_failures < 0:
+        raise UsageError(f"max_failures must be >= 0, got {sweep.max_failures}")
     if sweep.cpus_per_trial <= 0:
         raise UsageError(f"cpus_per_trial must be > 0, got {sweep.cpus_per_trial}")
     if sweep.gpus_per_trial < 0:

@@ -1,9 +1,16 @@
 """Inside one Ray trial: one configuration trained for all its seeds (sweep.engine.train.train_seeds), reported to Tune.
 
 Each seed is its own trials.csv row (`<ray trial id>-s<seed>`) with its own run folder RESULTS/trials/<row id>/.
-After every epoch the trial reports the seeds' validation accuracy, averaged, to Tune (what ASHA/HyperBand compare)
-with a checkpoint of every seed; at the end, every seed's metrics, and its result files (per-image predictions
-included) as the final checkpoint, so the driver can collect them without sharing the results folder.
+After every epoch but the last the trial reports the seeds' validation accuracy, averaged, to Tune (what
+ASHA/HyperBand compare); at the end, every seed's metrics, with its result files (per-image predictions included) and
+its checkpoint as the final checkpoint, so the driver can collect them without sharing the results folder. The last
+epoch is reported together with the test metrics: a scheduler that stops a trial at its last epoch (ASHA at max_t)
+then stops a trial that has already scored its weights.
+
+Ray receives the seeds' checkpoints only when the engine writes them: every `checkpoint_every` epochs, at the epochs
+where a scheduler may stop or pause the trial (`checkpoint_epochs`), and at the end. Each seed keeps ONE checkpoint in
+its run folder (its latest epoch's state, with the best epoch's weights when those are selected), so what Ray copies
+is that one per seed.
 
 Worker processes are reused between trials (the sweep's Tuner sets reuse_actors): the first trial of a process pins
 its cores and starts JAX, later ones find JAX warm and the dataset open; each trial starts from a clean slate
@@ -27,7 +34,7 @@ from data.builder import open_prepared
 from sweep.configs.io import config_from_dict, config_to_dict
 from sweep.configs.naming import config_label
 from sweep.runtime import enable_compilation_cache, pin_cores
-from sweep.tune.handover import staged, take_back
+from sweep.tune.handover import CHECKPOINTS, saved_epoch, staged, take_back
 from sweep.tune.rows import row_id, seeds_label
 from sweep.tune.space import train_config_for
 from sweep.tune.watch import TrialWatch
@@ -140,11 +147,12 @@ def run_trial(config: dict[str, Any]) -> None:
     if restored is not None:
         with restored.as_directory() as folder:
             take_back(Path(folder), run_dirs)
+    resumed_from = min(saved_epoch(run_dir / CHECKPOINTS) or 0 for run_dir in run_dirs.values())
     start = time.time()
     watch = TrialWatch(ray_id, f"{config_label(trial)} {seeds_label(trial)}", train_config.epochs, run_dirs)
 
     def on_epoch(epoch: int, summaries: dict[int, dict]) -> None:
-        watch.epoch(epoch, summaries, report_epoch(epoch, summaries, run_dirs, ray_id))
+        watch.epoch(epoch, summaries, report_epoch(epoch, summaries, run_dirs, ray_id, resumed_from))
 
     finished = finished_seeds(run_dirs, train_config)
     if finished is None:
@@ -152,29 +160,49 @@ def run_trial(config: dict[str, Any]) -> None:
         results = train_seeds(train_config, seeds, out_dirs=[run_dirs[s] for s in seeds],
                               mode=resolve_seed_mode(config.get("seed_mode", "auto")), prepared=prepared,
                               eval_splits=evaluation_splits(config, train_config.data, prepared),
-                              on_epoch=on_epoch, on_step=watch.step)
+                              on_epoch=on_epoch, on_step=watch.step, checkpoint_at=checkpoint_schedule(config))
         finished = {seed: (result.metrics, result.status) for seed, result in zip(seeds, results)}
     watch.finish(finished)
-    report_final(finished, run_dirs, ray_id, wall_seconds=time.time() - start)
+    report_final(finished, run_dirs, ray_id, wall_seconds=time.time() - start, resumed_from=resumed_from)
 
 
-def report_epoch(epoch: int, summaries: dict[int, dict], run_dirs: dict[int, Path], ray_id: str) -> float:
-    """One epoch of the group to Tune, with every seed's checkpoint. `val_accuracy` (what ASHA/HyperBand compare)
-    is the mean over the seeds that did not diverge of the validation accuracy of the weights each would be scored
-    with if the trial ended now (the best epoch's under restore-best early stopping); 0 when every seed diverged."""
-    seeds = {str(seed): {**_scalars(summary), "trial_id": row_id(ray_id, seed)} for seed, summary in summaries.items()}
+def checkpoint_schedule(config: dict):
+    """The epochs after which the engine writes a checkpoint (and Ray receives it), besides each seed's last."""
+    every = max(1, int(config.get("checkpoint_every") or 1))
+    pauses = set(config.get("checkpoint_epochs") or ())
+    return lambda epoch: epoch % every == 0 or epoch in pauses
+
+
+def group_val_accuracy(summaries: dict[int, dict]) -> float:
+    """What ASHA/HyperBand compare: the mean over the seeds that did not diverge of the validation accuracy of the
+    weights each would be scored with if the trial ended now (config.weights' choice); 0 when every seed diverged."""
     selected = [s["selected_val_accuracy"] for s in summaries.values()
                 if s["train_status"] != "diverged" and s.get("selected_val_accuracy") is not None]
+    return sum(selected) / len(selected) if selected else 0.0
+
+
+def report_epoch(epoch: int, summaries: dict[int, dict], run_dirs: dict[int, Path], ray_id: str,
+                 resumed_from: int = 0) -> float:
+    """One epoch of the group to Tune (unless it is the group's last: report_final carries that one), with every
+    seed's checkpoint when this epoch wrote them; the group's val_accuracy."""
+    val_accuracy = group_val_accuracy(summaries)
+    training = sum(s["train_status"] == "training" for s in summaries.values())
+    if not training:
+        return val_accuracy
+    seeds = {str(seed): {**_scalars(summary), "trial_id": row_id(ray_id, seed)} for seed, summary in summaries.items()}
     report = {"epoch": int(epoch), "final": False, "node_id": ray_node_id(), "seeds": seeds,
-              "val_accuracy": sum(selected) / len(selected) if selected else 0.0,
-              "seeds_training": sum(s["train_status"] == "training" for s in summaries.values())}
+              "val_accuracy": val_accuracy, "seeds_training": training, "resumed_from_epoch": resumed_from,
+              "checkpointed": any(s.get("checkpointed") for s in summaries.values())}
+    if not report["checkpointed"]:
+        tune.report(report)
+        return val_accuracy
     with staged(run_dirs, final=False) as folder:
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(folder)))
-    return report["val_accuracy"]
+    return val_accuracy
 
 
 def report_final(finished: dict[int, tuple[dict, str]], run_dirs: dict[int, Path], ray_id: str,
-                 wall_seconds: float) -> None:
+                 wall_seconds: float, resumed_from: int = 0) -> None:
     """Every seed's final metrics (one trials.csv row each) to Tune, their result files as the last checkpoint;
     top-level means over the seeds with test metrics, for Tune's own tables and the driver's progress lines."""
     seeds = {}
@@ -183,6 +211,7 @@ def report_final(finished: dict[int, tuple[dict, str]], run_dirs: dict[int, Path
                             "classes": ",".join(metrics.get("classes", []) or [])}
     scored = [s for s in seeds.values() if isinstance(s.get("test_accuracy"), float)]
     final = {"final": True, "seeds": seeds, "node_id": ray_node_id(), "wall_seconds": wall_seconds,
+             "resumed_from_epoch": resumed_from,
              "epoch": max(int(s.get("epochs_run") or 0) for s in seeds.values())}
     for key in ("test_accuracy", "val_accuracy", "params", "flops"):
         values = [s[key] for s in scored if isinstance(s.get(key), (int, float))]

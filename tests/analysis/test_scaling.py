@@ -79,6 +79,16 @@ def test_too_few_configurations_or_seeds_is_insufficient_data_not_an_error(tmp_p
     assert result["per_halving"]["lo"] is not None      # still described, with an interval
 
 
+def test_descriptive_intervals_from_three_single_seed_points_stay_within_what_is_possible():
+    for seed in (0, 2):   # these draws put the unclipped lower end of the per-halving interval beyond -100 points
+        trials, _ = sweep_tables("power_law", seed=seed, n_configs=3, seeds=1, n_images=132, collapsed=(0, 0))
+        result = analyze(trials.assign(collapsed=False), None, n_boot=300, leave_one_out=False)
+        halving = result["per_halving"]
+        assert result["verdict"] == "insufficient_data"
+        assert -100 <= halving["lo"] <= halving["estimate"] <= halving["hi"] <= 100
+        assert all(0 <= p["lo"] <= p["estimate"] <= p["hi"] <= 100 for p in result["curve"])
+
+
 @pytest.mark.parametrize("damage, words", [
     (lambda t, p: (t.drop(columns="test_n"), p), "test_n"),
     (lambda t, p: (t.drop(columns=["params", "seed"]), p), "seed, params"),

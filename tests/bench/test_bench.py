@@ -14,7 +14,8 @@ from sweep.bench.runner import BenchOptions, run_bench
 
 def _tiny(**changes) -> BenchOptions:
     base = dict(models=("cnn",), sizes=(32,), batch_sizes=(2,), windows=1, window_s=0.01,
-                pipeline_seconds=0.2, pipeline_images=60, peak_n=256, skip=("compile", "shap", "ray", "seeds", "flops"))
+                pipeline_seconds=0.2, pipeline_images=60, peak_n=256,
+                skip=("compile", "shap", "ray", "seeds", "checkpoints", "flops"))
     base.update(changes)
     return BenchOptions(**base)
 
@@ -39,7 +40,7 @@ def test_run_collects_every_section_and_one_broken_section_does_not_lose_the_res
     import sweep.bench.pipeline as pipeline
     monkeypatch.setattr(pipeline, "pipeline_speed", broken)
     options = BenchOptions(models=("cnn", "resnet50v2"), sizes=(64,), batch_sizes=(32, 16),
-                           skip=("compile", "shap", "ray", "seeds", "flops"))
+                           skip=("compile", "shap", "ray", "seeds", "checkpoints", "flops"))
     result = run_bench(options, log=lambda _: None)
     assert [(r["model"], r["batch_size"]) for r in result["models"]] == [
         ("cnn", 32), ("resnet50v2", 32), ("cnn", 16), ("resnet50v2", 16)]
@@ -143,3 +144,16 @@ def test_ray_section_measures_the_sweeps_worker_reuse_and_fresh_workers():
     for figures in (result, result["fresh_process"]):
         assert figures["ray_s"] > figures["ray_init_s"] > 0
         assert figures["overhead_per_trial_excluding_init_s"] < figures["overhead_per_trial_s"]
+
+
+@pytest.mark.slow
+def test_checkpoint_traffic_of_a_sweep_trial_is_at_most_three_states_per_checkpoint():
+    """The bench's checkpoints section on the CNN at 16 px: what a trial's process writes per checkpoint taken (its
+    own checkpoint and Ray's copy) is between one and three of its states (weights + optimiser state)."""
+    from sweep.bench.checkpoints import checkpoint_traffic
+
+    result = checkpoint_traffic(16, epochs=4, models=("cnn",))
+    assert not result["errors"] and result["checkpoints_per_trial"] == 2  # epochs 3 and 4 (the end)
+    (row,) = result["models"]
+    assert row["state_bytes"] == row["weights_bytes"] + row["optimizer_bytes"] > 0
+    assert 1.0 <= row["states_per_checkpoint"] <= 3.0, row

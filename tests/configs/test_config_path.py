@@ -88,7 +88,7 @@ def test_reproduce_is_the_paper_presets_recipe_for_the_three_seed_models():
             model=model, data=DataSpec(source="radiography", data_dir="/data", image_size=64),
             pipeline=PipelineSpec(balance="oversample", oversample=(3.0, 1.0), augment="seed" if augmented else "none"),
             optim=OptimConfig(name="rmsprop", learning_rate=1e-4), batch_size=16, epochs=3,
-            early_stopping=EarlyStopping(metric="val_accuracy", mode="max", patience=5, restore_best=True),
+            early_stopping=EarlyStopping(metric="val_accuracy", mode="max", patience=5),
             augment_cnn_only=model == "fusion", bn_momentum=0.9)
     assert seed_model_config(get_preset("paper").train, "cnn").augment_cnn_only is False
     with pytest.raises(UsageError, match="needs --data-dir"):

@@ -90,6 +90,22 @@ def test_corrupt_records_fail_when_read_with_the_same_message(tmp_path):
         PreparedDataset(ds.path).split("train").images[:]
 
 
+@pytest.mark.parametrize("workers", [["--workers", "2"], ["--workers", "2", "--processes"]])
+def test_corrupt_records_found_by_a_loader_worker_are_one_line_not_a_traceback(tmp_path, capsys, workers):
+    from sweep.cli import main
+
+    ds = prepare(synthetic(tmp_path / "cache"))
+    shard = next(ds.tfds_dir.glob("*-train.array_record-*"))
+    content = bytearray(shard.read_bytes())
+    content[1000:20000] = bytes(19000)  # the size check at open passes: only reading finds it
+    shard.write_bytes(bytes(content))
+    rc = main(["data", "stream", "--num-images", "60", "--image-size", "32", "--data-dir-cache",
+               str(tmp_path / "cache"), "--quiet", *workers])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and len(err.splitlines()) == 1, err
+    assert err.startswith("fusion-sweep data: error: prepared dataset") and str(ds.path) in err and "delete" in err
+
+
 def test_half_built_dataset_is_never_read_and_prepare_replaces_it(tmp_path):
     spec = synthetic(tmp_path / "cache")
     ds = prepare(spec)
@@ -175,10 +191,11 @@ def test_data_stream_prints_and_writes_its_figures(tmp_path, capsys):
     rc = main(["data", "stream", "--num-images", "60", "--image-size", "32", "--data-dir-cache", str(tmp_path / "c"),
                "--batch-size", "8", "--epochs", "2", "--workers", "2", "--json", str(out), "--quiet"])
     printed = capsys.readouterr().out
-    assert rc == 0 and "images/s" in printed and "peak RSS" in printed
+    assert rc == 0 and "images/s" in printed and "per CPU-second" in printed and "peak RSS" in printed
     figures = json.loads(out.read_text())
     assert figures["images"] == 2 * 42 and figures["images_per_second"] > 0 and figures["peak_rss_mb"] > 50
-    assert figures["worker_kind"] == "threads" and figures["workers"] == 2
+    assert 0 < figures["cpu_seconds"] and figures["images_per_cpu_second"] > 0
+    assert figures["worker_kind"] == "threads" and figures["workers"] == 2 and figures["open_seconds"] >= 0
     rc = main(["data", "stream", "--num-images", "60", "--image-size", "32", "--data-dir-cache", str(tmp_path / "c"),
                "--epochs", "0", "--quiet"])
     assert rc == 2 and "--epochs" in capsys.readouterr().err

@@ -228,3 +228,57 @@ def test_checkpoints_name_arrays_by_their_place_and_old_run_folders_are_refused(
     (tmp_path / "metrics.json").unlink()
     with pytest.raises(UsageError, match="older fusion-sweep .* rerun with --overwrite"):
         train_and_evaluate(tiny_config(epochs=1), out_dir=tmp_path, prepared=prepared)
+
+
+# The train loss of epoch 1 (from fresh weights) is the highest of a run, so "best by max loss" is epoch 1: a run
+# whose selected weights are those of an earlier epoch than the last, without depending on validation noise.
+EARLIEST_IS_BEST = EarlyStopping(metric="loss", mode="max", patience=10)
+
+
+def test_every_metric_of_a_run_comes_from_the_selected_epochs_weights(tmp_path, prepared):
+    from sweep.engine.load import load_run
+    from sweep.engine.train import train_and_evaluate
+
+    best = train_and_evaluate(tiny_config(epochs=3, early_stopping=EARLIEST_IS_BEST), out_dir=tmp_path / "best",
+                              prepared=prepared)
+    last = train_and_evaluate(tiny_config(epochs=3, early_stopping=EARLIEST_IS_BEST, weights="last"),
+                              out_dir=tmp_path / "last", prepared=prepared)
+    assert best.metrics["best_epoch"] == best.metrics["weights_epoch"] == 1
+    assert last.metrics["best_epoch"] == 1 and last.metrics["weights_epoch"] == 3
+    for result in (best, last):
+        row = result.history[result.metrics["weights_epoch"] - 1]
+        assert result.metrics["val_accuracy"] == row["val_accuracy"]
+        assert result.metrics["val_loss"] == row["val_loss"]
+    # the best epoch's weights travel inside the one checkpoint on disk, and load_run finds them there
+    assert load_run(tmp_path / "best").weights_epoch == 1 and load_run(tmp_path / "last").weights_epoch == 3
+    assert [p.name for p in (tmp_path / "best" / "checkpoints").iterdir() if p.name.isdigit()] == ["3"]
+
+
+def test_checkpoints_when_due_and_after_the_last_epoch_and_resumes_from_the_one_on_disk(tmp_path, prepared):
+    from sweep.engine.checkpoint import RunCheckpoints
+    from sweep.engine.train import train_and_evaluate
+
+    config = tiny_config(epochs=3, early_stopping=EARLIEST_IS_BEST)
+    seen = []
+
+    class Killed(Exception):
+        pass
+
+    def die_after_epoch_2(epoch, metrics):
+        seen.append((epoch, metrics["checkpointed"], metrics["train_status"] != "training"))
+        if epoch == 2:
+            raise Killed
+
+    every_other = lambda epoch: epoch % 2 == 0  # noqa: E731
+    with pytest.raises(Killed):
+        train_and_evaluate(config, out_dir=tmp_path, prepared=prepared, on_epoch=die_after_epoch_2,
+                           checkpoint_at=every_other)
+    assert seen == [(1, False, False), (2, True, False)]
+    checkpoints = RunCheckpoints(tmp_path / "checkpoints")
+    assert checkpoints.epochs() == [2] and checkpoints.meta(2)["best_epoch"] == 1
+    checkpoints.close()
+    resumed = train_and_evaluate(config, out_dir=tmp_path, prepared=prepared, on_epoch=die_after_epoch_2,
+                                 checkpoint_at=every_other)
+    assert seen[2:] == [(3, True, True)]  # the last epoch checkpoints whatever checkpoint_at says
+    whole = train_and_evaluate(config, out_dir=tmp_path / "whole", prepared=prepared)
+    assert resumed.metrics["weights_epoch"] == 1 and stable(resumed.metrics) == stable(whole.metrics)

@@ -36,14 +36,28 @@ def test_staged_checkpoints_and_results_restore_each_seed_into_an_empty_folder(t
         staging = folder
     assert not staging.exists(), "the staging folder is removed once Ray has copied it"
     assert (elsewhere[1] / "checkpoints" / "3" / "arrays").read_bytes() == b"weights of seed 1"
-    with staged(runs, final=True) as folder:
-        assert not (folder / "s0" / "checkpoints").exists()
+    with staged(runs, final=True) as folder:  # the end: the seed's one checkpoint and its result files
+        assert (folder / "s0" / "checkpoints" / "3" / "arrays").is_file()
         take_back(folder, elsewhere)
     assert (elsewhere[0] / "predictions.parquet").is_file() and (elsewhere[0] / "metrics.json").is_file()
     (elsewhere[0] / "checkpoints" / "3" / "arrays").write_bytes(b"newer")
     with staged(runs, final=False) as folder:
         assert take_back(folder, elsewhere) == []  # what a folder already has is never overwritten
     assert (elsewhere[0] / "checkpoints" / "3" / "arrays").read_bytes() == b"newer"
+
+
+def test_a_restarted_seed_takes_rays_checkpoint_only_when_it_is_newer_than_its_own(tmp_path):
+    ray_side = {0: tmp_path / "ray" / "t-s0"}
+    _finished_run(ray_side[0], 0)  # Ray holds epoch 3
+    here = {0: tmp_path / "node" / "t-s0"}
+    (here[0] / "checkpoints" / "1").mkdir(parents=True)  # a stale epoch-1 checkpoint from an earlier attempt
+    with staged(ray_side, final=False) as folder:
+        assert take_back(folder, here) == [0]
+    assert sorted(p.name for p in (here[0] / "checkpoints").iterdir()) == ["3"]
+    (here[0] / "checkpoints" / "3").rename(here[0] / "checkpoints" / "5")  # this node got further than Ray's copy
+    with staged(ray_side, final=False) as folder:
+        assert take_back(folder, here) == []
+    assert sorted(p.name for p in (here[0] / "checkpoints").iterdir()) == ["5"]
 
 
 def test_the_driver_collects_predictions_from_the_final_checkpoint_when_run_folders_are_elsewhere(tmp_path):

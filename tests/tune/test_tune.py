@@ -11,7 +11,7 @@ import pytest
 from sweep.configs.presets import get_preset
 from sweep.tune.driver import make_scheduler
 from sweep.tune.progress import Progress
-from sweep.tune.rows import rows_of_trial
+from sweep.tune.rows import rows_of_ended, rows_of_trial
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,7 +31,7 @@ def test_asha_watches_val_accuracy_with_a_grace_period():
 def test_progress_callback_survives_pickling():
     import ray.cloudpickle as pickle
 
-    progress = Progress(3, on_complete=lambda trial: None)
+    progress = Progress(3, on_complete=lambda trial, status: None)
     restored = pickle.loads(pickle.dumps(progress.callback()))
     assert restored is not None  # Ray stores RunConfig callbacks in its experiment state
 
@@ -49,6 +49,81 @@ def test_concurrent_trials_claim_different_cores(tmp_path):
         for p in procs:
             p.communicate("\n", timeout=30)
     assert cores[0] != cores[1], cores
+
+
+class FakeTrial:
+    """What rows.rows_of_ended reads of Ray's Trial."""
+
+    def __init__(self, status, last_result, error=None, trial_id="abc12_00001", failures=0):
+        self.trial_id, self.status, self.last_result, self.num_failures = trial_id, status, last_result, failures
+        self.config = {"trial": {"model": "fusion", "cnn_cut": "block1_drop", "resnet_cut": None,
+                                 "branch_width": 16, "head_width": 16, "seeds": [0]}}
+        self._error = error
+
+    def get_error(self):
+        return self._error
+
+
+def test_a_trial_stopped_by_the_scheduler_keeps_the_validation_of_the_weights_it_would_be_scored_with():
+    seed = {"val_accuracy": 0.6, "selected_val_accuracy": 0.7, "selected_val_loss": 0.5, "best_epoch": 1,
+            "selected_epoch": 1, "epoch": 2, "loss": 0.3, "checkpointed": True, "train_status": "training"}
+    last = {"epoch": 2, "final": False, "val_accuracy": 0.7, "checkpointed": True, "seeds": {"0": seed}}
+    (row,) = rows_of_ended(FakeTrial("TERMINATED", last))
+    assert row["train_status"] == "stopped_by_scheduler" and row["status"] == "TERMINATED"
+    assert row["val_accuracy"] == 0.7 and row["val_loss"] == 0.5 and row["weights_epoch"] == 1
+    assert row["epochs"] == 2 and "test_accuracy" not in row and "checkpointed" not in row
+
+
+def test_a_finished_trial_keeps_its_train_status_and_a_failed_one_its_real_id_and_message():
+    seed = {"train_status": "early_stopped", "epochs_run": 4, "test_accuracy": 0.8, "weights_epoch": 2}
+    (done,) = rows_of_ended(FakeTrial("TERMINATED", {"final": True, "epoch": 4, "seeds": {"0": seed}}))
+    assert done["train_status"] == "early_stopped" and done["epochs"] == 4 and done["test_accuracy"] == 0.8
+    trace = "Traceback (most recent call last):\n  File ...\nsweep.UsageError: unknown model 'x'; choose one of: cnn\n"
+    (failed,) = rows_of_ended(FakeTrial("ERROR", {}, error=trace, trial_id="abc12_00007", failures=2))
+    assert failed["trial_id"] == "abc12_00007-s0" and failed["status"] == "ERROR" and failed["train_status"] == "error"
+    assert failed["message"] == "sweep.UsageError: unknown model 'x'; choose one of: cnn" and failed["failures"] == 2
+    assert rows_of_ended(FakeTrial("RUNNING", {"epoch": 1})) == []  # an interrupted sweep's unfinished trial
+
+
+def test_trials_checkpoint_where_rays_hyperband_pauses_them():
+    """scheduler_epochs must list every rung of every HyperBand bracket Ray builds (there it may pause a trial)."""
+    from ray.tune.schedulers import HyperBandScheduler
+
+    from sweep.tune.driver import REDUCTION_FACTOR, scheduler_epochs
+
+    for epochs in (3, 9, 10, 27, 50):
+        sweep = get_preset("quick").replace(scheduler="hyperband")
+        sweep = sweep.replace(train=sweep.train.replace(epochs=epochs))
+        scheduler = make_scheduler(sweep)
+        assert isinstance(scheduler, HyperBandScheduler)
+        rungs = set()
+        for s in range(scheduler._s_max_1):  # Ray's own bracket sizes
+            rung = scheduler._get_r0(s)
+            while 0 < rung < epochs:
+                rungs.add(rung)
+                rung = int(min(rung * REDUCTION_FACTOR, epochs))
+        assert scheduler_epochs(sweep) == sorted(rungs), epochs
+        assert scheduler_epochs(sweep.replace(scheduler="fifo")) == []
+
+
+def test_trials_checkpoint_where_rays_asha_may_stop_them():
+    """scheduler_epochs lists ASHA's rungs as Ray builds them (there it stops trials; --score-stopped scores the
+    checkpoint taken there)."""
+    from sweep.tune.driver import scheduler_epochs
+
+    for epochs in (3, 9, 10, 27):
+        sweep = get_preset("quick").replace(scheduler="asha")
+        sweep = sweep.replace(train=sweep.train.replace(epochs=epochs))
+        scheduler = make_scheduler(sweep)
+        (bracket,) = scheduler._brackets
+        assert scheduler_epochs(sweep) == sorted(milestone for milestone, _ in bracket._rungs if milestone < epochs)
+
+
+def test_a_trial_checkpoints_every_n_epochs_and_where_it_may_be_paused():
+    from sweep.tune.trial import checkpoint_schedule
+
+    due = checkpoint_schedule({"checkpoint_every": 3, "checkpoint_epochs": [1, 4]})
+    assert [epoch for epoch in range(1, 10) if due(epoch)] == [1, 3, 4, 6, 9]
 
 
 TRIAL = {"model": "fusion", "cnn_cut": "block1_drop", "resnet_cut": None, "branch_width": 16, "head_width": 16,
@@ -81,19 +156,19 @@ def test_a_finished_trial_gives_each_seed_its_own_row_and_metrics():
 
 def test_a_trial_that_failed_before_reporting_keeps_its_id_and_error_on_every_seed():
     rows = rows_of_trial("t9", "ERROR", {"trial": TRIAL}, None, error="ValueError: boom")
-    assert [(r["trial_id"], r["train_status"], r["error"]) for r in rows] == [
+    assert [(r["trial_id"], r["train_status"], r["message"]) for r in rows] == [
         ("t9-s0", "error", "ValueError: boom"), ("t9-s1", "error", "ValueError: boom")]
 
 
-def test_an_epoch_report_averages_the_seeds_that_did_not_diverge_and_carries_every_seeds_checkpoint(tmp_path,
-                                                                                                   monkeypatch):
+def test_an_epoch_report_averages_the_seeds_that_did_not_diverge_and_carries_checkpoints_only_when_written(
+        tmp_path, monkeypatch):
     from sweep.tune import trial as trial_module
 
     heard = []
 
     def report(metrics, checkpoint=None):
-        heard.append((metrics, sorted(p.relative_to(checkpoint.path).as_posix()
-                                      for p in Path(checkpoint.path).rglob("*") if p.is_file())))
+        heard.append((metrics, None if checkpoint is None else sorted(
+            p.relative_to(checkpoint.path).as_posix() for p in Path(checkpoint.path).rglob("*") if p.is_file())))
 
     monkeypatch.setattr(trial_module.tune, "report", report)
     monkeypatch.setattr(trial_module, "ray_node_id", lambda: "node-1")
@@ -101,11 +176,18 @@ def test_an_epoch_report_averages_the_seeds_that_did_not_diverge_and_carries_eve
     for seed, folder in run_dirs.items():
         (folder / "checkpoints" / "2").mkdir(parents=True)
         (folder / "checkpoints" / "2" / "arrays").write_text(str(seed))
-    summaries = {0: {"train_status": "training", "selected_val_accuracy": 0.8, "val_accuracy": 0.7, "epoch": 2},
-                 1: {"train_status": "early_stopped", "selected_val_accuracy": 0.6, "val_accuracy": 0.5, "epoch": 2},
+    summaries = {0: {"train_status": "training", "selected_val_accuracy": 0.8, "val_accuracy": 0.7, "epoch": 2,
+                     "checkpointed": True},
+                 1: {"train_status": "early_stopped", "selected_val_accuracy": 0.6, "val_accuracy": 0.5, "epoch": 2,
+                     "checkpointed": True},
                  2: {"train_status": "diverged", "selected_val_accuracy": 0.9, "epoch": 1}}
     trial_module.report_epoch(2, summaries, run_dirs, "abc")
     (metrics, files), = heard
     assert metrics["val_accuracy"] == pytest.approx(0.7) and metrics["epoch"] == 2 and metrics["seeds_training"] == 1
     assert metrics["seeds"]["1"]["trial_id"] == "abc-s1" and metrics["seeds"]["2"]["train_status"] == "diverged"
     assert files == [f"s{seed}/checkpoints/2/arrays" for seed in (0, 1, 2)]
+    summaries[0]["checkpointed"] = summaries[1]["checkpointed"] = False  # an epoch between checkpoints
+    trial_module.report_epoch(3, summaries, run_dirs, "abc")
+    assert heard[-1][0]["epoch"] == 3 and heard[-1][1] is None
+    summaries[0]["train_status"] = "completed"  # the group's last epoch: the final report carries it
+    assert trial_module.report_epoch(4, summaries, run_dirs, "abc") == pytest.approx(0.7) and len(heard) == 2

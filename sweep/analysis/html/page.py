@@ -65,6 +65,8 @@ def build_html(results_dir: str | Path, out: str | Path | None = None) -> Path:
         facts=[html.escape(f) for f in facts(tables)], files=files_present(tables.results_dir),
         css=(HERE / "static" / "report.css").read_text(), report_js=(HERE / "static" / "report.js").read_text(),
         data_json=json.dumps(payload, allow_nan=False, separators=(",", ":")).replace("</", "<\\/"))
+    if not roots:  # Bokeh renders a page only around at least one model; the template says there is nothing to plot
+        roots.append(Div(text="", name="nothing_to_plot"))
     template = Template((HERE / "page.html.jinja").read_text())
     text = file_html(roots, resources=INLINE, title=heading(tables), template=template, template_variables=variables)
     return write_text_atomic(Path(out) if out else tables.results_dir / "report.html", text)
