@@ -7,6 +7,7 @@ import flax.nnx as nnx
 import jax
 import jax.numpy as jnp
 
+from models.conv_kernels import conv2d, form_for
 from models.cuts import WEIGHTED_KINDS, Layer
 
 
@@ -50,34 +51,14 @@ def build_layers(owner: nnx.Module, layers: Sequence[Layer], shapes, channels: i
             setattr(owner, layer.name, module)
 
 
-# XLA:CPU computes the gradients of a k x k convolution on a small, wide map (ResNet50V2's later stages at
-# 64-128 px) several times slower than the same maths written as one matmul over im2col patches; on larger maps
-# its own convolution is as fast or faster (measured in issue 7: `fusion-sweep bench`).
-MATMUL_CONV_MAX_PIXELS = 64
-
-
-def _matmul_conv_pays(layer: Layer, x: jax.Array) -> bool:
-    if layer.kernel == 1 or jax.default_backend() != "cpu":
-        return False
-    size = x.shape[1] + (layer.kernel - 1 if layer.padding == "SAME" else 0)
-    out = (size - layer.kernel) // layer.stride + 1
-    return out * out <= MATMUL_CONV_MAX_PIXELS
-
-
-def conv_as_matmul(conv: nnx.Conv, x: jax.Array, layer: Layer) -> jax.Array:
-    """conv(x) with the same params, as one matmul over the k*k shifted, strided slices of x (im2col)."""
-    k, s = layer.kernel, layer.stride
-    if layer.padding == "SAME":
-        lo = (k - 1) // 2
-        x = jnp.pad(x, ((0, 0), (lo, k - 1 - lo), (lo, k - 1 - lo), (0, 0)))
+def apply_conv(conv: nnx.Conv, x: jax.Array, layer: Layer) -> jax.Array:
+    """conv(x) in the form models.conv_kernels picks for this layer's shape and backend (the same params)."""
+    form = form_for(x.shape[1], layer.kernel, layer.stride, layer.padding)
+    if form == "xla":
+        return conv(x)
     kernel = conv.kernel[...]
     dtype = conv.dtype or jnp.result_type(x, kernel)
-    x, kernel = x.astype(dtype), kernel.astype(dtype)
-    _, height, width, channels = x.shape
-    out_h, out_w = (height - k) // s + 1, (width - k) // s + 1
-    patches = jnp.concatenate([x[:, i:i + s * (out_h - 1) + 1:s, j:j + s * (out_w - 1) + 1:s, :]
-                               for i in range(k) for j in range(k)], axis=-1)
-    y = jnp.einsum("bhwc,co->bhwo", patches, kernel.reshape(k * k * channels, -1))
+    y = conv2d(x.astype(dtype), kernel.astype(dtype), stride=layer.stride, padding=layer.padding, form=form)
     return y + conv.bias[...].astype(dtype) if conv.bias is not None else y
 
 
@@ -92,8 +73,7 @@ def run_layers(owner: nnx.Module, layers: Sequence[Layer], x: jax.Array, *, keep
         if kind == "input":
             y = h
         elif kind == "conv":
-            conv = getattr(owner, layer.name)
-            y = conv_as_matmul(conv, h, layer) if _matmul_conv_pays(layer, h) else conv(h)
+            y = apply_conv(getattr(owner, layer.name), h, layer)
         elif kind in ("bn", "dropout"):
             y = getattr(owner, layer.name)(h)
         elif kind == "dense":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import shlex
 import sys
 from pathlib import Path
 
@@ -241,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"truth": name, "design": args.design, "per_image": not args.no_predictions, **rates,
                      "seconds": round(time.time() - start)})
         print(json.dumps(rows[-1]), flush=True)
-    print(markdown_table(rows, "python -m sweep.analysis.simulate " + " ".join(argv if argv is not None
-                                                                                else sys.argv[1:])))
+    args_text = shlex.join(argv if argv is not None else sys.argv[1:])
+    print(markdown_table(rows, f"python -m sweep.analysis.simulate {args_text}"))
     return 0
 
 

@@ -1,5 +1,8 @@
-"""The seed's three models in Keras 3, timed like `fusion-sweep bench` times ours. Standalone (keras + numpy only):
-run it as a script under the backend's interpreter with KERAS_BACKEND set; it prints one JSON line."""
+"""The seed's three models (and single conv layers) in Keras 3, timed like `fusion-sweep bench` times ours.
+
+Standalone (keras + numpy; tensorflow for conv layers): run it under the backend's interpreter with KERAS_BACKEND
+set. `--serve` answers timing requests on stdin, so the bench can interleave its windows with ours
+(sweep/bench/peer.py); without it, it times the given models and prints one JSON line."""
 from __future__ import annotations
 
 import argparse
@@ -52,46 +55,93 @@ def build(name: str, image_size: int, classes: int = 2):
     return keras.Model(inputs, _head(layers.Concatenate()([a, b]), classes))
 
 
-def _windows(fn, steps: int, windows: int) -> list[float]:
-    out = []
-    for _ in range(windows):
-        start = time.perf_counter()
-        for _ in range(steps):
-            fn()
-        out.append((time.perf_counter() - start) / steps)
-    return out
-
-
-def _summary(per_step: list[float], batch: int) -> dict:
-    per_step_sorted = sorted(per_step)
-    median = per_step_sorted[len(per_step_sorted) // 2]
-    return {"images_per_s": batch / median, "best_images_per_s": batch / per_step_sorted[0],
-            "seconds_per_step": median, "windows_s": [round(s, 5) for s in per_step]}
-
-
-def measure(name: str, image_size: int, batch: int, steps: int, windows: int) -> dict:
-    """Compile (first call) and time train_on_batch and predict_on_batch of one model."""
-    import keras
+def _timed(fn, steps: int) -> dict:
+    """Wall and process CPU seconds per call over `steps` calls of fn (fn returns something to materialise)."""
     import numpy as np
 
-    keras.utils.set_random_seed(0)
-    model = build(name, image_size)
-    model.compile(optimizer=keras.optimizers.RMSprop(1e-4, rho=0.9, epsilon=1e-7),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    rng = np.random.default_rng(0)
-    x = rng.random((batch, image_size, image_size, 3), dtype=np.float32)
-    y = rng.integers(0, 2, batch).astype(np.int32)
-    start = time.perf_counter()
-    model.train_on_batch(x, y)
-    first = time.perf_counter() - start
-    train = _summary(_windows(lambda: model.train_on_batch(x, y), steps, windows), batch)
-    start = time.perf_counter()
-    model.predict_on_batch(x)
-    eval_first = time.perf_counter() - start
-    evaluate = _summary(_windows(lambda: model.predict_on_batch(x), max(steps, 2), windows), batch)
-    return {"model": name, "image_size": image_size, "batch_size": batch, "params": int(model.count_params()),
-            "train_first_call_s": first, "train": train, "eval_first_call_s": eval_first, "eval": evaluate,
-            "jit_compile": str(getattr(model, "jit_compile", None))}
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = None
+    for _ in range(steps):
+        out = fn()
+    for value in (out if isinstance(out, (list, tuple)) else [out]):
+        np.asarray(value)  # the last call's results exist, as jax.block_until_ready does for ours
+    return {"wall_s": (time.perf_counter() - wall) / steps, "cpu_s": (time.process_time() - cpu) / steps}
+
+
+class Session:
+    """What the server holds between requests: one model (train and eval functions) and some conv layers."""
+
+    def __init__(self):
+        self.phases: dict = {}
+        self.convs: list = []
+
+    def model(self, name: str, image_size: int, batch_size: int) -> dict:
+        """Build and compile (first call) one of the seed's models; time one step of each phase."""
+        import keras
+        import numpy as np
+
+        self.phases = {}
+        keras.utils.set_random_seed(0)
+        model = build(name, image_size)
+        model.compile(optimizer=keras.optimizers.RMSprop(1e-4, rho=0.9, epsilon=1e-7),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        rng = np.random.default_rng(0)
+        x = rng.random((batch_size, image_size, image_size, 3), dtype=np.float32)
+        y = rng.integers(0, 2, batch_size).astype(np.int32)
+        self.phases = {"train": lambda: model.train_on_batch(x, y), "eval": lambda: model.predict_on_batch(x)}
+        out = {"model": name, "image_size": image_size, "batch_size": batch_size, "params": int(model.count_params()),
+               "jit_compile": str(getattr(model, "jit_compile", None))}
+        for phase in self.phases:
+            out[f"{phase}_first_call_s"] = _timed(self.phases[phase], 1)["wall_s"]
+            out[f"{phase}_step_s"] = _timed(self.phases[phase], 1)["wall_s"]
+        return out
+
+    def conv_layers(self, layers: list[dict], batch_size: int) -> dict:
+        """Keras Conv2D layers of the given shapes; per layer a forward and a forward+gradients function
+        (gradients for the kernel and bias, and for the input unless it is the model's input)."""
+        import numpy as np
+        import tensorflow as tf
+        from keras import layers as kl
+
+        rng = np.random.default_rng(0)
+        self.convs = []
+        for spec in layers:
+            size, channels = spec["size"], spec["channels"]
+            x = tf.constant(rng.standard_normal((batch_size, size, size, channels), np.float32))
+            conv = kl.Conv2D(spec["features"], spec["kernel"], strides=spec["stride"],
+                             padding=spec["padding"].lower(), use_bias=spec["bias"])
+            conv.build(x.shape)
+            out_shape = conv.compute_output_shape(x.shape)
+            dy = tf.constant(rng.standard_normal(tuple(out_shape), np.float32))
+            self.convs.append({"fwd": tf.function(conv.__call__).get_concrete_function(x),
+                               "grad": _conv_grad(conv, x, dy, spec["input_grad"]), "x": x})
+        steps = []
+        for i in range(len(self.convs)):
+            self.window("fwd", 1, i), self.window("grad", 1, i)  # trace and warm up
+            steps.append([self.window(phase, 1, i)["wall_s"] for phase in ("fwd", "grad")])
+        return {"layers": len(self.convs), "step_s": steps}
+
+    def window(self, phase: str, steps: int, layer: int | None = None) -> dict:
+        if layer is None:
+            return _timed(self.phases[phase], steps)
+        conv = self.convs[layer]
+        return _timed((lambda: conv["fwd"](conv["x"])) if phase == "fwd" else conv["grad"], steps)
+
+
+def _conv_grad(conv, x, dy, input_grad: bool):
+    import tensorflow as tf
+
+    weights = list(conv.trainable_variables)
+
+    @tf.function
+    def grad():
+        with tf.GradientTape() as tape:
+            if input_grad:
+                tape.watch(x)
+            y = conv(x)
+        return tape.gradient(y, ([x] if input_grad else []) + weights, output_gradients=dy)
+
+    return grad
 
 
 def versions() -> dict:
@@ -106,23 +156,52 @@ def versions() -> dict:
     return out
 
 
+def serve(stdin=sys.stdin, stdout=sys.stdout) -> int:
+    """Answer one JSON request per line with one JSON line: {"cmd": "hello"} (versions), "model" (name,
+    image_size, batch_size), "conv_layers" (layers, batch_size), "window" (phase: train|eval|fwd|grad, steps,
+    layer for fwd/grad), "quit". An exception becomes {"error": ...}."""
+    session = Session()
+    handlers = {
+        "hello": lambda r: {"backend": os.environ.get("KERAS_BACKEND", "tensorflow"), "versions": versions()},
+        "model": lambda r: session.model(r["model"], int(r["image_size"]), int(r["batch_size"])),
+        "conv_layers": lambda r: session.conv_layers(r["layers"], int(r["batch_size"])),
+        "window": lambda r: session.window(r["phase"], int(r["steps"]), r.get("layer")),
+    }
+    for line in stdin:
+        request = json.loads(line)
+        if request.get("cmd") == "quit":
+            break
+        try:
+            reply = handlers[request["cmd"]](request)
+        except Exception as err:  # noqa: BLE001 - reported to the client, which records it
+            reply = {"error": f"{type(err).__name__}: {err}"}
+        stdout.write(json.dumps(reply) + "\n")
+        stdout.flush()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--serve", action="store_true", help="answer JSON requests on stdin (sweep/bench/peer.py)")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--sizes", default="64")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--windows", type=int, default=3)
     args = parser.parse_args(argv)
+    if args.serve:
+        return serve()
     models = [m for m in args.models.split(",") if m]
     bad = [m for m in models if m not in MODELS]
     if bad:
         parser.error(f"unknown models {bad}; choose from {MODELS}")
-    result = {"backend": os.environ.get("KERAS_BACKEND", "tensorflow"), "versions": versions(), "results": []}
+    session, results = Session(), []
     for size in (int(s) for s in args.sizes.split(",") if s):
         for name in models:
-            result["results"].append(measure(name, size, args.batch_size, args.steps, args.windows))
-    print(json.dumps(result))
+            row = session.model(name, size, args.batch_size)
+            row.update({phase: session.window(phase, args.steps) for phase in ("train", "eval")})
+            results.append(row)
+    print(json.dumps({"backend": os.environ.get("KERAS_BACKEND", "tensorflow"), "versions": versions(),
+                      "results": results}))
     return 0
 
 

@@ -1,68 +1,115 @@
-"""Run sweep/bench/keras_peer.py in one subprocess per Keras backend and turn its figures into our/peer ratios."""
+"""The Keras peers: sweep/bench/keras_peer.py --serve in one subprocess per backend, timing windows on request so
+the bench interleaves them with ours; and our/peer ratios from those windows."""
 from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+from sweep.bench.timing import Window, steps_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PEER_SCRIPT = Path(__file__).with_name("keras_peer.py")  # a standalone script: Keras only, no project imports
 # TensorFlow lives in its own venv: installing it into .venv would change how tensorflow-datasets behaves.
 DEFAULT_TF_VENV = REPO_ROOT / ".venv-peer-tf"
+BACKENDS = ("jax", "tensorflow")
+
+
+class PeerError(RuntimeError):
+    """The peer process failed, timed out or answered with an error."""
 
 
 def default_peer_python() -> str | None:
-    """.venv-peer-tf/bin/python when that venv exists (created as the report of issue 7 says), else None."""
+    """.venv-peer-tf/bin/python when that venv exists (`make peer` creates it), else None."""
     candidate = DEFAULT_TF_VENV / "bin" / "python"
     return str(candidate) if candidate.exists() else None
-
-
-def run_peer(backend: str, python: str, *, models: list[str], sizes: list[int], batch_size: int, steps: int,
-             windows: int, timeout: float) -> dict:
-    """One backend's figures, or {"skipped": reason} when its interpreter lacks keras or the backend."""
-    if backend not in ("jax", "tensorflow"):
-        raise ValueError(f"peer backend must be 'jax' or 'tensorflow', got {backend!r}")
-    cmd = [python, str(PEER_SCRIPT), "--models", ",".join(models), "--sizes", ",".join(map(str, sizes)),
-           "--batch-size", str(batch_size), "--steps", str(steps), "--windows", str(windows)]
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("XLA_FLAGS", None)  # the peer runs with its own defaults, as a Keras user would
-    env.pop("PYTHONPATH", None)
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd="/")
-    except subprocess.TimeoutExpired:
-        return {"skipped": f"keras {backend} peer timed out after {timeout:.0f} s", "python": python}
-    if proc.returncode != 0:
-        tail = proc.stderr.strip()[-600:]
-        missing = "No module named" in tail
-        reason = f"{python} cannot run keras on {backend}" if missing else f"keras {backend} peer failed"
-        return {"skipped": f"{reason}: {tail.splitlines()[-1] if tail else proc.returncode}", "python": python}
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["python"] = python
-    return result
-
-
-def peer_ratios(ours: list[dict], peers: dict[str, dict]) -> dict[str, float]:
-    """{'<model>_<train|eval>_vs_keras_<backend>[_<size>px_b<batch>]': our images/s / peer images/s}.
-    The key without a size suffix is the 64 px (or smallest), largest-batch comparison."""
-    ratios: dict[str, float] = {}
-    for backend, peer in peers.items():
-        for theirs in peer.get("results", []):
-            for mine in ours:
-                if (mine["model"], mine["image_size"], mine["batch_size"]) != (
-                        theirs["model"], theirs["image_size"], theirs["batch_size"]):
-                    continue
-                for phase in ("train", "eval"):
-                    if phase in mine and phase in theirs:
-                        ratio = mine[phase]["images_per_s"] / theirs[phase]["images_per_s"]
-                        key = f"{mine['model']}_{phase}_vs_keras_{backend}"
-                        ratios[f"{key}_{mine['image_size']}px_b{mine['batch_size']}"] = ratio
-                        ratios.setdefault(key, ratio)
-    return ratios
 
 
 def peer_pythons(peer_python: str | None) -> dict[str, str]:
     """Interpreter per backend: JAX runs on this interpreter; TensorFlow on --peer-python (default .venv-peer-tf)."""
     tf_python = peer_python or default_peer_python() or sys.executable
     return {"jax": sys.executable, "tensorflow": tf_python}
+
+
+class KerasPeer:
+    """One Keras backend answering timing requests in its own process (its own defaults: no XLA_FLAGS, no
+    PYTHONPATH). Raises PeerError when it cannot start, fails or exceeds `timeout` seconds on one request."""
+
+    def __init__(self, backend: str, python: str, timeout: float = 900.0):
+        if backend not in BACKENDS:
+            raise ValueError(f"peer backend must be one of {BACKENDS}, got {backend!r}")
+        self.backend, self.python, self.timeout = backend, python, timeout
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+        env.pop("XLA_FLAGS", None)
+        env.pop("PYTHONPATH", None)
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._proc = subprocess.Popen([python, str(PEER_SCRIPT), "--serve"], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env, cwd="/")
+        self.hello = self.ask(cmd="hello")
+        self.model_info: dict = {}
+
+    def ask(self, **request) -> dict:
+        """Send one request, wait for its one-line JSON answer."""
+        try:
+            self._proc.stdin.write(json.dumps(request) + "\n")
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise PeerError(f"keras {self.backend} peer ({self.python}) exited: {self._stderr_tail()}") from None
+        ready, _, _ = select.select([self._proc.stdout], [], [], self.timeout)
+        line = self._proc.stdout.readline() if ready else ""
+        if not ready:
+            self.close()
+            raise PeerError(f"keras {self.backend} peer gave no answer to {request['cmd']!r} in {self.timeout:.0f} s")
+        if not line:
+            raise PeerError(f"keras {self.backend} peer ({self.python}) exited: {self._stderr_tail()}")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise PeerError(f"keras {self.backend} peer: {reply['error']}")
+        return reply
+
+    def prepare_model(self, name: str, image_size: int, batch_size: int) -> dict:
+        self.model_info = self.ask(cmd="model", model=name, image_size=image_size, batch_size=batch_size)
+        return self.model_info
+
+    def window(self, phase: str, window_s: float, layer: int | None = None, step_s: float | None = None) -> Window:
+        """A timed window of the prepared model's `phase` (train|eval) or conv `layer`'s (fwd|grad), measured
+        inside the peer process; the number of steps fills about `window_s` seconds."""
+        steps = steps_for(step_s if step_s is not None else self.model_info[f"{phase}_step_s"], window_s)
+
+        def run() -> tuple[float, float]:
+            reply = self.ask(cmd="window", phase=phase, steps=steps, layer=layer)
+            return reply["wall_s"], reply["cpu_s"]
+
+        return run
+
+    def _stderr_tail(self) -> str:
+        self._stderr.seek(0)
+        lines = self._stderr.read().strip().splitlines()
+        return lines[-1] if lines else f"exit code {self._proc.poll()}"
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            try:
+                self._proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                self._proc.stdin.close()
+                self._proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self._proc.kill()
+                self._proc.wait()
+        self._stderr.close()
+
+
+def open_peers(peer_python: str | None, log=print) -> tuple[dict[str, KerasPeer], dict[str, dict]]:
+    """Start both Keras backends; (running peers, {"keras_<backend>": {"skipped": why}} for those that cannot)."""
+    peers, skipped = {}, {}
+    for backend, python in peer_pythons(peer_python).items():
+        try:
+            peers[backend] = KerasPeer(backend, python)
+        except PeerError as err:
+            skipped[f"keras_{backend}"] = {"skipped": str(err), "python": python}
+            log(f"[bench] keras {backend} peer skipped: {err}")
+    return peers, skipped

@@ -51,7 +51,8 @@ def table(result: dict, epoch_images: int = 15_500) -> str:
         "compile from cache": lambda r: f"{r['cold']['compile_s']:.1f} s cold -> {r['cached']['compile_s']:.2f} s cached",
         "input pipeline": lambda r: ", ".join(f"{size} px {f['images_per_s']:,.0f} images/s (peak RSS "
                                               f"{f['peak_rss_mb']:,.0f} MB)" for size, f in r["by_size"].items()),
-        "shap": lambda r: f"overhead ratio {r.get('ratio', float('nan')):.2f}",
+        "shap": lambda r: (f"ratio {r['ratio']:.2f} [{r['ratio_min']:.2f}-{r['ratio_max']:.2f}] over {r['windows']} windows"
+                           f" ({r['images']} images x {r['max_evals']} evals, batch {r['batch_size']})"),
         "ray": lambda r: (f"{r['overhead_per_trial_s']:.2f} s overhead per trial, "
                           f"{r['overhead_per_trial_excluding_init_s']:.2f} s without Ray's start (K={r['trials']}, "
                           f"workers reused); a fresh worker per trial: "
@@ -59,7 +60,8 @@ def table(result: dict, epoch_images: int = 15_500) -> str:
                           if "fresh_process" in r else f"{r['overhead_per_trial_s']:.2f} s overhead per trial"),
         "seeds": lambda r: (f"{r['seeds']} seeds of {r['config']} at {r['image_size']} px: vmapped "
                             f"{r['vmap_images_per_s']:,.0f} images/s vs sequential {r['sequential_images_per_s']:,.0f}"
-                            f" ({r['seeds_vmap_over_sequential']:.2f}x)"),
+                            f" ({r['seeds_vmap_over_sequential']:.2f}x"
+                            f"{_spread_text(r.get('seeds_vmap_over_sequential_windows'))})"),
         "checkpoints": lambda r: f"{r['image_size']} px, {r['epochs']} epochs, {r['checkpoints_per_trial']} taken: " + (
             ", ".join(f"{m['model']} {m['bytes_per_epoch'] / 2**20:,.1f} MiB/epoch ({m['states_per_checkpoint']:.2f} "
                       f"states per checkpoint)" for m in r["models"] if "bytes_per_epoch" in m)
@@ -74,13 +76,28 @@ def table(result: dict, epoch_images: int = 15_500) -> str:
         text = f"skipped ({entry['skipped']})" if "skipped" in entry else (
             f"error ({entry['error'][:80]})" if "error" in entry else render(entry))
         lines.append(f"{label}: {text}")
+    spreads = result.get("ratio_spread", {})
     for key, ratio in result.get("ratios", {}).items():
         if "px_b" not in key:
-            lines.append(f"{key}: {ratio:.2f}x")
+            lines.append(f"{key}: {ratio:.2f}x" + _spread_text(spreads.get(key)))
+    for model, entry in result.get("conv_layers", {}).get("models", {}).items():
+        for phase, totals in entry["totals"].items():
+            times = ", ".join(f"{k[:-3]} {v:.1f}" for k, v in totals.items() if k.endswith("_ms"))
+            tf = totals.get("tensorflow_over_ours")
+            lines.append(f"conv layers {model} {phase}: ms per batch {times}"
+                         + (f"; tensorflow/ours {tf:.2f}x" if tf else ""))
     load = result.get("load", {})
     if load:
         lines.append(f"load average before/after: {load.get('before')} / {load.get('after')}")
     return "\n".join(lines)
+
+
+def _spread_text(entry: dict | None) -> str:
+    """' [min-max] over n windows, CPU-seconds ratio r' for a ratio_windows entry."""
+    if not entry:
+        return ""
+    text = f" [{entry['wall']['min']:.2f}-{entry['wall']['max']:.2f}] over {len(entry['windows'])} windows"
+    return text + (f", CPU seconds {entry['cpu_ratio']:.2f}x" if "cpu_ratio" in entry else "")
 
 
 def stdout_table(result: dict) -> None:
@@ -102,7 +119,13 @@ def markdown(result: dict, epoch_images: int = 15_500) -> str:
                      f"{_fmt(per_image and per_image / 1e9, 2)} | {_fmt(fraction and 100 * fraction)} |")
     ratios = {k: v for k, v in result.get("ratios", {}).items() if "px_b" not in k}
     if ratios:
-        lines += ["", "| ours / Keras 3 | ratio |", "|---|---:|"] + [f"| {k} | {v:.2f}x |" for k, v in ratios.items()]
+        spreads = result.get("ratio_spread", {})
+        lines += ["", "| ours / Keras 3 (their time / ours) | median | min-max | CPU seconds |", "|---|---:|---:|---:|"]
+        for key, value in ratios.items():
+            entry = spreads.get(key, {})
+            span = f"{entry['wall']['min']:.2f}-{entry['wall']['max']:.2f}" if entry else "-"
+            lines.append(f"| {key} | {value:.2f}x | {span} | {_fmt(entry.get('cpu_ratio'), 2)} |")
+    lines += conv_layers_markdown(result.get("conv_layers", {}))
     story = result.get("flops_vs_params")
     if story and "models" in story:
         lines += ["", f"| model at {story['image_size']} px | params | forward GFLOP per image | FLOPs per param |",
@@ -117,3 +140,24 @@ def markdown(result: dict, epoch_images: int = 15_500) -> str:
                              f"{b['params']:,} params, {b['forward_flops'] / 1e9:.3f} GFLOP forward per image, "
                              f"{b['output_floats_per_image']:,} output floats per image")
     return "\n".join(lines)
+
+
+def conv_layers_markdown(section: dict) -> list[str]:
+    """One table per model: each distinct conv layer's ms per batch (ours, XLA, TensorFlow) forward and with
+    gradients, and TensorFlow's time over ours (above 1: ours is faster)."""
+    lines = []
+    for model, entry in section.get("models", {}).items():
+        lines += ["", f"conv layers of {model} at {section['image_size']} px, batch {section['batch_size']} "
+                      "(ms per call, median of interleaved windows)", "",
+                  "| layer | n | form | fwd ours | fwd xla | fwd tf | tf/ours | grad ours | grad xla | grad tf | tf/ours |",
+                  "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in entry["layers"] + [{"shape": "**total (x n)**", "count": "", "form": "", **entry["totals"]}]:
+            cells = []
+            for phase in ("fwd", "grad"):
+                f = row[phase]
+                ratio = f.get("tensorflow_over_ours")
+                ratio = ratio["ratio"] if isinstance(ratio, dict) else ratio
+                cells += [_fmt(f.get("ours_ms"), 2), _fmt(f.get("xla_ms", f.get("ours_ms")), 2),
+                          _fmt(f.get("tensorflow_ms"), 2), _fmt(ratio, 2)]
+            lines.append(f"| {row['shape']} | {row['count']} | {row['form']} | " + " | ".join(cells) + " |")
+    return lines

@@ -1,4 +1,5 @@
-"""One benchmark run: peak, every model's steps, compile cache, pipeline, SHAP, Ray and the Keras peer."""
+"""One benchmark run: peak, every model's steps (with the Keras peers interleaved), conv layers, compile cache,
+pipeline, SHAP, Ray, seeds."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,7 +17,8 @@ from sweep.bench import peak, report, steps
 
 DEVICES = ("cpu", "gpu")
 PEERS = ("keras",)
-SECTIONS = ("steps", "compile", "pipeline", "shap", "ray", "seeds", "checkpoints", "flops")  # what --skip may leave out
+# what --skip may leave out
+SECTIONS = ("steps", "conv_layers", "compile", "pipeline", "shap", "ray", "seeds", "checkpoints", "flops")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,14 +32,15 @@ class BenchOptions:
     batch_sizes: tuple[int, ...] = (32, 16)
     windows: int = 5
     window_s: float = 3.0
+    conv_window_s: float = 0.5  # one conv layer's windows (conv_layers section)
     peer: str | None = None
     peer_python: str | None = None
     peer_models: tuple[str, ...] = MODEL_NAMES
     compile_model: str = "resnet50v2"
     ray_trials: int = 8
     seeds_k: int = 4  # section seeds: K seeds vectorised vs K sequential runs
-    shap_images: int = 2
-    shap_max_evals: int = 64
+    shap_images: int = 8  # the sweep's settings: >= 8 images, >= 200 evaluations each
+    shap_max_evals: int = 200
     pipeline_seconds: float = 5.0
     pipeline_images: int = 2000  # synthetic images the pipeline section streams (prepared once per size)
     peak_n: int | None = None  # matmul size for the peak (default 2048 on CPU, 4096 on GPU)
@@ -53,13 +56,13 @@ class BenchOptions:
         if quick:
             base.update(sizes=base.get("sizes", (64,))[:1] if device == "gpu" else (64,),
                         batch_sizes=base.get("batch_sizes", (32,))[:1] if device == "gpu" else (32,),
-                        windows=3, window_s=1.0, pipeline_seconds=2.0, pipeline_images=500, shap_max_evals=32,
+                        windows=3, window_s=1.0, conv_window_s=0.25, pipeline_seconds=2.0, pipeline_images=500,
                         peer_models=("resnet50v2",), compile_model="cnn", skip=("flops", "checkpoints"))
         base.update({k: v for k, v in overrides.items() if v is not None})
         return BenchOptions(**base)
 
 
-def _guard(name: str, fn: Callable[[], dict], log: Callable[[str], None]) -> dict:
+def run_section(name: str, fn: Callable[[], dict], log: Callable[[str], None]) -> dict:
     """Run one section; an exception becomes {"error": ...} so one broken part does not lose the rest."""
     log(f"[bench] {name} ...")
     start = time.perf_counter()
@@ -75,14 +78,16 @@ def _guard(name: str, fn: Callable[[], dict], log: Callable[[str], None]) -> dic
 def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
               checkpoint: Callable[[dict], None] | None = None) -> dict:
     """Every figure of one run, as a JSON-ready dict (see sweep/commands/bench.py for the CLI).
-    Order: peak, the models at the first image size, the overheads, the peer, then the larger sizes (slowest last);
-    `checkpoint(result)` is called after each section, so a run cut short still leaves what it measured."""
+    Order: peak, the models at the first image size (the Keras peers' windows interleaved with ours), the conv
+    layers, the overheads, then the larger sizes (slowest last); `checkpoint(result)` is called after each
+    section, so a run cut short still leaves what it measured."""
     _check(options)
     result: dict = {
         "started_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "complete": False, "options": dataclasses.asdict(options), "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "load": {"before": [round(x, 2) for x in os.getloadavg()], "cores_note":
                  "1-minute load average above the usable core count means other processes shared the CPU"},
+        "timing": "per figure: median of interleaved windows (candidates take turns), with min/max/quartiles",
         "hardware": report.hardware(), "versions": runtime.versions(), "models": [],
     }
 
@@ -95,18 +100,15 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
     gpu = options.device == "gpu"
     if gpu and jax.default_backend() != "gpu":
         raise RuntimeError(f"--device gpu asked for, but jax's backend is {jax.default_backend()!r}")
-    result["peak"] = _guard("peak matmul", lambda: peak.matmul_peak(
+    result["peak"] = run_section("peak matmul", lambda: peak.matmul_peak(
         _precision(options), n=options.peak_n or (4096 if gpu else 2048)), log)
     # The best window: on a shared box the median peak drops with other processes' load, and a model measured in
     # a quieter moment would then appear to beat the machine.
     result["peak"]["fraction_basis"] = "best_flops_per_s"
-    if "steps" not in options.skip:
-        _measure_size(options, options.sizes[0], result, save, log)
+    _first_size_with_peers(options, result, save, log)
     _overheads(options, result, save, log)
-    if options.peer == "keras":
-        _peers(options, result, save, log)
     for size in options.sizes[1:] if "steps" not in options.skip else ():
-        _measure_size(options, size, result, save, log)
+        _measure_size(options, size, result, {}, save, log)
     result["complete"] = True
     result["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     save()
@@ -125,14 +127,44 @@ def _precision(options: BenchOptions) -> str:
     return "bfloat16" if options.device == "gpu" else "float32"
 
 
-def _measure_size(options: BenchOptions, size: int, result: dict, save, log) -> None:
-    """Every model at every batch size at this image size, each row saved as soon as it is measured."""
+def _first_size_with_peers(options: BenchOptions, result: dict, save, log) -> None:
+    """The models at the first size and (on CPU) the conv layers, the Keras peers (if asked for) serving their
+    windows in turn with ours; the peers are closed whatever happens."""
+    peers, skipped = {}, {}
+    if options.peer == "keras":
+        from sweep.bench import peer
+
+        peers, skipped = peer.open_peers(options.peer_python, log)
+    try:
+        if "steps" not in options.skip:
+            _measure_size(options, options.sizes[0], result, peers, save, log)
+        if options.peer == "keras":
+            _collect_peers(result, peers, skipped)
+            save()
+        if options.device != "gpu" and "conv_layers" not in options.skip:
+            from sweep.bench.conv_layers import SEED_MODELS, time_conv_layers
+
+            result["conv_layers"] = run_section("conv layers", lambda: time_conv_layers(
+                SEED_MODELS, options.sizes[0], options.batch_sizes[0], windows=options.windows,
+                window_s=options.conv_window_s, tf_peer=peers.get("tensorflow"), log=log), log)
+            save()
+    finally:
+        for one in peers.values():
+            one.close()
+
+
+def _measure_size(options: BenchOptions, size: int, result: dict, peers: dict, save, log) -> None:
+    """Every model at every batch size at this image size, each row saved as soon as it is measured; the peers
+    (if any) time the models they cover at the first batch size."""
     peak_flops = result["peak"].get("best_flops_per_s") or result["peak"].get("flops_per_s")
     for batch in options.batch_sizes:
         for name in options.models:
-            row = _guard(f"{name} {size}px batch {batch}", lambda: steps.measure_model(
-                name, image_size=size, batch_size=batch, window_s=options.window_s, windows=options.windows,
-                precision=_precision(options), peak_flops_per_s=peak_flops), log)
+            mine = {b: p for b, p in peers.items() if name in options.peer_models and batch == options.batch_sizes[0]}
+            row = run_section(f"{name} {size}px batch {batch}" + (f" with keras {', '.join(mine)}" if mine else ""),
+                              lambda: steps.measure_model(
+                                  name, image_size=size, batch_size=batch, window_s=options.window_s,
+                                  windows=options.windows, precision=_precision(options),
+                                  peak_flops_per_s=peak_flops, peers=mine), log)
             row.setdefault("model", name)
             row.setdefault("image_size", size)
             row.setdefault("batch_size", batch)
@@ -141,15 +173,33 @@ def _measure_size(options: BenchOptions, size: int, result: dict, save, log) -> 
             save()
 
 
+def _collect_peers(result: dict, peers: dict, skipped: dict) -> None:
+    """Move each row's peer figures into result["peers"] and its per-window ratios into result["ratios"]
+    ('<model>_<phase>_vs_keras_<backend>': median, as before) and result["ratio_spread"] (all windows)."""
+    result["peers"] = dict(skipped)
+    for backend, peer in peers.items():
+        result["peers"][f"keras_{backend}"] = {"python": peer.python, **peer.hello, "results": []}
+    ratios, spreads = {}, {}
+    for row in result["models"]:
+        for backend, figures in row.pop("peers", {}).items():
+            result["peers"][f"keras_{backend}"]["results"].append(figures)
+        for key, ratio in row.pop("peer_ratios", {}).items():
+            name = f"{row['model']}_{key}"
+            ratios[name], spreads[name] = ratio["ratio"], ratio
+            ratios[f"{name}_{row['image_size']}px_b{row['batch_size']}"] = ratio["ratio"]
+    result["ratios"], result["ratio_spread"] = ratios, spreads
+
+
 def _overheads(options: BenchOptions, result: dict, save, log) -> None:
-    """Compile cache, input pipeline, SHAP, Ray and the params-vs-FLOPs story, each unless skipped. Each section
-    imports what it measures only when it runs: the GPU path keeps ray, shap and tensorflow_datasets out."""
+    """Compile cache, input pipeline, SHAP, Ray, seeds and the params-vs-FLOPs story, each unless skipped. Each
+    section imports what it measures only when it runs: the GPU path keeps ray, shap, grain, cv2 and
+    tensorflow_datasets out."""
     size0, batch0 = options.sizes[0], options.batch_sizes[0]
     gpu = options.device == "gpu"
     if "compile" not in options.skip:
         from sweep.bench.compile import compile_cache_check
 
-        result["compile_cache"] = _guard("compile cache", lambda: compile_cache_check(
+        result["compile_cache"] = run_section("compile cache", lambda: compile_cache_check(
             options.compile_model, size0, batch0), log)
         save()
     if gpu:
@@ -157,59 +207,63 @@ def _overheads(options: BenchOptions, result: dict, save, log) -> None:
         result["shap"], result["ray"], result["pipeline"] = {"skipped": note}, {"skipped": note}, {"skipped": note}
         result["checkpoints"] = {"skipped": note}
     else:
-        if "pipeline" not in options.skip:
-            from sweep.bench import pipeline
-
-            result["pipeline"] = _guard("input pipeline", lambda: pipeline.pipeline_by_size(
-                options.sizes, batch0, options.pipeline_seconds, options.pipeline_images), log)
-            save()
-        if "shap" not in options.skip:
-            from sweep.bench.explain_cost import shap_cost
-
-            result["shap"] = _guard("shap overhead", lambda: shap_cost(
-                "cnn", size0, images=options.shap_images, max_evals=options.shap_max_evals), log)
-            save()
-        if "ray" not in options.skip:
-            from sweep.bench.ray_overhead import ray_overhead
-
-            result["ray"] = _guard("ray overhead", lambda: ray_overhead(options.ray_trials), log)
-            save()
-        if "checkpoints" not in options.skip:
-            from sweep.bench.checkpoints import checkpoint_traffic
-
-            result["checkpoints"] = _guard("checkpoint traffic of sweep trials", lambda: checkpoint_traffic(
-                size0, models=options.models), log)
-            save()
+        _cpu_overheads(options, result, save, log)
     if "seeds" not in options.skip:
         from sweep.bench.seeds import seeds_speed
 
         # CPU: the quick preset's size, which sets a CPU sweep's default; GPU: the bench's size and batch
         size, batch = (size0, batch0) if gpu else (32, 16)
-        result["seeds"] = _guard(f"seeds: {options.seeds_k} vmapped vs sequential", lambda: seeds_speed(
+        result["seeds"] = run_section(f"seeds: {options.seeds_k} vmapped vs sequential", lambda: seeds_speed(
             image_size=size, batch_size=batch, seeds=options.seeds_k, windows=options.windows,
             window_s=options.window_s), log)
         save()
     if "flops" not in options.skip:
         from sweep.bench.flops_story import seed_flops_vs_params
 
-        result["flops_vs_params"] = _guard("params vs FLOPs at 256 px", lambda: seed_flops_vs_params(256), log)
+        result["flops_vs_params"] = run_section("params vs FLOPs at 256 px", lambda: seed_flops_vs_params(256), log)
         save()
 
 
-def _peers(options: BenchOptions, result: dict, save, log) -> None:
-    """The same models in Keras 3 (one subprocess per backend), and our/peer ratios."""
-    from sweep.bench.peer import peer_pythons, peer_ratios, run_peer
-
+def _cpu_overheads(options: BenchOptions, result: dict, save, log) -> None:
+    """The sections that need the data pipeline, shap or Ray: input pipeline, SHAP's cost, Ray's overhead, the
+    checkpoint traffic of sweep trials."""
     size0, batch0 = options.sizes[0], options.batch_sizes[0]
-    peers: dict = {}
-    result["peers"] = peers
-    for backend, python in peer_pythons(options.peer_python).items():
-        peers["keras_" + backend] = _guard(f"keras {backend} peer", lambda: run_peer(
-            backend, python, models=list(options.peer_models), sizes=[size0], batch_size=batch0,
-            steps=1 if options.quick else 2, windows=options.windows, timeout=900), log)
-        result["ratios"] = peer_ratios([r for r in result["models"] if "train" in r],
-                                       {k.removeprefix("keras_"): v for k, v in peers.items()})
+    if "pipeline" not in options.skip:
+        from sweep.bench import pipeline
+
+        result["pipeline"] = run_section("input pipeline", lambda: pipeline.pipeline_by_size(
+            options.sizes, batch0, options.pipeline_seconds, options.pipeline_images), log)
         save()
+    if "shap" not in options.skip:
+        from sweep.bench.explain_cost import shap_cost
+
+        result["shap"] = run_section("shap overhead", lambda: shap_cost(
+            "cnn", size0, images=options.shap_images, max_evals=options.shap_max_evals,
+            windows=options.windows), log)
+        save()
+    if "ray" not in options.skip:
+        from sweep.bench.ray_overhead import ray_overhead
+
+        result["ray"] = run_section("ray overhead", lambda: ray_overhead(options.ray_trials), log)
+        save()
+    if "checkpoints" not in options.skip:
+        from sweep.bench.checkpoints import checkpoint_traffic
+
+        result["checkpoints"] = run_section("checkpoint traffic of sweep trials", lambda: checkpoint_traffic(
+            size0, models=options.models), log)
+        save()
+
+
+TARGETS = {  # issue 16: "<figure> <op> <limit>" -> where the figure lives in the result
+    "shap.ratio <= 1.25": ("shap", "ratio"),
+    "ray.overhead_per_trial_excluding_init_s <= 2.0": ("ray", "overhead_per_trial_excluding_init_s"),
+    "ray.overhead_per_trial_s <= 3.0": ("ray", "overhead_per_trial_s"),
+    "resnet50v2_train_vs_keras_tensorflow >= 1.2": ("ratios", "resnet50v2_train_vs_keras_tensorflow"),
+    "resnet50v2_eval_vs_keras_tensorflow >= 1.2": ("ratios", "resnet50v2_eval_vs_keras_tensorflow"),
+    "cnn_train_vs_keras_tensorflow >= 1.0": ("ratios", "cnn_train_vs_keras_tensorflow"),
+    "cnn_eval_vs_keras_tensorflow >= 1.0": ("ratios", "cnn_eval_vs_keras_tensorflow"),
+}
+REQUIRED_SECTIONS = ("seeds", "conv_layers")  # issue 16: present in every run
 
 
 def pipeline_targets(result: dict) -> dict:
@@ -228,25 +282,16 @@ def pipeline_targets(result: dict) -> dict:
 
 
 def targets(result: dict) -> dict:
-    """Issue 7's CPU targets, each with the measured value and whether it was met (None: not measured)."""
-    def row(model, size=64):
-        return next((r for r in result.get("models", []) if r["model"] == model and r["image_size"] == size
-                     and "train" in r), None)
-
-    rn = row("resnet50v2")
-    ratios = result.get("ratios", {})
-    checks = {
-        "resnet50v2_64px_vs_keras_jax >= 1.5": ratios.get("resnet50v2_train_vs_keras_jax"),
-        "resnet50v2_64px_vs_keras_tensorflow >= 2.5": ratios.get("resnet50v2_train_vs_keras_tensorflow"),
-        "resnet50v2_train_fraction_of_peak >= 0.25": rn and rn.get("train_fraction_of_peak"),
-        **pipeline_targets(result),
-        "shap_time_over_forward_time <= 1.25": result.get("shap", {}).get("ratio"),
-        "ray_overhead_per_trial_s <= 3": result.get("ray", {}).get("overhead_per_trial_s"),
-        "ray_overhead_per_trial_excluding_init_s <= 2": result.get("ray", {}).get("overhead_per_trial_excluding_init_s"),
-    }
+    """Issue 16's targets (and issue 14's pipeline targets), each with the measured value and whether it was met
+    (None: not measured), and whether the sections issue 16 requires are present (without an error)."""
+    checks = {key: result.get(section, {}).get(field) for key, (section, field) in TARGETS.items()}
+    checks.update(pipeline_targets(result))
     out = {}
     for key, value in checks.items():
         limit = float(key.split()[-1])
         met = None if value is None else (value >= limit if ">=" in key else value <= limit)
         out[key] = {"value": value, "met": met}
+    for section in REQUIRED_SECTIONS:
+        present = section in result and "error" not in result[section] and "skipped" not in result[section]
+        out[f"{section} section present"] = {"value": present, "met": present}
     return out

@@ -12,7 +12,7 @@ import numpy as np
 from data.spec import PipelineSpec
 from models.registry import build_model
 from models.spec import FusionSpec
-from sweep.bench.timing import summarize, time_windows
+from sweep.bench.timing import interleave, local_window, ratio_windows, summarize
 from sweep.configs.schema import OptimConfig
 from sweep.engine.steps import (init_state, make_optimizer, make_seeds_train_step, make_train_step, split_model,
                                 stack_trees)
@@ -75,16 +75,17 @@ def seeds_speed(*, spec: FusionSpec = QUICK_FUSION, image_size: int = 32, batch_
     start = time.perf_counter()
     run_sequential(1)
     steps = int(min(50, max(1, round(window_s / max(time.perf_counter() - start, 1e-6)))))
-    per_step = {"sequential": [], "vmap": []}
-    for _ in range(windows):  # interleaved: load changes on a shared machine hit both alike
-        per_step["sequential"] += time_windows(run_sequential, steps=steps, windows=1)
-        per_step["vmap"] += time_windows(run_vmap, steps=steps, windows=1)
-    sequential = summarize(per_step["sequential"], seeds * batch_size)
-    vmap = summarize(per_step["vmap"], seeds * batch_size)
+    # interleaved windows: load changes on a shared machine hit both alike
+    samples = interleave({"sequential": local_window(run_sequential, steps), "vmap": local_window(run_vmap, steps)},
+                         windows)
+    sequential = summarize(samples["sequential"], seeds * batch_size)
+    vmap = summarize(samples["vmap"], seeds * batch_size)
     return {"config": f"fusion {spec.cnn_cut}+{spec.resnet_cut} b{spec.branch_width} h{spec.head_width}",
             "image_size": image_size, "batch_size": batch_size, "seeds": seeds, "steps_per_window": steps,
             "sequential_compile_s": sequential_compile, "vmap_compile_s": vmap_compile,
             "sequential_images_per_s": sequential["images_per_s"], "vmap_images_per_s": vmap["images_per_s"],
             "sequential": sequential, "vmap": vmap,
             "seeds_vmap_over_sequential": vmap["images_per_s"] / sequential["images_per_s"],
+            # the same speed-up window by window (sequential seconds / vmapped seconds), with its spread
+            "seeds_vmap_over_sequential_windows": ratio_windows(samples["sequential"], samples["vmap"]),
             "note": "images/s over all seeds; each window runs the same number of K-seed steps in each mode"}

@@ -10,7 +10,7 @@ import numpy as np
 
 from models.registry import MODEL_NAMES, build_model
 from models.spec import FusionSpec
-from sweep.bench.timing import summarize, time_windows
+from sweep.bench.timing import interleave, local_window, ratio_windows, steps_for, summarize
 from sweep.engine.steps import step_kit
 
 
@@ -38,70 +38,87 @@ def compiled_flops(compiled) -> float | None:
     return float(flops) if flops else None
 
 
-def _steps_for(seconds_per_step: float, window_s: float) -> int:
-    return int(min(50, max(1, round(window_s / max(seconds_per_step, 1e-6)))))
+class ModelTimer:
+    """One seed model's train and eval steps, compiled as training compiles them, on a fixed random batch:
+    compile figures at construction, then `train(k)` / `evaluate(k)` run k steps and block."""
+
+    def __init__(self, name: str, *, image_size: int, batch_size: int, precision: str = "float32",
+                 phases: tuple[str, ...] = ("train", "eval")):
+        model = build_bench_model(name, image_size, precision=precision)
+        self.kit = step_kit(model, batch_size=batch_size, image_size=image_size)
+        self.figures: dict = {"model": name, "image_size": image_size, "batch_size": batch_size,
+                              "precision": precision}
+        start = time.perf_counter()
+        lowered = self.kit.train_step.lower(self.kit.state, self.kit.batch)
+        traced = time.perf_counter()
+        self._train = lowered.compile()
+        self.figures.update(train_trace_s=traced - start, train_compile_s=time.perf_counter() - traced,
+                            train_flops_per_step=compiled_flops(self._train))
+        self.state = self.kit.state
+        self.train(1)  # the first call allocates
+        if "eval" in phases:
+            start = time.perf_counter()
+            self._evaluate = self.kit.eval_step.lower(self.state.params, self.state.rest, self.kit.batch).compile()
+            self.figures.update(eval_compile_s=time.perf_counter() - start,
+                                eval_flops_per_step=compiled_flops(self._evaluate))
+            self.evaluate(1)
+        self.step_s = {phase: self._one_step(phase) for phase in phases}
+        self.figures["params"] = int(sum(np.prod(x.shape) for x in jax.tree.leaves(self.state.params)))
+
+    def train(self, steps: int) -> None:
+        for _ in range(steps):
+            self.state, _ = self._train(self.state, self.kit.batch)
+        jax.block_until_ready(self.state)
+
+    def evaluate(self, steps: int) -> None:
+        out = None
+        for _ in range(steps):
+            out = self._evaluate(self.state.params, self.state.rest, self.kit.batch)
+        jax.block_until_ready(out)
+
+    def run(self, phase: str):
+        return self.train if phase == "train" else self.evaluate
+
+    def _one_step(self, phase: str) -> float:
+        start = time.perf_counter()
+        self.run(phase)(1)
+        return time.perf_counter() - start
 
 
 def measure_model(name: str, *, image_size: int, batch_size: int, window_s: float, windows: int,
-                  precision: str = "float32", peak_flops_per_s: float | None = None, eval_too: bool = True) -> dict:
-    """Compile and time the train step (and eval step) of one model; images/s, FLOP/s, fraction of peak.
-    Each timed window runs as many steps as fill about `window_s` seconds (at least one)."""
-    model = build_bench_model(name, image_size, precision=precision)
-    kit = step_kit(model, batch_size=batch_size, image_size=image_size)
-    del model
-    out: dict = {"model": name, "image_size": image_size, "batch_size": batch_size, "precision": precision}
-
-    start = time.perf_counter()
-    lowered = kit.train_step.lower(kit.state, kit.batch)
-    traced = time.perf_counter()
-    train = lowered.compile()
-    out["train_trace_s"] = traced - start
-    out["train_compile_s"] = time.perf_counter() - traced
-    flops = compiled_flops(train)
-    state, _ = train(kit.state, kit.batch)  # warm-up (first call allocates)
-    jax.block_until_ready(state)
-    start = time.perf_counter()
-    state, _ = train(state, kit.batch)
-    jax.block_until_ready(state)
-    steps = _steps_for(time.perf_counter() - start, window_s)
-
-    def run_train(k: int) -> None:
-        nonlocal state
-        for _ in range(k):
-            state, _ = train(state, kit.batch)
-        jax.block_until_ready(state)
-
-    out["train"] = summarize(time_windows(run_train, steps=steps, windows=windows), batch_size)
-    out["train"]["steps_per_window"] = steps
-    out["train_flops_per_step"] = flops
+                  precision: str = "float32", peak_flops_per_s: float | None = None, peers: dict | None = None,
+                  phases: tuple[str, ...] = ("train", "eval")) -> dict:
+    """Compile and time one model's train and eval steps: images/s (median window, spread), CPU seconds, FLOP/s,
+    fraction of peak. With `peers` ({backend: KerasPeer}), each peer builds the same model and its windows
+    alternate with ours; then "peers" holds their figures and "peer_ratios" ours vs theirs per window."""
+    timer = ModelTimer(name, image_size=image_size, batch_size=batch_size, precision=precision, phases=phases)
+    out = dict(timer.figures)
+    ready = {}
+    out_peers: dict = {}
+    for backend, peer in (peers or {}).items():
+        try:
+            out_peers[backend] = dict(peer.prepare_model(name, image_size, batch_size))
+            ready[backend] = peer
+        except Exception as err:  # noqa: BLE001 - one failed peer does not lose our figures
+            out_peers[backend] = {"error": str(err)}
+    ratios = {}
+    for phase in phases:
+        steps = steps_for(timer.step_s[phase], window_s)
+        candidates = {"ours": local_window(timer.run(phase), steps)}
+        candidates.update({backend: peer.window(phase, window_s) for backend, peer in ready.items()})
+        samples = interleave(candidates, windows)
+        out[phase] = summarize(samples["ours"], batch_size) | {"steps_per_window": steps}
+        for backend in ready:
+            out_peers[backend][phase] = summarize(samples[backend], batch_size)
+            ratios[f"{phase}_vs_keras_{backend}"] = ratio_windows(samples[backend], samples["ours"])
+    flops = out["train_flops_per_step"]
     if flops:
-        achieved = flops / out["train"]["seconds_per_step"]
-        out["train_flops_per_s"] = achieved
+        out["train_flops_per_s"] = flops / out["train"]["seconds_per_step"]
         if peak_flops_per_s:
-            out["train_fraction_of_peak"] = achieved / peak_flops_per_s
-
-    if eval_too:
-        params, rest = state.params, state.rest
-        start = time.perf_counter()
-        evaluate = kit.eval_step.lower(params, rest, kit.batch).compile()
-        out["eval_compile_s"] = time.perf_counter() - start
-        eval_flops = compiled_flops(evaluate)
-        jax.block_until_ready(evaluate(params, rest, kit.batch))
-        start = time.perf_counter()
-        jax.block_until_ready(evaluate(params, rest, kit.batch))
-        eval_steps = _steps_for(time.perf_counter() - start, window_s)
-
-        def run_eval(k: int) -> None:
-            result = None
-            for _ in range(k):
-                result = evaluate(params, rest, kit.batch)
-            jax.block_until_ready(result)
-
-        out["eval"] = summarize(time_windows(run_eval, steps=eval_steps, windows=windows), batch_size)
-        out["eval"]["steps_per_window"] = eval_steps
-        out["eval_flops_per_step"] = eval_flops
-        if eval_flops:
-            out["eval_flops_per_s"] = eval_flops / out["eval"]["seconds_per_step"]
+            out["train_fraction_of_peak"] = out["train_flops_per_s"] / peak_flops_per_s
+    if out.get("eval_flops_per_step"):
+        out["eval_flops_per_s"] = out["eval_flops_per_step"] / out["eval"]["seconds_per_step"]
     out["train_flops_per_image"] = flops / batch_size if flops else None
-    out["params"] = int(sum(np.prod(x.shape) for x in jax.tree.leaves(state.params)))
+    if peers:
+        out["peers"], out["peer_ratios"] = out_peers, ratios
     return out

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default=None, help="comma-separated subset of cnn,resnet50v2,fusion")
     parser.add_argument("--windows", type=int, default=None, help="timed windows per measurement (median)")
     parser.add_argument("--skip", default="", help="comma-separated sections to skip: steps (the per-model "
-                        "train/eval timings),compile,pipeline,shap,ray,seeds,checkpoints,flops")
+                        "train/eval timings),conv_layers,compile,pipeline,shap,ray,seeds,checkpoints,flops")
     parser.add_argument("--fast-flags", action="store_true",
                         help="apply sweep.bench.fast_cpu_flags() to XLA_FLAGS before JAX starts")
 

@@ -22,7 +22,7 @@ from sweep.engine.load import load_run
 from sweep.explain import models_table, scores
 from sweep.explain.figures import save_npz, write_grid, write_overlay
 from sweep.explain.ground_truth import Sample, build_sample
-from sweep.explain.predict import DEFAULT_BATCH_SIZE, BucketedPredict, forward_seconds_per_image
+from sweep.explain.predict import DEFAULT_BATCH_SIZE, forward_seconds_per_image
 from sweep.explain.section import agreement_rows, border_by_class, format_cell, render_section
 from sweep.explain.selection import (TRIAL_SELECTIONS, balanced_sample, collapsed_trials, has_checkpoint, read_csv,
                                      select_trials, sweep_sample, trial_dirs)
@@ -52,12 +52,11 @@ def explain_run(run_dir: str | Path, images: np.ndarray, *, labels: Sequence[int
         if not has_checkpoint(run_dir):
             raise FileNotFoundError(f"{run_dir} has no checkpoint (expected {Path(run_dir) / 'checkpoints'})")
         loaded = load_run(run_dir)
-    predict = BucketedPredict(loaded.predict_fn, batch_size)
+    predict = loaded.predict_fn(batch_size)  # one compilation: explain_images sends full batches
     x = as_float_images(images)
-    predict.warm_up(x.shape[1:])
-    per_image = forward_seconds_per_image(predict, x, predict.max_batch)
+    per_image = forward_seconds_per_image(predict, x, batch_size)
     results = explain_images(predict, x, labels=labels, classes=loaded.classes, ids=ids, max_evals=max_evals,
-                             masker=masker, class_mode=class_mode, batch_size=predict.max_batch)
+                             masker=masker, class_mode=class_mode, batch_size=batch_size)
     return summary_rows(Path(run_dir).name, results, lesion_masks, marker_boxes, per_image, lung_masks), results
 
 

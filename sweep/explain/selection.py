@@ -55,17 +55,19 @@ def select_trials(results_dir: str | Path, trials: str | Sequence[str] = "pareto
 
 def pareto_trials(results_dir: Path, collapsed: set[str] | frozenset = frozenset()) -> list[str]:
     """One trial (its first seed that did not collapse) per configuration on the Pareto front of params against
-    mean test accuracy, drawn over the trials that did not collapse; pareto.csv's first ids when the table lacks
-    the configuration columns."""
+    mean test accuracy, drawn over the trials that did not collapse; pareto.csv's first ids when none collapsed and
+    it exists (a hand-written table may lack the configuration columns). Inside a sweep the explanations come
+    before the report writes pareto.csv, so without it the front is drawn from the trials."""
     pareto_path = results_dir / "pareto.csv"
-    if not collapsed:
-        if not pareto_path.is_file():
-            raise FileNotFoundError(f"{pareto_path} is missing; use --trials parents|all|ID,...")
+    if not collapsed and pareto_path.is_file():
         return [r["trial_id"] for r in read_csv(pareto_path) if r.get("trial_id")]
     from sweep.analysis.tables import by_configuration, config_table, pareto_front
     from sweep.tune.results import read_trials
 
-    trials = read_trials(results_dir)
+    try:
+        trials = read_trials(results_dir)
+    except KeyError:  # a hand-written table without the configuration columns: only pareto.csv names the front
+        raise FileNotFoundError(f"{pareto_path} is missing; use --trials parents|all|ID,...") from None
     ok = trials[trials["test_accuracy"].notna() & ~trials["trial_id"].astype(str).isin(collapsed)
                 & ~trials["status"].astype(str).str.lower().isin(FAILED_STATUSES)]
     front = pareto_front(config_table(ok)) if len(ok) else None

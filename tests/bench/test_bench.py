@@ -1,4 +1,5 @@
-"""fusion-sweep bench: the JSON structure on a tiny config (not timed), peer ratios, and the GPU path's imports."""
+"""fusion-sweep bench: the JSON structure on a tiny config (not timed), peers interleaved and their ratios with
+spreads, issue 16's targets, and the GPU path's imports."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,6 @@ import sys
 
 import pytest
 
-from sweep.bench.peer import peer_ratios
 from sweep.bench.report import table, write_json
 from sweep.bench.runner import BenchOptions, run_bench
 
@@ -15,13 +15,16 @@ from sweep.bench.runner import BenchOptions, run_bench
 def _tiny(**changes) -> BenchOptions:
     base = dict(models=("cnn",), sizes=(32,), batch_sizes=(2,), windows=1, window_s=0.01,
                 pipeline_seconds=0.2, pipeline_images=60, peak_n=256,
-                skip=("compile", "shap", "ray", "seeds", "checkpoints", "flops"))
+                skip=("conv_layers", "compile", "shap", "ray", "seeds", "checkpoints", "flops"))
     base.update(changes)
     return BenchOptions(**base)
 
 
-def _fake_measure(name, *, image_size, batch_size, window_s, windows, precision, peak_flops_per_s):
-    return {"model": name, "image_size": image_size, "batch_size": batch_size, "precision": precision,
+def _fake_measure(name, *, image_size, batch_size, window_s, windows, precision, peak_flops_per_s, peers=None):
+    ratio = {"ratio": 2.0, "wall": {"min": 1.5, "max": 2.5}, "windows": [1.5, 2.0, 2.5], "cpu_ratio": 1.8}
+    extra = {"peers": {b: {"model": name, "train": {"images_per_s": 5.0}} for b in peers},
+             "peer_ratios": {f"train_vs_keras_{b}": ratio for b in peers}} if peers else {}
+    return extra | {"model": name, "image_size": image_size, "batch_size": batch_size, "precision": precision,
             "train": {"images_per_s": 10.0, "seconds_per_step": batch_size / 10.0}, "eval": {"images_per_s": 30.0},
             "train_flops_per_step": 1e9, "train_flops_per_image": 1e9 / batch_size, "train_compile_s": 1.0,
             "train_flops_per_s": 1e9 / (batch_size / 10.0), "train_fraction_of_peak": 0.1}
@@ -40,12 +43,13 @@ def test_run_collects_every_section_and_one_broken_section_does_not_lose_the_res
     import sweep.bench.pipeline as pipeline
     monkeypatch.setattr(pipeline, "pipeline_speed", broken)
     options = BenchOptions(models=("cnn", "resnet50v2"), sizes=(64,), batch_sizes=(32, 16),
-                           skip=("compile", "shap", "ray", "seeds", "checkpoints", "flops"))
+                           skip=("conv_layers", "compile", "shap", "ray", "seeds", "checkpoints", "flops"))
     result = run_bench(options, log=lambda _: None)
     assert [(r["model"], r["batch_size"]) for r in result["models"]] == [
         ("cnn", 32), ("resnet50v2", 32), ("cnn", 16), ("resnet50v2", 16)]
     assert "pipeline exploded" in result["pipeline"]["error"]
-    assert result["targets"]["resnet50v2_train_fraction_of_peak >= 0.25"] == {"value": 0.1, "met": False}
+    assert result["targets"]["shap.ratio <= 1.25"] == {"value": None, "met": None}
+    assert result["targets"]["seeds section present"]["met"] is False
     assert "resnet50v2" in table(result)
 
 
@@ -83,16 +87,54 @@ def test_unknown_model_is_refused_before_work():
         run_bench(_tiny(models=("vgg",)), log=lambda _: None)
 
 
-def test_peer_ratios_keys_name_model_phase_and_backend():
-    ours = [{"model": "resnet50v2", "image_size": 64, "batch_size": 32,
-             "train": {"images_per_s": 12.0}, "eval": {"images_per_s": 40.0}}]
-    peers = {"jax": {"results": [{"model": "resnet50v2", "image_size": 64, "batch_size": 32,
-                                  "train": {"images_per_s": 6.0}, "eval": {"images_per_s": 20.0}}]},
-             "tensorflow": {"skipped": "no tensorflow"}}
-    ratios = peer_ratios(ours, peers)
-    assert ratios["resnet50v2_train_vs_keras_jax"] == pytest.approx(2.0)
-    assert ratios["resnet50v2_eval_vs_keras_jax_64px_b32"] == pytest.approx(2.0)
-    assert not any("tensorflow" in key for key in ratios)
+class FakePeer:
+    python, hello = "/fake/python", {"backend": "fake", "versions": {}}
+
+    def __init__(self):
+        self.closed = False
+
+    def close(self):
+        self.closed = True
+
+
+def test_peers_windows_become_ratios_with_their_spread_and_the_peers_are_closed(monkeypatch):
+    import sweep.bench.peak as peak
+    import sweep.bench.peer as peer
+    import sweep.bench.steps as steps
+
+    fakes = {"jax": FakePeer(), "tensorflow": FakePeer()}
+    monkeypatch.setattr(peak, "matmul_peak", lambda dtype, n: {"dtype": dtype, "n": n, "flops_per_s": 1e11})
+    monkeypatch.setattr(steps, "measure_model", _fake_measure)
+    monkeypatch.setattr(peer, "open_peers", lambda python, log: (fakes, {}))
+    options = BenchOptions(models=("cnn", "resnet50v2"), sizes=(64,), batch_sizes=(32,), peer="keras",
+                           peer_models=("resnet50v2",), skip=("conv_layers", "compile", "pipeline", "shap", "ray",
+                                                             "seeds", "checkpoints", "flops"))
+    result = run_bench(options, log=lambda _: None)
+    assert result["ratios"] == {"resnet50v2_train_vs_keras_jax": 2.0, "resnet50v2_train_vs_keras_jax_64px_b32": 2.0,
+                                "resnet50v2_train_vs_keras_tensorflow": 2.0,
+                                "resnet50v2_train_vs_keras_tensorflow_64px_b32": 2.0}
+    assert result["ratio_spread"]["resnet50v2_train_vs_keras_tensorflow"]["windows"] == [1.5, 2.0, 2.5]
+    assert [r["model"] for r in result["peers"]["keras_jax"]["results"]] == ["resnet50v2"]
+    assert all("peers" not in row for row in result["models"])
+    assert all(fake.closed for fake in fakes.values())
+    assert "[1.50-2.50] over 3 windows, CPU seconds 1.80x" in table(result)
+
+
+def test_targets_are_issue_16s():
+    from sweep.bench.runner import targets
+
+    result = {"shap": {"ratio": 1.1}, "ray": {"overhead_per_trial_s": 3.5, "overhead_per_trial_excluding_init_s": 1.9},
+              "ratios": {"cnn_train_vs_keras_tensorflow": 0.9}, "conv_layers": {"models": {}}}
+    out = targets(result)
+    assert set(out) == {"shap.ratio <= 1.25", "ray.overhead_per_trial_excluding_init_s <= 2.0",
+                        "ray.overhead_per_trial_s <= 3.0", "resnet50v2_train_vs_keras_tensorflow >= 1.2",
+                        "resnet50v2_eval_vs_keras_tensorflow >= 1.2", "cnn_train_vs_keras_tensorflow >= 1.0",
+                        "cnn_eval_vs_keras_tensorflow >= 1.0", "seeds section present", "conv_layers section present"}
+    assert out["shap.ratio <= 1.25"]["met"] and out["ray.overhead_per_trial_excluding_init_s <= 2.0"]["met"]
+    assert out["ray.overhead_per_trial_s <= 3.0"]["met"] is False
+    assert out["cnn_train_vs_keras_tensorflow >= 1.0"] == {"value": 0.9, "met": False}
+    assert out["resnet50v2_eval_vs_keras_tensorflow >= 1.2"] == {"value": None, "met": None}
+    assert out["conv_layers section present"]["met"] and not out["seeds section present"]["met"]
 
 
 def test_pipeline_targets_compare_each_size_with_its_fastest_model():

@@ -12,7 +12,6 @@ from data.model_input import to_model_input
 from data.spec import PipelineSpec
 from data.synthetic import generate
 from sweep.explain import models_table, runner, shap_maps
-from sweep.explain.predict import BucketedPredict
 from sweep.engine.steps import make_predict_fn
 
 SIZE = 48
@@ -63,10 +62,8 @@ def _train(data: dict, pipeline: PipelineSpec, epochs: int = 20, seed: int = 0) 
     return nnx.merge(graphdef, params)
 
 
-def _predict(model, pipeline) -> BucketedPredict:
-    predict = BucketedPredict(lambda b: make_predict_fn(model, pipeline, b), 64)
-    predict.warm_up((SIZE, SIZE, 1))
-    return predict
+def _predict(model, pipeline):
+    return make_predict_fn(model, pipeline, 64)
 
 
 @pytest.fixture(scope="module")

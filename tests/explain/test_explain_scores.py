@@ -221,3 +221,16 @@ def test_the_front_to_explain_is_drawn_over_trials_that_did_not_collapse(tmp_pat
     assert selection.select_trials(tmp_path, "pareto", {"small"}) == ["mid"]
     assert selection.select_trials(tmp_path, "pareto", {"small", "mid"}) == ["big"]
     assert selection.select_trials(tmp_path, "small,big", {"small"}) == ["big"]
+
+
+def test_inside_a_sweep_the_front_is_drawn_from_the_trials_before_pareto_csv_exists(tmp_path):
+    """`fusion-sweep run` explains before its report writes pareto.csv; a healthy sweep (nothing collapsed) must
+    still find its front, and a hand-written table without test accuracies still asks for pareto.csv."""
+    header = "trial_id,status,model,cnn_cut,resnet_cut,branch_width,head_width,seed,params,test_accuracy\n"
+    (tmp_path / "trials.csv").write_text(header + "small,TERMINATED,fusion,block1_drop,,8,16,0,100,0.5\n"
+                                         "mid,TERMINATED,fusion,block1_drop,,16,16,0,200,0.6\n"
+                                         "big,TERMINATED,fusion,block2_drop,,8,16,0,900,0.55\n")
+    assert selection.select_trials(tmp_path, "pareto") == ["small", "mid"]
+    (tmp_path / "trials.csv").write_text("trial_id,status,model\nt1,TERMINATED,fusion\n")
+    with pytest.raises(FileNotFoundError, match="pareto.csv is missing"):
+        selection.select_trials(tmp_path, "pareto")

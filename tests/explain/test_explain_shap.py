@@ -1,4 +1,4 @@
-"""SHAP plumbing on a numpy model: the attributed class, counted evaluations, coordinates, bucketed predict."""
+"""SHAP plumbing on a numpy model: the attributed class, counted evaluations, coordinates, the cost ratio."""
 from __future__ import annotations
 
 import cv2
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sweep.explain import shap_maps
-from sweep.explain.predict import BucketedPredict, padded_predict
+from sweep.explain.predict import padded_predict
 
 rng = np.random.default_rng(0)
 WEIGHTS = rng.normal(size=(16 * 16, 3))
@@ -52,32 +52,14 @@ def test_pred_mode_attributes_the_predicted_class():
     assert [r.target for r in results] == list(np.argmax(linear_softmax(IMAGES[..., None]), 1))
 
 
-def test_bucketed_predict_pads_to_few_fixed_sizes():
-    seen = []
-
-    def make(size):
-        def predict(x):
-            seen.append((size, len(x)))
-            assert len(x) <= size
-            return linear_softmax(x)
-        return predict
-
-    predict = BucketedPredict(lambda b: padded_predict(make(b), b), max_batch=64)
-    assert predict.sizes == (1, 4, 16, 64)
-    for n in (1, 3, 7, 50, 130):
-        x = rng.random((n, 16, 16, 1)).astype(np.float32)
-        np.testing.assert_allclose(predict(x), linear_softmax(x), rtol=1e-6)
-    assert {size for size, _ in seen} == {1, 4, 16, 64}
-    assert all(size == n for size, n in seen)  # every call of the inner function is a full fixed batch
-
-
-def test_shap_overhead_reports_a_ratio():
-    out = shap_maps.shap_overhead(linear_softmax, IMAGES, max_evals=30, batch_size=16)
-    assert out["evals"] > 0 and out["forward_seconds_per_image"] > 0 and out["ratio"] > 0
+def test_shap_overhead_reports_a_ratio_per_window():
+    out = shap_maps.shap_overhead(linear_softmax, IMAGES, max_evals=30, batch_size=16, windows=3)
+    assert out["evals"] == 2 * 30 and out["forward_seconds_per_image"] > 0 and out["ratio"] > 0
     assert out["model_seconds"] + out["shap_own_seconds"] == pytest.approx(out["seconds"])
+    assert len(out["ratio_windows"]) == 3 and out["ratio_min"] <= out["ratio"] <= out["ratio_max"]
 
 
-def test_shap_overhead_builds_bucketed_predict_from_a_factory():
+def test_shap_overhead_compiles_one_predict_from_a_factory():
     made = []
 
     def make(size):
@@ -85,4 +67,4 @@ def test_shap_overhead_builds_bucketed_predict_from_a_factory():
         return padded_predict(linear_softmax, size)
 
     out = shap_maps.shap_overhead(None, IMAGES, max_evals=30, batch_size=16, make_predict=make)
-    assert made == [1, 4, 16] and out["evals"] > 0
+    assert made == [16] and out["evals"] > 0

@@ -1,0 +1,127 @@
+"""2-D convolutions in the form that runs fastest on this backend, chosen per layer shape (same maths, same params).
+
+A form is a plan for the three products of a conv layer in training: the forward output, the input gradient (dx)
+and the weight gradient (dw), each computed either by XLA's own convolution or as matmuls over im2col patches
+(the k*k shifted, strided slices of the input side by side). On GPU every conv is XLA's own ("xla"). On CPU,
+XLA's convolutions lose to the same arithmetic as matmuls in places (`fusion-sweep bench`'s `conv_layers` section
+times each layer; results/bench/README.md has the figures):
+- the weight gradient of a k x k conv on a large map: "xla/xla/im2col_per_image" computes it per image as
+  patches^T @ dy, accumulated over the batch in a loop, so each image's patches stay in cache;
+- both gradients on small, wide maps (ResNet50V2's later stages at 64-128 px): "im2col" writes the whole conv
+  as one matmul and lets autodiff derive its gradients.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+FORWARD = ("xla", "im2col")
+INPUT_GRAD = ("xla", "im2col")
+WEIGHT_GRAD = ("xla", "im2col", "im2col_per_image")
+FORMS = ("xla", "im2col") + tuple(f"{f}/{dx}/{dw}" for f in FORWARD for dx in INPUT_GRAD for dw in WEIGHT_GRAD
+                                  if (f, dx, dw) not in (("xla", "xla", "xla"), ("im2col", "im2col", "im2col")))
+DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+IM2COL_MAX_OUT_PIXELS = 64  # output maps up to 8x8: the whole conv as one matmul
+PER_IMAGE_DW_MIN_OUT_PIXELS = 256  # output maps from 16x16: XLA forward and dx, weight gradient per image
+
+
+def output_size(size: int, kernel: int, stride: int, padding: str) -> int:
+    if padding == "SAME":
+        return -(-size // stride)
+    return (size - kernel) // stride + 1
+
+
+def cpu_form(in_size: int, kernel: int, stride: int, padding: str) -> str:
+    """The form that measured fastest on CPU for a conv with this input size and kernel (see the module doc)."""
+    if kernel == 1:
+        return "xla"
+    pixels = output_size(in_size, kernel, stride, padding) ** 2
+    if pixels <= IM2COL_MAX_OUT_PIXELS:
+        return "im2col"
+    if pixels >= PER_IMAGE_DW_MIN_OUT_PIXELS:
+        return "xla/xla/im2col_per_image"
+    return "xla"
+
+
+def form_for(in_size: int, kernel: int, stride: int, padding: str, backend: str | None = None) -> str:
+    backend = backend or jax.default_backend()
+    return cpu_form(in_size, kernel, stride, padding) if backend == "cpu" else "xla"
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, *, stride: int, padding: str, form: str | None = None) -> jax.Array:
+    """NHWC x (B,H,W,C) with an HWIO `kernel` (k,k,C,O) -> (B,H',W',O), no bias. `form` None: form_for(...)."""
+    form = form or form_for(x.shape[1], kernel.shape[0], stride, padding)
+    if form not in FORMS:
+        raise ValueError(f"unknown conv form {form!r}; choose one of {', '.join(FORMS)}")
+    if form == "xla":
+        return _xla_conv(x, kernel, stride, padding)
+    if form == "im2col":
+        return _im2col_conv(x, kernel, stride, padding)
+    return _planned_conv(x, kernel, stride, padding, tuple(form.split("/")))
+
+
+def _xla_conv(x, kernel, stride, padding):
+    return lax.conv_general_dilated(x, kernel, (stride, stride), padding, dimension_numbers=DIMENSIONS)
+
+
+def _pad_same(x: jax.Array, kernel: int) -> jax.Array:
+    lo = (kernel - 1) // 2
+    return jnp.pad(x, ((0, 0), (lo, kernel - 1 - lo), (lo, kernel - 1 - lo), (0, 0)))
+
+
+def _patches(x: jax.Array, kernel: int, stride: int) -> jax.Array:
+    """(B,H,W,C) already padded -> (B,H',W',k*k*C): the k*k shifted, strided slices side by side (im2col)."""
+    _, height, width, _ = x.shape
+    out_h, out_w = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+    return jnp.concatenate([x[:, i:i + stride * (out_h - 1) + 1:stride, j:j + stride * (out_w - 1) + 1:stride, :]
+                            for i in range(kernel) for j in range(kernel)], axis=-1)
+
+
+def _im2col_conv(x, kernel, stride, padding):
+    k, _, channels, features = kernel.shape
+    x = _pad_same(x, k) if padding == "SAME" else x
+    return jnp.einsum("bhwc,co->bhwo", _patches(x, k, stride), kernel.reshape(k * k * channels, features))
+
+
+_FORWARD = {"xla": _xla_conv, "im2col": _im2col_conv}
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _planned_conv(x, kernel, stride, padding, plan):
+    return _FORWARD[plan[0]](x, kernel, stride, padding)
+
+
+def _planned_fwd(x, kernel, stride, padding, plan):
+    return _FORWARD[plan[0]](x, kernel, stride, padding), (x, kernel)
+
+
+def _planned_bwd(stride, padding, plan, residuals, dy):
+    x, kernel = residuals
+    _, input_vjp = jax.vjp(lambda x: _FORWARD[plan[1]](x, kernel, stride, padding), x)
+    if plan[2] == "im2col_per_image":
+        dw = _weight_grad_per_image(x, dy, kernel.shape, stride, padding)
+    else:
+        _, weight_vjp = jax.vjp(lambda w: _FORWARD[plan[2]](x, w, stride, padding), kernel)
+        dw = weight_vjp(dy)[0]
+    return input_vjp(dy)[0], dw.astype(kernel.dtype)
+
+
+def _weight_grad_per_image(x, dy, kernel_shape, stride, padding):
+    """sum over images of patches(x_b)^T @ dy_b, one image per loop step (its patches stay in cache)."""
+    k, _, channels, features = kernel_shape
+    x = _pad_same(x, k) if padding == "SAME" else x
+
+    def add_image(total, image):
+        x_b, dy_b = image
+        patches = _patches(x_b[None], k, stride)[0]
+        return total + jnp.einsum("hwc,hwo->co", patches, dy_b, preferred_element_type=total.dtype), None
+
+    zero = jnp.zeros((k * k * channels, features), jnp.promote_types(x.dtype, jnp.float32))
+    total, _ = lax.scan(add_image, zero, (x, dy))
+    return total.reshape(kernel_shape)
+
+
+_planned_conv.defvjp(_planned_fwd, _planned_bwd)
