@@ -124,12 +124,20 @@ def _group_bootstrap(labels, scores, groups, rng, n_boot: int) -> np.ndarray:
 
 
 def _folds(labels: np.ndarray, groups: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    n_groups = len(np.unique(groups))
-    smallest = int(np.bincount(np.unique(labels, return_inverse=True)[1]).min())
-    k = min(FOLDS, n_groups, max(2, smallest))
-    return list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(labels, labels, groups))
+    """k (train, held-out) folds: a group never straddles them, and each class's groups are spread evenly (groups
+    shuffled by `seed`, then dealt round-robin within their majority class). scikit-learn's StratifiedGroupKFold
+    does the same job but took 11 s for 800 one-image groups on a loaded 2-core machine."""
+    uniq, group_of = np.unique(np.asarray(groups), return_inverse=True)
+    classes, class_of = np.unique(labels, return_inverse=True)
+    k = min(FOLDS, len(uniq), max(2, int(np.bincount(class_of).min())))
+    counts = np.zeros((len(uniq), len(classes)), np.int64)
+    np.add.at(counts, (group_of, class_of), 1)
+    order = np.random.default_rng((seed, 0xF01D)).permutation(len(uniq))
+    order = order[np.argsort(counts.argmax(1)[order], kind="stable")]  # by majority class, shuffled within
+    fold_of_group = np.empty(len(uniq), np.int64)
+    fold_of_group[order] = np.arange(len(uniq)) % k
+    fold = fold_of_group[group_of]
+    return [(np.nonzero(fold != f)[0], np.nonzero(fold == f)[0]) for f in range(k)]
 
 
 def probe(features: np.ndarray, labels: Sequence[int], groups: Sequence[str], classes: Sequence[str], *,

@@ -75,7 +75,7 @@ def build_report(results_dir: str | Path, *, bootstrap: int = 1000) -> dict[str,
                 result=scaling.get("test", {}).get(size), baselines=baselines(trials, _classes(trials)),
                 show_paper=_is_paper_data(manifest),
                 title=f"{manifest.get('name', results_dir.name)}: test accuracy vs {size}")
-    under_shift = shift_outputs(results_dir, trials, manifest)
+    under_shift = shift_outputs(results_dir, trials, manifest, scaling)
     text = render(results_dir, trials, configs, scaling, manifest, why_none, under_shift)
     written["report"] = write_text_atomic(results_dir / "report.md", text)
     written["html"] = build_html(results_dir)

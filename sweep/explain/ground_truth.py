@@ -64,4 +64,19 @@ def build_sample(spec: DataSpec, test, rows: np.ndarray) -> Sample:
     if spec.source == "radiography" and spec.data_dir:
         lungs = folder_lung_masks(spec.data_dir, sample.ids, spec.image_size)
         sample.lungs = lungs if any(m is not None for m in lungs) else None
+    if spec.source == "synthetic":
+        _add_synthetic_truth(spec, sample)
     return sample
+
+
+def _add_synthetic_truth(spec: DataSpec, sample: Sample) -> None:
+    """The generator's lung fields of the sampled images, and each marked image drawn again without its marker."""
+    from data.synthetic import regenerate
+
+    sample.lungs = list(regenerate(spec, sample.ids)["lung_masks"])
+    if sample.boxes is None:
+        return
+    marked = [k for k, box in enumerate(sample.boxes) if box[0] >= 0]
+    if marked:
+        copies = regenerate(spec, [sample.ids[k] for k in marked], markers=False)["images"]
+        sample.marker_free = {k: copies[j] for j, k in enumerate(marked)}

@@ -35,8 +35,12 @@ def test_probe_is_at_chance_without_a_cue():
 def test_folds_keep_each_patient_on_one_side():
     labels = np.repeat([0, 1], 60)
     groups = np.array([f"p{i // 3}" for i in range(120)])
-    for train, held in confound._folds(labels, groups, seed=0):
+    folds = confound._folds(labels, groups, seed=0)
+    assert len(folds) == confound.FOLDS
+    assert sorted(np.concatenate([held for _, held in folds]).tolist()) == list(range(120))  # each image held once
+    for train, held in folds:
         assert not set(groups[train]) & set(groups[held])
+        assert abs(labels[held].mean() - 0.5) < 0.15  # stratified: both classes in every held-out fold
 
 
 def test_share_of_model_auc():

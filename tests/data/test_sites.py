@@ -63,3 +63,21 @@ def test_sites_are_checked_before_any_work():
         validate(DATA.replace(marker_rate=(0.5,)))
     with pytest.raises(ValueError, match="needs sites"):
         validate(DataSpec(source="synthetic", split_strata="source_class"))
+
+
+def test_explanations_get_the_generators_lung_fields_and_marker_free_copies(tmp_path):
+    from data.builder import prepare
+    from sweep.explain.ground_truth import build_sample
+
+    spec = DATA.replace(num_images=60, cache_dir=str(tmp_path))
+    test = prepare(spec).split("test")
+    rows = np.arange(len(test))
+    sample = build_sample(spec, test, rows)
+    assert len(sample.lungs) == len(rows) and all(0.1 < m.mean() < 0.6 for m in sample.lungs)
+    marked = [k for k in rows if test.marker_boxes[k][0] >= 0]
+    assert sorted(sample.marker_free) == marked and marked
+    for k in marked:
+        y0, x0, y1, x1 = test.marker_boxes[k]
+        outside = np.ones((32, 32), bool)
+        outside[y0:y1, x0:x1] = False
+        assert (sample.marker_free[k][outside] == sample.images[k][outside]).all()
