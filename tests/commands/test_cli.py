@@ -27,7 +27,7 @@ def test_a_command_that_fails_to_import_is_an_error_not_a_missing_command(monkey
     (["train", "--patience", "-1"], "early stopping patience must be >= 1, got -1"),
     (["train", "--set", "pipeline.augment=heavy"], "expected one of none, mild, seed"),
     (["run", "--set", "seeds=0"], "seeds must be >= 1"),
-    (["bench", "--skip", "gpu"], "--skip: unknown gpu; choose from steps,compile,pipeline,shap,ray,seeds,checkpoints,"
+    (["bench", "--skip", "gpu"], "--skip: unknown gpu; choose from steps,conv_layers,compile,pipeline,shap,ray,seeds,checkpoints,"
                                  "flops"),
     (["data", "show", "--out", "grid.jpg"], "--out must name a .png file"),
     (["profile", "--model", "cnn", "--cnn-cut", "block1_drop"], "--cnn-cut only apply to --model fusion"),
