@@ -48,10 +48,16 @@ def plot_accuracy_vs(trials, size: str, path: str | Path, *, result: dict | None
         for point in paper_points():
             ax.scatter(point["params"], 100 * point["test_accuracy"], marker="*", s=160, color="gold",
                        edgecolors="k", zorder=7, label="seed paper (256 px)" if point["model"] == "cnn" else None)
+    return save_size_figure(fig, ax, path, size, ylabel="test accuracy (points)",
+                            title=title or f"test accuracy vs {AXIS_WORDS.get(size, size)}")
+
+
+def save_size_figure(fig, ax, path: Path, size: str, *, ylabel: str, title: str) -> Path:
+    """Finish a figure of something against a size axis (log x, labels, grid, legend) and write it as a PNG."""
     ax.set_xscale("log")
     ax.set_xlabel(AXIS_WORDS.get(size, size) + " (log scale)")
-    ax.set_ylabel("test accuracy (points)")
-    ax.set_title(title or f"test accuracy vs {AXIS_WORDS.get(size, size)}", fontsize=10)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="best", framealpha=0.7)
     fig.tight_layout()

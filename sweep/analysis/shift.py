@@ -108,18 +108,23 @@ def _counted(group, column: str, flags) -> pd.DataFrame:
     return group[ok]
 
 
-def gaps(trials, predictions, name: str) -> list[dict]:
-    """One entry per configuration: in-source and external mean accuracy, their gap and its 90% interval."""
-    column = f"ext_{name}_accuracy"
+def _configurations(trials, predictions, column: str):
+    """Each configuration with test metrics: (its first row, its label, the rows that count for `column`, how many
+    of its rows collapsed)."""
     flags = collapsed(trials, predictions)
-    out = []
     for group in by_configuration(trials[trials["test_accuracy"].notna()]):
         first = group.iloc[0]
         config = {k: (None if pd.isna(first[k]) else first[k]) for k in CONFIG_KEYS}
-        used = _counted(group, column, flags)
-        entry = {"config": config_label(config), "seeds": int(len(used)),
-                 "collapsed": int(flags.loc[group.index].sum()), "params": _float(first.get("params")),
-                 "flops": _float(first.get("flops"))}
+        yield first, config_label(config), _counted(group, column, flags), int(flags.loc[group.index].sum())
+
+
+def gaps(trials, predictions, name: str) -> list[dict]:
+    """One entry per configuration: in-source and external mean accuracy, their gap and its 90% interval."""
+    column = f"ext_{name}_accuracy"
+    out = []
+    for first, label, used, n_collapsed in _configurations(trials, predictions, column):
+        entry = {"config": label, "seeds": int(len(used)), "collapsed": n_collapsed,
+                 "params": _float(first.get("params")), "flops": _float(first.get("flops"))}
         if used.empty:
             out.append({**entry, "in_source": None, "external": None, "gap": None, "lo": None, "hi": None})
             continue
@@ -143,13 +148,9 @@ def reliance(trials, predictions, name: str) -> list[dict]:
     the originals, on the copies, and their difference (the shortcut reliance) with a 90% interval that pairs
     each copy with its original (images resampled, then seeds)."""
     column, originals = f"cf_{name}_accuracy", f"cf_{name}_source_accuracy"
-    flags = collapsed(trials, predictions)
     out = []
-    for group in by_configuration(trials[trials["test_accuracy"].notna()]):
-        first = group.iloc[0]
-        config = {k: (None if pd.isna(first[k]) else first[k]) for k in CONFIG_KEYS}
-        used = _counted(group, column, flags)
-        entry = {"config": config_label(config), "seeds": int(len(used)), "n": None, "originals": None,
+    for _first, label, used, _n_collapsed in _configurations(trials, predictions, column):
+        entry = {"config": label, "seeds": int(len(used)), "n": None, "originals": None,
                  "copies": None, "reliance": None, "lo": None, "hi": None}
         if len(used):
             entry.update(n=_float(used.get(f"cf_{name}_n", pd.Series(dtype=float)).max()),

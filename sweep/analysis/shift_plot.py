@@ -2,17 +2,15 @@
 counterfactual set against size, so a drop under shift is seen beside the curve it would otherwise hide behind."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure  # drawn headless, without pyplot's global state
 
+from sweep.analysis.plots import AXIS_WORDS, save_size_figure
 from sweep.analysis.shift import collapsed
 from sweep.analysis.tables import by_configuration
-from sweep.files import write_bytes_atomic
 
-AXIS_WORDS = {"params": "parameters", "flops": "FLOPs per image (forward)", "latency_ms": "latency per image (ms)"}
 COLOURS = ("tab:blue", "tab:red", "tab:purple", "tab:green", "tab:brown", "tab:pink", "tab:olive")
 
 
@@ -54,14 +52,6 @@ def plot_shift(trials, size: str, path: str | Path, *, externals: list[str], cou
                     ax.plot([x, x], [match[0, 1], y], color=colour, alpha=0.35, lw=1)
         ax.errorbar(pts[:, 0], pts[:, 1], yerr=[pts[:, 1] - pts[:, 2], pts[:, 3] - pts[:, 1]], fmt=marker,
                     color=colour, ecolor=colour, alpha=0.9, capsize=2, ms=6, label=name)
-    ax.set_xscale("log")
-    ax.set_xlabel(AXIS_WORDS.get(size, size) + " (log scale)")
-    ax.set_ylabel("accuracy (configuration mean, seed range)")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title(title or f"accuracy in-source and under shift vs {AXIS_WORDS.get(size, size)}", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best", framealpha=0.7)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return write_bytes_atomic(path, buffer.getvalue())
+    return save_size_figure(fig, ax, path, size, ylabel="accuracy (configuration mean, seed range)",
+                            title=title or f"accuracy in-source and under shift vs {AXIS_WORDS.get(size, size)}")
