@@ -190,11 +190,11 @@ def test_ray_section_measures_the_sweeps_worker_reuse_and_fresh_workers():
 
 @pytest.mark.slow
 def test_checkpoint_traffic_of_a_sweep_trial_is_at_most_three_states_per_checkpoint():
-    """The bench's checkpoints section on the CNN at 16 px: what a trial's process writes per checkpoint taken (its
+    """The bench's checkpoints section on the CNN at 32 px (its smallest size): what a trial's process writes per checkpoint taken (its
     own checkpoint and Ray's copy) is between one and three of its states (weights + optimiser state)."""
     from sweep.bench.checkpoints import checkpoint_traffic
 
-    result = checkpoint_traffic(16, epochs=4, models=("cnn",))
+    result = checkpoint_traffic(32, epochs=4, models=("cnn",))
     assert not result["errors"] and result["checkpoints_per_trial"] == 2  # epochs 3 and 4 (the end)
     (row,) = result["models"]
     assert row["state_bytes"] == row["weights_bytes"] + row["optimizer_bytes"] > 0

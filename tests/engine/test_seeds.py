@@ -134,7 +134,7 @@ def test_vmapped_seeds_match_sequential_ones_and_a_diverging_seed_is_masked(sequ
                           out_dirs=[tmp_path / f"s{s}" for s in seeds], prepared=prepared)
     assert [r.status for r in results] == ["completed", "completed", "diverged"]
     assert results[2].metrics["diverged_epoch"] == 1 and not (tmp_path / "s5" / "predictions.parquet").exists()
-    assert (tmp_path / "s3" / "predictions.parquet").is_file()
+    assert (tmp_path / f"s{SEEDS[1]}" / "predictions.parquet").is_file()
     for vmapped, alone in zip(results[:2], sequential[1]):
         for a, b in zip(vmapped.history, alone.history[:2]):  # constant learning rate: epochs 1-2 are the same
             for key in ("loss", "val_loss"):

@@ -18,7 +18,7 @@ TINY = ["--num-images", "90", "--image-size", "16", "--batch-size", "8", "--cnn-
         "--resnet-cuts", "none", "--branch-widths", "8,16", "--head-widths", "16", "--no-parents",
         "--set", "space.include_seed_fusion=false", "--epochs", "3", "--explain-images", "2",
         "--explain-max-evals", "20"]
-STATUS_LINE = re.compile(r"^  cnn:block\d_drop/b\d+/h16 seed 0  epoch \d/3  step \d+/\d+  loss \d\.\d{3}.* img/s",
+STATUS_LINE = re.compile(r"^  cnn:block\d_drop/b\d+/h16 seeds 0,1,2  epoch \d/3  step \d+/\d+  loss \d\.\d{3}.* img/s",
                          re.M)
 
 
@@ -36,7 +36,7 @@ def test_a_tiny_sweep_shows_progress_report_html_tensorboard_and_mlflow(tmp_path
     assert done.returncode == 0, log[-3000:] + done.stderr[-3000:]
     assert "\x1b[" not in log  # a log gets plain lines, no terminal codes
     assert STATUS_LINE.search(log), log[-3000:]
-    assert len(re.findall(r"^\[\d\d:\d\d\] done cnn:block\d_drop/b\d+/h16 seed 0: test_accuracy", log, re.M)) == 4
+    assert len(re.findall(r"^\[\d\d:\d\d\] done cnn:block\d_drop/b\d+/h16 seeds 0,1,2: test_accuracy", log, re.M)) == 4
     rows = pd.read_csv(out / "trials.csv")
     labels = [f"cnn:{cut}/b{width}/h16" for cut in ("block1_drop", "block2_drop") for width in (8, 16)]
 
@@ -51,7 +51,7 @@ def test_a_tiny_sweep_shows_progress_report_html_tensorboard_and_mlflow(tmp_path
     client = MlflowClient(tracking_uri=uri)
     recorded = client.search_runs([client.get_experiment_by_name("quick").experiment_id])
     assert sorted(r.data.tags["fusion_sweep.row_id"] for r in recorded) == sorted(rows["trial_id"])
-    assert {r.info.run_name for r in recorded} == {f"{label} seed 0" for label in labels}
+    assert {r.info.run_name for r in recorded} == {f"{label} seed {seed}" for label in labels for seed in (0, 1, 2)}
 
     assert (out / "report.html").is_file()
     if find_chromium() is None and not os.environ.get("CI"):
