@@ -6,6 +6,7 @@ import importlib
 import sys
 
 from sweep import UsageError
+from sweep.runtime import use_cpu_compile_flags
 
 # name -> (module, one-line help). Modules import heavy packages (jax, ray, shap) inside run() only,
 # so `fusion-sweep --help` stays fast and each command loads just what it needs. A module that fails to
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    use_cpu_compile_flags()  # before any command starts JAX; Ray's local workers inherit it
     try:
         return int(args._run(args) or 0)
     except UsageError as err:  # what the user asked for cannot work: one line, exit 2, before any work

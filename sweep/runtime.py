@@ -1,7 +1,8 @@
-"""The process and what it runs on: core pinning and the compile cache (before JAX starts), and the facts a
-results file records about it (hardware, package versions, git commit, the device that computed)."""
+"""The process and what it runs on: core pinning, XLA's CPU compile level and the compile cache (before JAX starts),
+and the facts a results file records about it (hardware, package versions, git commit, the device that computed)."""
 from __future__ import annotations
 
+import glob
 import os
 import platform
 import subprocess
@@ -25,6 +26,35 @@ def pin_cores(n: int | None = None, cores: list[int] | None = None) -> list[int]
         cores = allowed[:n]
     os.sched_setaffinity(0, set(cores))
     return sorted(cores)
+
+
+# LLVM optimisation level 1 instead of XLA's default 2 on CPU: the compile of a train step takes 30-45% less time
+# (CNN 64 px: 12.2-12.6 s -> 6.8-7.7 s; ResNet50V2 16.4-17.1 -> 11.7-15.1 s) and the steps run as fast (train and
+# eval images/s within the run-to-run spread; `fusion-sweep bench --quick --models cnn,resnet50v2,fusion`, two
+# interleaved A/B runs). A sweep compiles one program per configuration, so on CPU this is minutes per sweep.
+CPU_XLA_FLAGS = ("--xla_backend_optimization_level=1",)
+_ACCELERATOR_NODES = ("/dev/nvidia[0-9]*", "/dev/accel[0-9]*", "/dev/kfd")
+
+
+def accelerator_visible() -> bool:
+    """Whether this machine shows a GPU/TPU device node (JAX would then compute there); no JAX needed."""
+    platforms = os.environ.get("JAX_PLATFORMS", "").strip().lower()
+    if platforms:
+        return platforms.split(",")[0] != "cpu"
+    return any(glob.glob(pattern) for pattern in _ACCELERATOR_NODES)
+
+
+def use_cpu_compile_flags() -> str:
+    """Add CPU_XLA_FLAGS to XLA_FLAGS (a flag the user already set keeps the user's value) when this process will
+    compute on CPU; call before JAX starts. Returns XLA_FLAGS as it now is."""
+    current = os.environ.get("XLA_FLAGS", "")
+    if accelerator_visible():
+        return current
+    named = {flag.split("=")[0] for flag in current.split()}
+    extra = [flag for flag in CPU_XLA_FLAGS if flag.split("=")[0] not in named]
+    if extra:
+        os.environ["XLA_FLAGS"] = " ".join([*current.split(), *extra])
+    return os.environ.get("XLA_FLAGS", "")
 
 
 def enable_compilation_cache(cache_dir: str | os.PathLike | None = None) -> Path:

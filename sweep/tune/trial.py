@@ -33,7 +33,7 @@ from ray import tune
 from data.builder import open_prepared
 from sweep.configs.io import config_from_dict, config_to_dict
 from sweep.configs.naming import config_label
-from sweep.runtime import enable_compilation_cache, pin_cores
+from sweep.runtime import enable_compilation_cache, pin_cores, use_cpu_compile_flags
 from sweep.tune.handover import CHECKPOINTS, saved_epoch, staged, take_back
 from sweep.tune.rows import row_id, seeds_label
 from sweep.tune.space import train_config_for
@@ -76,6 +76,8 @@ def _setup_trial_process(cpus: float, gpus: float, compile_cache: str | None) ->
         _clean_slate()
         return _process["cores"]
     cores = claim_cores(max(1, math.ceil(cpus))) if gpus == 0 else sorted(os.sched_getaffinity(0))
+    if gpus == 0:
+        use_cpu_compile_flags()  # a worker on another node did not inherit the driver's environment
     if 0 < gpus < 1:
         os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 * gpus:.2f}")
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
