@@ -28,6 +28,11 @@ def _is_key(x) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
+def _key_impl(like):
+    """The PRNG implementation of a key array, or of an abstract one (jax.ShapeDtypeStruct from nnx.eval_shape)."""
+    return like.dtype._impl if isinstance(like, jax.ShapeDtypeStruct) else jax.random.key_impl(like)
+
+
 def _entry_name(path) -> str:
     """'cnn.block1_conv.kernel' for the path of a leaf (nnx's trailing '.value' dropped)."""
     parts = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
@@ -55,7 +60,7 @@ def restore_named(template, saved: dict[str, Any], where: str = "checkpoint"):
     for name, (_, like) in zip(names, paths_and_leaves):
         value = saved[name]
         if _is_key(like):
-            value = jax.random.wrap_key_data(np.asarray(value), impl=jax.random.key_impl(like))
+            value = jax.random.wrap_key_data(np.asarray(value), impl=_key_impl(like))
         else:
             value = jax.numpy.asarray(value, dtype=like.dtype)
             if value.shape != like.shape:

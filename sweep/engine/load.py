@@ -61,7 +61,8 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         meta = checkpoints.meta(latest)
         epoch = _weights_epoch(run_dir, config, meta, latest)
         classes = tuple(meta["classes"])
-        model = init_model(config, len(classes), int(meta["image_size"]))
+        # shapes only: no initialiser runs (each would compile a small XLA program: seconds per model)
+        model = nnx.eval_shape(lambda: init_model(config, len(classes), int(meta["image_size"])))
         _, params, rest = split_model(model, train=False)
         restored = checkpoints.restore_weights(epoch, {"params": params, "rest": rest})
         if restored is None:

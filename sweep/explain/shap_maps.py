@@ -104,6 +104,15 @@ def explain_images(predict: Predict, images: np.ndarray, *, labels: Sequence[int
                              counter.seconds * game.total_evals / total) for i, game in enumerate(games)]
 
 
+def warm_up(image_size: int, masker: str = "blur(16,16)", batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    """Compile shap's numba functions (and build the partition tree) for images of this size, on a stand-in model in
+    numpy (no JAX): ~15 s of one core on this 2-core machine that a sweep spends while Ray starts, not after the
+    trials, when the explanations would wait for it."""
+    x = np.zeros((1, int(image_size), int(image_size), 1), np.float32)
+    explain_images(lambda rows: np.full((len(rows), 2), 0.5, np.float32), x, labels=[0], classes=["0", "1"],
+                   max_evals=8, masker=masker, batch_size=batch_size)
+
+
 @functools.lru_cache(maxsize=4)
 def _partition_tree(shape: tuple[int, ...]):
     """shap's image partition for `shape` (built by numba; the same for every image of that shape)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -194,6 +195,8 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
     workers_sweep, prepared, eval_sets = _prepare_data(sweep, say)
     fingerprint, counts = f"{prepared.fingerprint}/{prepared.path.name}", prepared.counts()
     _measure_confound(out, prepared, workers_sweep, say)
+    if explain and sweep.explain_images > 0:
+        _warm_up_explanations(sweep.train.data.image_size)
     started, resources, board = _start_ray(address, say, trials, sweep)
     try:
         grid = _fit(workers_sweep, trials, out, storage, resume, Progress(len(trials), board=board, start=start),
@@ -210,6 +213,23 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
     return finish_sweep(grid, sweep, out, facts=facts, explain=explain, start=start, say=say, mlflow=mlflow_step,
                         score_stopped=sweep.score_stopped,
                         prune=None if "://" in storage_for(str(out), storage) else experiment_path(str(out), storage))
+
+
+def _warm_up_explanations(image_size: int) -> threading.Thread:
+    """SHAP's one-off numba compilation in a background thread, overlapping Ray's start and the first trials'
+    set-up instead of delaying the explanations at the end. Best effort: a failure here shows up, if it is real,
+    when the explanations run."""
+    def warm() -> None:
+        try:
+            from sweep.explain.shap_maps import warm_up
+
+            warm_up(image_size)
+        except Exception:  # noqa: BLE001 - the explanations themselves report real errors
+            pass
+
+    thread = threading.Thread(target=warm, name="shap-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def recorded_experiment(storage: str | None) -> str:

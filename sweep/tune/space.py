@@ -91,6 +91,14 @@ def parent_configs() -> list[dict[str, Any]]:
              "head_width": FusionSpec().head_width} for model in PARENT_NAMES]
 
 
+def _cost_rank(config: dict[str, Any]) -> tuple:
+    """Sort key putting the costliest configurations first (deeper ResNet50V2 branch, then deeper CNN branch, then
+    wider): with trials in parallel, the short ones fill the gaps at the end instead of one long trial running alone."""
+    resnet = RESNET50V2_LAYERS.index(config["resnet_cut"]) + 1 if config["resnet_cut"] is not None else 0
+    cnn = CNN_LAYERS.index(config["cnn_cut"]) + 1 if config["cnn_cut"] is not None else 0
+    return (-resnet, -cnn, -int(config["branch_width"]), -int(config["head_width"]))
+
+
 def configurations(sweep: SweepConfig) -> list[dict[str, Any]]:
     """The configurations (without seeds) a sweep trains: the grid, or a seeded random subset of it,
     always with the seed's own fusion and, if asked, both parents."""
@@ -99,10 +107,9 @@ def configurations(sweep: SweepConfig) -> list[dict[str, Any]]:
         grid = random.Random(0).sample(grid, sweep.num_samples)
     if sweep.space.include_seed_fusion and SEED_FUSION not in grid:
         grid.append(dict(SEED_FUSION))
-    # costly configurations first (they have ResNet layers): shorter makespan when trials run in parallel
-    grid.sort(key=lambda c: c["resnet_cut"] is None)
-    if sweep.space.include_parents:
-        grid = parent_configs() + grid
+    grid.sort(key=_cost_rank)
+    if sweep.space.include_parents:  # the ResNet50V2 parent first: the costliest trial of a CPU sweep
+        grid = sorted(parent_configs(), key=lambda c: c["model"] != "resnet50v2") + grid
     return grid
 
 

@@ -88,3 +88,14 @@ def test_the_model_sees_full_batches_of_the_given_size():
     assert evals == 8 * 200 and sum(sizes) == evals
     assert sizes.count(64) == len(sizes) - sum(s < 64 for s in sizes) and sum(s < 64 for s in sizes) <= 2
     assert evals / (64 * len(sizes)) > 0.95  # padding the short batches to 64 would waste under 5%
+
+
+
+def test_warm_up_builds_the_partition_tree_without_a_model():
+    """The sweep's background warm-up (no JAX, a stand-in model) leaves shap's partition of that image size built."""
+    from sweep.explain import shap_maps
+
+    shap_maps.warm_up(12)
+    hits = shap_maps._partition_tree.cache_info().hits
+    shap_maps._partition_tree((12, 12, 1))
+    assert shap_maps._partition_tree.cache_info().hits == hits + 1
