@@ -14,12 +14,16 @@ class EpochProgress:
     `listener(status)` every couple of seconds within an epoch."""
 
     def __init__(self, enabled: bool, epochs: int, steps: int, batch_size: int,
-                 listener: Callable[[dict], None] | None = None):
+                 listener: Callable[[dict], None] | None = None, passes: int = 1):
+        """`passes`: how many times an epoch's steps run one after another (seeds trained in turn share the bar)."""
         self.enabled, self.epochs, self.steps, self.batch_size = enabled, epochs, steps, batch_size
+        self.passes = max(1, int(passes))
         self.tty = enabled and sys.stderr.isatty()
         self.listener = listener
         self.last = 0.0
         self.mark: tuple[float, int, int] | None = None  # (time, epoch, step) of the last update
+        self.pass_index = 0  # which of the epoch's passes is running (the step count went back: the next seed)
+        self.step_seconds: float | None = None  # the last measured rate, for the start of a pass
 
     def due(self) -> bool:
         if not (self.tty or self.listener):
@@ -29,13 +33,19 @@ class EpochProgress:
     def update(self, epoch: int, step: int, totals: dict, start: float) -> None:
         now = time.perf_counter()
         self.last = now
+        same_pass = self.mark is not None and self.mark[1] == epoch and step > self.mark[2]
+        if self.mark is not None and not same_pass:
+            self.pass_index = self.pass_index + 1 if self.mark[1] == epoch else 0
         if self.mark is None:  # the run's first update comes right after the step that compiled: no rate yet
             step_seconds = None
-        elif self.mark[1] == epoch and step > self.mark[2]:
+        elif same_pass:
             step_seconds = (now - self.mark[0]) / (step - self.mark[2])
-        else:
+        elif self.pass_index == 0 or self.step_seconds is None:
             step_seconds = (now - start) / max(step, 1)
+        else:  # another seed's pass of the same epoch: `start` was the first pass's, so keep the last rate
+            step_seconds = self.step_seconds
         self.mark = (now, epoch, step)
+        self.step_seconds = step_seconds
         count = max(float(totals["count"]), 1.0)
         loss, accuracy = float(totals["loss_sum"]) / count, float(totals["correct"]) / count
         rate = None if step_seconds is None else self.batch_size / max(step_seconds, 1e-9)
@@ -45,8 +55,11 @@ class EpochProgress:
                 line += f"  {rate:.1f} img/s  ETA {_clock((self.steps - step) * step_seconds)}"
             print("\r" + line.ljust(100), end="", file=sys.stderr, flush=True)
         if self.listener:
+            left = (self.steps - step) + (self.passes - 1 - self.pass_index) * self.steps \
+                + (self.epochs - epoch) * self.passes * self.steps
             self.listener({"epoch": epoch, "epochs": self.epochs, "step": step, "steps": self.steps, "loss": loss,
-                           "accuracy": accuracy, "images_per_second": rate, "step_seconds": step_seconds})
+                           "accuracy": accuracy, "images_per_second": rate, "step_seconds": step_seconds,
+                           "eta_seconds": None if step_seconds is None else max(left, 0) * step_seconds})
 
     def epoch_done(self, row: dict, best: bool) -> None:
         if not self.enabled:

@@ -143,7 +143,8 @@ def _build_run(seeds: list[SeedRun], prepared, progress: bool, mode: str,
     train = prepared.split("train")
     steps = steps_per_epoch(train, config.pipeline, config.batch_size, num_classes)
     tx = make_optimizer(config.optim, steps, config.epochs)
-    bar = EpochProgress(progress, config.epochs, steps, config.batch_size, listener=on_step)
+    bar = EpochProgress(progress, config.epochs, steps, config.batch_size, listener=on_step,
+                        passes=len(seeds) if mode == "sequential" else 1)
     states, model = [], None
     for seed in seeds:
         model = init_model(seed.config, num_classes, prepared.image_size)

@@ -31,6 +31,8 @@ def stamp(seconds: float) -> str:
 def eta_seconds(entry: dict) -> float | None:
     """Time left for a trial at its current step rate, if it trains to its last epoch (early stopping may end it
     sooner); None before the first timed step."""
+    if isinstance(entry.get("eta_seconds"), (int, float)):  # the engine's own: it knows how many seeds run in turn
+        return float(entry["eta_seconds"])
     step, steps, epoch, epochs = (entry.get(k) for k in ("step", "steps", "epoch", "epochs"))
     per_step = entry.get("step_seconds")
     if not all(isinstance(v, (int, float)) for v in (step, steps, epoch, epochs, per_step)) or per_step <= 0:
