@@ -19,12 +19,12 @@ def get_config() -> SweepConfig:
     without an early ResNet50V2 branch), 3 seeds each, and both parents (1 seed), every seed also scored on 160
     images of an external site (ext:site_c) and on marker-free and shift-free copies of its test images
     (cf:no_marker, cf:no_shift): the bare `fusion-sweep run`, under 300 s on 2 cores (results/README.md has the
-    measured time). To fit that budget it trains 3 epochs (the configurations' mean accuracies still spread over
-    11 points) and leaves out the seed's own fusion (10.4M parameters, ~200 CPU-seconds for 3 seeds at 32 px;
+    measured time). To fit that budget it trains 3 epochs on 640 images (448 train / 64 val / 128 test) and leaves
+    out the seed's own fusion (10.4M parameters, ~200 CPU-seconds for 3 seeds at 32 px;
     `--set space.include_seed_fusion=true` adds it back); cpu-real and paper keep it."""
     return SweepConfig(
         name="quick",
-        train=TrainConfig(data=DataSpec(source="synthetic", image_size=32, num_images=800, difficulty=0.2,
+        train=TrainConfig(data=DataSpec(source="synthetic", image_size=32, num_images=640, difficulty=0.2,
                                         sites=SITES),
                           optim=OptimConfig(learning_rate=1e-3), batch_size=16, epochs=3,
                           early_stopping=EarlyStopping(patience=5), bn_momentum=0.9),
