@@ -30,20 +30,16 @@ class EpochProgress:
             return False
         return time.perf_counter() - self.last > (1.0 if self.tty else STEP_LISTENER_SECONDS)
 
-    def update(self, epoch: int, step: int, totals: dict, start: float) -> None:
+    def update(self, epoch: int, step: int, totals: dict) -> None:
         now = time.perf_counter()
         self.last = now
         same_pass = self.mark is not None and self.mark[1] == epoch and step > self.mark[2]
         if self.mark is not None and not same_pass:
             self.pass_index = self.pass_index + 1 if self.mark[1] == epoch else 0
-        if self.mark is None:  # the run's first update comes right after the step that compiled: no rate yet
-            step_seconds = None
-        elif same_pass:
-            step_seconds = (now - self.mark[0]) / (step - self.mark[2])
-        elif self.pass_index == 0 or self.step_seconds is None:
-            step_seconds = (now - start) / max(step, 1)
-        else:  # another seed's pass of the same epoch: `start` was the first pass's, so keep the last rate
-            step_seconds = self.step_seconds
+        # a rate only from two updates of the same pass: time since the epoch began would count the step that
+        # compiled, validation, or other seeds' passes. A new pass or epoch keeps the last rate measured (none yet
+        # at the run's first update, which comes right after the step that compiled)
+        step_seconds = (now - self.mark[0]) / (step - self.mark[2]) if same_pass else self.step_seconds
         self.mark = (now, epoch, step)
         self.step_seconds = step_seconds
         count = max(float(totals["count"]), 1.0)

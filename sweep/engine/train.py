@@ -161,7 +161,7 @@ def _build_run(seeds: list[SeedRun], prepared, progress: bool, mode: str,
 
 # ---------------------------------------------------------------- one epoch
 
-def _train_epoch(run: _Run, epoch: int, start: float) -> dict[int, EpochTotals]:
+def _train_epoch(run: _Run, epoch: int) -> dict[int, EpochTotals]:
     """Every train step of `epoch` for the seeds that have not trained it yet; their host totals by seed index
     (bad_step >= 0: that seed's loss stopped being finite)."""
     config = run.config
@@ -175,7 +175,7 @@ def _train_epoch(run: _Run, epoch: int, start: float) -> dict[int, EpochTotals]:
         host = totals()
         if host["bad_step"] >= 0:
             return True
-        run.bar.update(epoch, step, host, start)
+        run.bar.update(epoch, step, host)
         return False
 
     return run.states.train_epoch(batches, monitor)
@@ -202,7 +202,7 @@ def _run_epoch(run: _Run) -> int:
     loss (or validation loss) stopped being finite is marked diverged; its siblings are not affected."""
     epoch = min(seed.progress.epoch for seed in run.seeds if seed.training) + 1
     start = time.perf_counter()
-    trained = _train_epoch(run, epoch, start)
+    trained = _train_epoch(run, epoch)
     val = run.states.validate(run.split("val"), run.config.pipeline, run.config.eval_batch_size, list(trained))
     for index, totals in trained.items():
         seed = run.seeds[index]

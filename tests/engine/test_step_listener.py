@@ -12,12 +12,11 @@ def test_the_listener_hears_epoch_step_loss_and_a_rate_that_leaves_the_compiling
     heard = []
     progress = EpochProgress(False, epochs=3, steps=10, batch_size=8, listener=heard.append)
     assert progress.due()  # the first step after compiling is reported at once
-    start = time.perf_counter() - 30.0  # the compiling step took 30 s
-    progress.update(1, 1, TOTALS, start)
+    progress.update(1, 1, TOTALS)
     assert not progress.due()  # then every couple of seconds
     progress.last -= 10.0
     progress.mark = (progress.mark[0] - 0.5, 1, 1)  # 4 more steps in 0.5 s
-    progress.update(1, 5, TOTALS, start)
+    progress.update(1, 5, TOTALS)
     first, second = heard
     assert first["images_per_second"] is None and first["step_seconds"] is None
     assert {k: first[k] for k in ("epoch", "epochs", "step", "steps", "loss", "accuracy")} == \
@@ -34,11 +33,10 @@ def test_seeds_trained_in_turn_keep_their_rate_and_count_in_the_eta():
     measured (not the time since the epoch began), and the ETA counts every pass still to run."""
     heard = []
     progress = EpochProgress(False, epochs=2, steps=10, batch_size=8, listener=heard.append, passes=3)
-    start = time.perf_counter() - 30.0
-    progress.update(1, 1, TOTALS, start)
+    progress.update(1, 1, TOTALS)
     progress.mark = (progress.mark[0] - 0.9, 1, 1)  # steps 2-10 of seed 0 in 0.9 s: 0.1 s a step
-    progress.update(1, 10, TOTALS, start)
-    progress.update(1, 2, TOTALS, start)  # seed 1's pass of epoch 1
+    progress.update(1, 10, TOTALS)
+    progress.update(1, 2, TOTALS)  # seed 1's pass of epoch 1
     seed0, seed1 = heard[1], heard[2]
     assert abs(seed0["step_seconds"] - 0.1) < 0.02 and seed1["step_seconds"] == seed0["step_seconds"]
     # seed 1: 8 steps left, seed 2's pass of epoch 1 (10), then epoch 2 for three seeds (30)
