@@ -29,8 +29,11 @@ def _is_key(x) -> bool:
 
 
 def _key_impl(like):
-    """The PRNG implementation of a key array, or of an abstract one (jax.ShapeDtypeStruct from nnx.eval_shape)."""
-    return like.dtype._impl if isinstance(like, jax.ShapeDtypeStruct) else jax.random.key_impl(like)
+    """The PRNG implementation of a key array, or of an abstract one (jax.ShapeDtypeStruct from nnx.eval_shape:
+    jax has no public accessor for its dtype's implementation; None = JAX's default, what models are built with)."""
+    if isinstance(like, jax.ShapeDtypeStruct):
+        return getattr(like.dtype, "_impl", None)
+    return jax.random.key_impl(like)
 
 
 def _entry_name(path) -> str:
