@@ -60,14 +60,15 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SearchSpace:
-    """The grid a sweep draws fusion configurations from. The seed's own fusion is always included."""
+    """The grid a sweep draws fusion configurations from, plus the seed's own fusion unless include_seed_fusion is
+    off."""
 
     cnn_cuts: tuple[str | None, ...] = ("block2_drop", SEED_CNN_CUT, "block4_drop")
     resnet_cuts: tuple[str | None, ...] = ("conv2_block3_out", SEED_RESNET_CUT, "conv4_block6_out")
     branch_widths: tuple[int, ...] = (256, 2048)
     head_widths: tuple[int, ...] = (256, 2048)
     include_parents: bool = True  # the CNN alone and ResNet50V2 alone as reference points
-    include_seed_fusion: bool = True  # add the seed's own fusion when the grid lacks it (off only for tiny tests)
+    include_seed_fusion: bool = True  # add the seed's own fusion when the grid lacks it (off in quick: time budget)
 
 
 @dataclasses.dataclass(frozen=True)
