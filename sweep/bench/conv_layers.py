@@ -1,5 +1,5 @@
-"""Every distinct conv layer of the seed's CNN and ResNet50V2, timed alone: forward and forward+gradients, in the
-form models.conv_kernels picks ("ours"), as XLA's own convolution, and in Keras on TensorFlow (oneDNN) when that
+"""Every distinct conv layer of the seed's CNN and ResNet50V2, timed alone: forward (compiled as eval steps are)
+and forward+gradients (as train steps are), in the form models.conv_kernels picks ("ours"), as XLA's own convolution, and in Keras on TensorFlow (oneDNN) when that
 peer runs; interleaved windows, so where the models' steps lose to TensorFlow shows up layer by layer."""
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 
 from models.conv_kernels import conv2d, form_for, output_size
 from models.cuts import infer_shapes
+from models.inference_options import inference_compiler_options
 from models.graphs import cnn_graph, resnet50v2_graph
 from sweep.bench.timing import interleave, local_window, ratio_windows, spread, steps_for
 
@@ -59,7 +60,7 @@ def _functions(spec: dict, batch_size: int, form: str):
             return jax.vjp(forward, x, kernel, bias)[1](dy)
         return jax.vjp(lambda kernel, bias: forward(x, kernel, bias), kernel, bias)[1](dy)
 
-    fns = {"fwd": jax.jit(forward), "grad": jax.jit(gradients)}
+    fns = {"fwd": jax.jit(forward, compiler_options=inference_compiler_options()), "grad": jax.jit(gradients)}
     args = (x, kernel, bias)
     return {phase: (lambda k, fn=fn: _block(fn, args, k)) for phase, fn in fns.items()}
 

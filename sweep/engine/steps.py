@@ -25,6 +25,7 @@ stopped early, diverged, or is an epoch ahead after a resume): one compilation f
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, NamedTuple
 
 import flax.nnx as nnx
@@ -35,6 +36,7 @@ import optax
 
 from data.model_input import to_model_input  # jax only: the GPU path never loads grain, cv2 or TFDS
 from data.spec import PipelineSpec
+from models.inference_options import inference_compiler_options
 from sweep import UsageError
 from sweep.configs.schema import OptimConfig
 
@@ -195,12 +197,13 @@ def eval_step_fn(graphdef, pipeline: PipelineSpec) -> Callable:
 
 def make_eval_step(graphdef, pipeline: PipelineSpec) -> Callable:
     """jit(params, rest, batch) -> (per-row cross-entropy (0 on padded rows), probabilities (B, K))."""
-    return jax.jit(eval_step_fn(graphdef, pipeline))
+    return jax.jit(eval_step_fn(graphdef, pipeline), compiler_options=inference_compiler_options())
 
 
 def make_seeds_eval_step(graphdef, pipeline: PipelineSpec) -> Callable:
     """jit(params, rest, batch) for K seeds' stacked params/rest on ONE shared batch -> ((K, B), (K, B, classes))."""
-    return jax.jit(jax.vmap(eval_step_fn(graphdef, pipeline), in_axes=(0, 0, None)))
+    return jax.jit(jax.vmap(eval_step_fn(graphdef, pipeline), in_axes=(0, 0, None)),
+                   compiler_options=inference_compiler_options())
 
 
 def stack_trees(trees: list) -> Any:
@@ -220,7 +223,7 @@ def make_predict_fn(model: nnx.Module, pipeline: PipelineSpec, batch_size: int) 
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
     graphdef, params, rest = split_model(model, train=False)
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=inference_compiler_options())
     def probs(params, rest, images):
         logits = nnx.merge(graphdef, params, rest, copy=True)(to_model_input(images, pipeline))
         return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
