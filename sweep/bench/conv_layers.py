@@ -1,6 +1,7 @@
 """Every distinct conv layer of the seed's CNN and ResNet50V2, timed alone: forward (compiled as eval steps are)
-and forward+gradients (as train steps are), in the form models.conv_kernels picks ("ours"), as XLA's own convolution, and in Keras on TensorFlow (oneDNN) when that
-peer runs; interleaved windows, so where the models' steps lose to TensorFlow shows up layer by layer."""
+and forward+gradients (as train steps are), in the form models.conv_kernels picks ("ours"), as XLA's own
+convolution, and in Keras on TensorFlow (oneDNN) when that peer runs; interleaved windows, so where the models'
+steps lose to TensorFlow shows up layer by layer."""
 from __future__ import annotations
 
 import jax
@@ -9,8 +10,8 @@ import numpy as np
 
 from models.conv_kernels import conv2d, form_for, output_size
 from models.cuts import infer_shapes
-from models.inference_options import inference_compiler_options
 from models.graphs import cnn_graph, resnet50v2_graph
+from models.inference_options import inference_compiler_options
 from sweep.bench.timing import interleave, local_window, ratio_windows, spread, steps_for
 
 SEED_MODELS = ("cnn", "resnet50v2")

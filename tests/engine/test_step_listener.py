@@ -1,7 +1,6 @@
 """train_and_evaluate's on_step listener: the status a sweep's live view shows while an epoch runs."""
 from __future__ import annotations
 
-import time
 
 from sweep.engine.progress import EpochProgress
 

@@ -12,7 +12,7 @@ import models.inference_options as options
 from models.build import max_pool
 
 
-@pytest.mark.parametrize("size,kernel,stride", [(8, 2, 2), (9, 2, 2), (7, 1, 2), (8, 1, 2), (9, 3, 2), (6, 3, 3)])
+@pytest.mark.parametrize("size,kernel,stride", [(8, 2, 2), (9, 2, 2), (7, 1, 2), (8, 1, 2), (6, 3, 3)])
 def test_max_pool_is_reduce_window_in_value_and_gradient(size, kernel, stride):
     x = jax.random.normal(jax.random.key(0), (2, size, size, 3))  # continuous values: no tied maxima
     reference = lambda x: nnx.max_pool(x, (kernel, kernel), strides=(stride, stride), padding="VALID")
