@@ -138,6 +138,12 @@ def _check_mlflow(uri: str | None) -> None:
         raise UsageError(f"--mlflow {uri}: MLflow is not installed; pip install 'fusion-sweep[track]'") from None
 
 
+# what a run writes at the top of --out; a fresh run removes a previous run's, so none of them is read as its own
+# (the explanations pick the Pareto front before the report rewrites pareto.csv)
+RUN_OUTPUTS = ("ray", "trials", "explanations", "plots", "trials.csv", "trials.parquet", "predictions.parquet",
+               "pareto.csv", "scaling.json", "shift.json", "report.md", "report.html", "manifest.json")
+
+
 def _prepare_out(out: Path, resume: bool) -> None:
     """A fresh run replaces a previous fusion-sweep results folder; anything else non-empty is refused."""
     if resume or not out.exists():
@@ -145,9 +151,12 @@ def _prepare_out(out: Path, resume: bool) -> None:
     ours = any((out / name).exists() for name in ("manifest.json", "ray", "trials", "trials.csv"))
     if not ours and any(out.iterdir()):
         raise UsageError(f"--out {out} exists and is not a fusion-sweep results folder; choose another --out")
-    for name in ("ray", "trials", "explanations", "plots"):
-        if (out / name).exists():
-            shutil.rmtree(out / name)
+    for name in RUN_OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def default_out(args, sweep: SweepConfig) -> Path:

@@ -50,3 +50,24 @@ def test_user_runs_land_in_runs_unless_out_names_a_folder():
     config = train_command.config_from_args(parse(["train", "--model", "cnn"]))
     assert str(train_command.default_out(config)) == "runs/train/cnn-synthetic-64px"
     assert parse(["reproduce"]).out == "runs/reproduce"
+
+
+def test_a_fresh_run_into_a_previous_results_folder_removes_that_runs_outputs(tmp_path):
+    """A stale pareto.csv would be read as the new run's front (explanations run before the report rewrites it)."""
+    from sweep.commands.run import RUN_OUTPUTS, _prepare_out
+
+    for name in ("pareto.csv", "report.md", "manifest.json", "scaling.json", "notes.txt"):
+        (tmp_path / name).write_text("old")
+    for name in ("explanations/old_trial", "trials/old_trial"):
+        (tmp_path / name).mkdir(parents=True)
+    _prepare_out(tmp_path, resume=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # not a run's output: the user's, kept
+    assert {"pareto.csv", "explanations"} <= set(RUN_OUTPUTS)
+
+
+def test_resume_keeps_the_previous_runs_outputs(tmp_path):
+    from sweep.commands.run import _prepare_out
+
+    (tmp_path / "pareto.csv").write_text("old")
+    _prepare_out(tmp_path, resume=True)
+    assert (tmp_path / "pareto.csv").read_text() == "old"
