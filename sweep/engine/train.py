@@ -30,7 +30,7 @@ from sweep.configs.naming import config_label, config_of
 from sweep.configs.schema import PRECISIONS, TrainConfig
 from sweep.engine.checkpoint import RunCheckpoints
 from sweep.engine.evaluate import SplitPredictions, Weights, evaluate_splits
-from sweep.engine.outcome import ModelFacts, diverged_result, finished_result
+from sweep.engine.outcome import ModelFacts, Result, diverged_result, finished_result
 from sweep.engine.progress import EpochProgress
 from sweep.engine.run_folder import prepare_folder, run_paths, write_config
 from sweep.engine.seed_run import RunProgress, SeedRun
@@ -40,18 +40,6 @@ from sweep.engine.steps import check_optim, init_state, make_eval_step, make_opt
 HISTORY_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 __all__ = ["Result", "RunProgress", "SEED_MODES", "TrainingInterrupted", "check_config", "evaluate_final",
            "init_model", "model_label", "train_and_evaluate", "train_seeds"]
-
-
-@dataclasses.dataclass
-class Result:
-    """What one seed's run produced. metrics is exactly what metrics.json holds; predictions: its selected weights
-    on each named evaluation split (None when it diverged)."""
-
-    status: str  # "completed" | "early_stopped" | "diverged"
-    metrics: dict
-    history: list[dict]
-    out_dir: Path | None
-    predictions: object = None  # pandas DataFrame of the contract's predictions rows (sweep.engine.predictions)
 
 
 class TrainingInterrupted(KeyboardInterrupt):

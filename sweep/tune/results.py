@@ -63,14 +63,20 @@ def write_trials(frame, out_dir: str | os.PathLike) -> tuple[Path, Path]:
     return csv_path, parquet_path
 
 
-def read_trials(results_dir: str | os.PathLike):
-    """The trials table of a results folder (Parquet when present, else CSV)."""
+def stored_trials(results_dir: str | os.PathLike):
+    """The trials table of a results folder as stored (Parquet when present, else CSV); None when it has neither."""
     results_dir = Path(results_dir)
     if (results_dir / "trials.parquet").is_file():
-        frame = pd.read_parquet(results_dir / "trials.parquet")
-    elif (results_dir / "trials.csv").is_file():
-        frame = pd.read_csv(results_dir / "trials.csv")
-    else:
+        return pd.read_parquet(results_dir / "trials.parquet")
+    if (results_dir / "trials.csv").is_file():
+        return pd.read_csv(results_dir / "trials.csv")
+    return None
+
+
+def read_trials(results_dir: str | os.PathLike):
+    """The trials table of a results folder (Parquet when present, else CSV), its cut columns None where absent."""
+    frame = stored_trials(results_dir)
+    if frame is None:
         raise FileNotFoundError(f"{results_dir} has no trials.csv or trials.parquet; is it a `fusion-sweep run` --out folder?")
     for column in ("cnn_cut", "resnet_cut"):
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
