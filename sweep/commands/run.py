@@ -16,6 +16,7 @@ from sweep.commands.common import (RUNS_ROOT, Shorthand, add_set_argument, add_s
 from sweep.configs.io import from_dict
 from sweep.configs.presets import PRESETS, get_preset
 from sweep.configs.schema import SweepConfig
+from sweep.runtime import git_state
 
 DATA_FLAGS = under("train.", train_command.DATA_FLAGS, "--data-dir", "--data", "--image-size", "--num-images",
                    "--difficulty", "--subset")
@@ -174,8 +175,9 @@ def run(args) -> int:
     sweep = _check_data(sweep)
     _check_mlflow(args.mlflow)
     out = default_out(args, sweep)
+    git = git_state(exclude=out)  # before this run removes or writes a file: a clean checkout stays clean
     _prepare_out(out, args.resume)
     command = ["fusion-sweep", "run", *sys.argv[2:]] if sys.argv[1:2] == ["run"] else None
     return run_sweep(sweep, trials, out=out, address=args.address, storage=args.storage, resume=args.resume,
                      explain=not args.no_explain, start=start, command=command, mlflow=args.mlflow,
-                     mlflow_experiment=args.mlflow_experiment)
+                     mlflow_experiment=args.mlflow_experiment, git=git)

@@ -19,7 +19,7 @@ from sweep import UsageError
 from sweep.configs.io import config_to_dict
 from sweep.configs.schema import SweepConfig
 from sweep.analysis.shift_report import keep_measurements
-from sweep.runtime import REPO_ROOT
+from sweep.runtime import REPO_ROOT, git_state
 from sweep.tune.board import BOARD_ENV, BoardClient, board_name
 from sweep.tune.finish import finish_sweep
 from sweep.tune.progress import Progress
@@ -181,11 +181,13 @@ def restore_tuner(sweep: SweepConfig, *, results_dir: str, storage: str | None, 
 def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str | None = None,
               storage: str | None = None, resume: bool = False, explain: bool = True,
               start: float | None = None, command: list[str] | None = None, mlflow: str | None = None,
-              mlflow_experiment: str | None = None) -> int:
+              mlflow_experiment: str | None = None, git: dict | None = None) -> int:
     """Prepare data once, run the trials on Ray (local or a cluster), then write the results contract into `out`.
-    0 when everything asked for was done; 1 when a trial ended in error or a step after the trials failed."""
+    0 when everything asked for was done; 1 when a trial ended in error or a step after the trials failed.
+    `git`: runtime.git_state of the checkout before anything was written (taken here when not given)."""
     start = start or time.time()
     out = Path(out)
+    git = git_state(exclude=out) if git is None else git
     out.mkdir(parents=True, exist_ok=True)
 
     def say(text: str) -> None:
@@ -204,7 +206,7 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
     finally:
         if started:
             ray.shutdown()
-    facts = {"data_fingerprint": fingerprint, "command": command, "cluster_resources": resources,
+    facts = {"data_fingerprint": fingerprint, "command": command, "cluster_resources": resources, "git": git,
              "extra": {"name": sweep.name, "trials_total": row_count(trials), "ray_trials": len(trials),
                        "ray_experiment": recorded_experiment(storage), "resumed": resume, "data_counts": counts,
                        "eval_sets": describe(eval_sets, sweep.externals, sweep.train.data.classes)}}

@@ -92,14 +92,17 @@ def _hardware(cluster_resources: dict | None) -> dict[str, Any]:
 
 def manifest(sweep_config, *, data_fingerprint: str | None, command: list[str] | None = None,
              cluster_resources: dict | None = None, wall_seconds: float | None = None,
-             extra: dict | None = None) -> dict[str, Any]:
-    """Everything needed to say how a results folder was made."""
+             extra: dict | None = None, git: dict | None = None) -> dict[str, Any]:
+    """Everything needed to say how a results folder was made. `git`: runtime.git_state() as taken before the run
+    wrote anything (taken now when not given)."""
+    git = runtime.git_state() if git is None else git
     return {
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "sweep_config": dataclasses.asdict(sweep_config) if dataclasses.is_dataclass(sweep_config) else sweep_config,
         "data_fingerprint": data_fingerprint,
-        "git_commit": runtime.git_commit(),
+        "git_commit": runtime.git_commit(git) if git else None,
+        "git_changed": git["changed"] if git else None,
         "versions": runtime.versions(),
         "hardware": _hardware(cluster_resources),
         "wall_seconds": wall_seconds,
