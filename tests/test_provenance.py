@@ -63,7 +63,6 @@ def test_a_run_into_its_own_committed_results_folder_hands_the_driver_a_clean_st
     being replaced does not make the run look dirty."""
     monkeypatch.setattr(runtime, "REPO_ROOT", checkout)
     monkeypatch.setattr(run_command, "git_state", lambda exclude: runtime.git_state(exclude, root=checkout))
-    monkeypatch.setattr(run_command, "_check_mlflow", lambda uri: None)
     handed = {}
     fake_driver = types.SimpleNamespace(run_sweep=lambda *a, **kw: handed.update(kw) or 0)
     monkeypatch.setitem(__import__("sys").modules, "sweep.tune.driver", fake_driver)

@@ -27,9 +27,9 @@ from sweep.tune.eval_sets import describe, measure_confound, prepare_counterfact
 from sweep.tune.results import trials_frame, write_trials
 from sweep.tune.rows import rows_of_ended
 from sweep.tune.space import row_count
+from sweep.tune.storage import EXPERIMENT, experiment_path, storage_for
 from sweep.tune.trial import run_trial
 
-EXPERIMENT = "sweep"  # Ray's experiment folder under the storage path
 REDUCTION_FACTOR = 3  # asha and hyperband keep about a third of the trials at each rung
 # a worker process runs one trial after another (sweep.tune.trial resets it in between): JAX, the imports and the
 # open dataset stay warm. `fusion-sweep bench` (section ray) measures the per-trial overhead with and without.
@@ -37,17 +37,6 @@ REUSE_ACTORS = True
 
 
 # ---------------------------------------------------------------- Ray and the Tuner
-
-
-def storage_for(out_dir: str, storage: str | None) -> str:
-    """Where Ray keeps experiment state and checkpoints: --storage (NFS dir, s3://, gs://), else OUT/ray."""
-    if storage:
-        return storage if "://" in storage else str(Path(storage).expanduser().resolve())
-    return str(Path(out_dir).resolve() / "ray")
-
-
-def experiment_path(out_dir: str, storage: str | None) -> str:
-    return storage_for(out_dir, storage).rstrip("/") + "/" + EXPERIMENT
 
 
 def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str, str] | None = None,
