@@ -176,11 +176,12 @@ def default_out(args, sweep: SweepConfig) -> Path:
 def run(args) -> int:
     from sweep.engine.checks import check_config
     from sweep.tune.space import expand
-    from sweep.tune.storage import check_resumable
+    from sweep.tune.storage import check_resumable, check_storage
 
     start = time.time()
     _check_mlflow(args.mlflow, args.mlflow_experiment)
     _check_address(args.address)
+    check_storage(args.storage)
     sweep = build_sweep(args)
     check_config(sweep.train)  # a trial would find the same bad value only after data and Ray had started
     trials = expand(sweep)  # validates the space before anything expensive

@@ -21,6 +21,19 @@ def experiment_path(out_dir: str, storage: str | None) -> str:
     return storage_for(out_dir, storage).rstrip("/") + "/" + EXPERIMENT
 
 
+# pyarrow filesystems Ray's storage_path accepts; anything else would fail only once Ray starts
+REMOTE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
+
+
+def check_storage(storage: str | None) -> None:
+    """UsageError for a --storage URI whose scheme no filesystem of Ray's reads."""
+    if storage and "://" in storage:
+        scheme = storage.split("://", 1)[0].lower()
+        if scheme not in REMOTE_SCHEMES:
+            raise UsageError(f"--storage {storage}: unknown scheme {scheme!r}; use a shared folder or one of "
+                             f"{', '.join(s + '://' for s in REMOTE_SCHEMES)}")
+
+
 def check_resumable(out_dir: str | Path, storage: str | None) -> None:
     """UsageError when `run --resume` would find no sweep to continue. Remote storage (s3://, gs://) is left to Ray,
     which reads it once it runs."""

@@ -24,6 +24,7 @@ CASES = [
     ("run --resume --out {empty}", "--resume"),
     ("run --out {stranger}", "not a fusion-sweep results folder"),
     ("run --address bogus", "--address"),
+    ("run --storage nope://bucket", "--storage"),
     ("run --preset nope", "invalid choice"),
     ("run --from-manifest {missing}", "manifest"),
     ("run --data radiography --data-dir {missing}", "--data-dir"),
@@ -34,6 +35,8 @@ CASES = [
     ("run --external nodir", "NAME=DIR"),
     ("run --external bad-name={empty}", "bad-name"),
     ("run --explain-images x", "--explain-images"),
+    ("run --explain-max-evals 1", "explain_max_evals"),
+    ("run --difficulty 7", "difficulty"),
     # report, analyze, explain: the results folder and the analysis options
     ("report {missing}", "trials"),
     ("report {empty} --bootstrap x", "--bootstrap"),
