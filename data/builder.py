@@ -55,9 +55,10 @@ def validate(spec: DataSpec) -> None:
     if spec.subset is not None and spec.subset < 1:
         raise ValueError(f"subset must be >= 1 (images per class), got {spec.subset}")
     if spec.source == "synthetic":
-        from data.synthetic import class_patterns
+        from data.synthetic import class_patterns, source_of
 
         class_patterns(spec.classes)
+        source_of(spec)  # the generator checks its own settings (difficulty, marker rates, shifts) when made
         if spec.num_images < 3 * len(spec.classes):
             raise ValueError(f"num_images={spec.num_images} is too few for three splits of {len(spec.classes)} classes")
         from data.sites import check_sites

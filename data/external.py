@@ -133,7 +133,7 @@ def prepare_sets(sets: dict[str, ExternalSpec], data: DataSpec, cache_dir: str |
 
 def save(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     """Write an evaluation set atomically (through the project's one atomic writer)."""
-    from sweep.files import write_bytes_atomic
+    from models.files import write_bytes_atomic
 
     buffer = io.BytesIO()
     np.savez(buffer, **{k: v for k, v in arrays.items() if v is not None})

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-from data.locking import shareable
+from models.files import write_text_atomic
 
 HASH = "sha1"  # also the duplicate-image key of the split, as before: the same files give the same splits
 
@@ -52,11 +50,7 @@ class HashCache:
         text = json.dumps({"root": str(self.source_root), "key": [HASH, "size", "mtime", "ctime"],
                            "files": self.entries})
         try:
-            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.cache_file.name}.", dir=self.cache_file.parent)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.replace(shareable(Path(tmp)), self.cache_file)
+            write_text_atomic(self.cache_file, text)
         except OSError:
             pass  # a read-only cache: the hashes are recomputed next time, nothing else changes
         self.changed = False

@@ -82,19 +82,6 @@ def site_noise(seed: int, index: int, shape: tuple[int, int], sd: float) -> np.n
     return sd * rng.standard_normal(shape).astype(np.float32)
 
 
-def sources_by_id(data: dict) -> dict[str, str]:
-    """image id -> site name for every image of a synthetic dataset (its DataSpec as a dict, e.g. from a manifest)."""
-    from data.synthetic import image_id
-
-    sites = [SiteSpec(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in s.items()}) for s in data["sites"]]
-    classes = data["classes"]
-    probs = site_probabilities(sites, len(classes))
-    seed = int(data.get("synthetic_seed", 0))
-    n = int(data["num_images"]) if not data.get("subset") else min(int(data["num_images"]),
-                                                                    int(data["subset"]) * len(classes))
-    return {image_id(i): sites[site_of(seed, i, i % len(classes), probs)].name for i in range(n)}
-
-
 def external_start(name: str) -> int:
     """First image index of the external synthetic set NAME (a distinct block per name)."""
     return EXTERNAL_START + (zlib.crc32(name.encode()) % 1000) * 1_000_000

@@ -9,6 +9,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from data.sites import check_site, external_start, per_class, site_noise, site_of, site_probabilities
+from data.spec import SiteSpec
+
 # Canonical class names (matched case-insensitively, ignoring spaces/underscores/dashes).
 KNOWN_CLASSES = ("COVID", "Normal", "Viral Pneumonia", "Lung_Opacity")
 MARKER_TEXTS = ("R", "L", "PORTABLE", "AP")
@@ -70,8 +73,6 @@ class SyntheticSource:
             raise ValueError(f"marker_rate values must be probabilities in [0, 1], got {tuple(rates)}")
         _per_class(self.intensity_shift, len(self.classes), "intensity_shift")
         if self.sites:
-            from data.sites import check_site, site_probabilities
-
             for site in self.sites:
                 check_site(site, len(self.classes))
             object.__setattr__(self, "_site_probs", site_probabilities(self.sites, len(self.classes)))
@@ -80,16 +81,12 @@ class SyntheticSource:
         """The SiteSpec that makes image `index` (None without sites)."""
         if not self.sites:
             return None
-        from data.sites import site_of
-
         return self.sites[site_of(self.seed, index, self.label(index), self._site_probs)]
 
     def habits(self, index: int) -> tuple[float, float, float]:
         """(marker probability, brightness offset, extra noise sd) of image `index`: its site's, else its class's."""
         label, site = self.label(index), self.site(index)
         if site is not None:
-            from data.sites import per_class
-
             return float(per_class(site.marker_rate, len(self.classes), "marker_rate")[label]), \
                 float(site.intensity_shift), float(site.noise)
         return (float(_per_class(self.marker_rate, len(self.classes), "marker_rate")[label]),
@@ -122,8 +119,6 @@ class SyntheticSource:
         if shift:
             image = image + offset
         if noise > 0:
-            from data.sites import site_noise
-
             image = image + site_noise(self.seed, index, image.shape, noise)
         image8 = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
         box = np.full(4, -1, np.int32)
@@ -295,6 +290,17 @@ def image_id(index: int) -> str:
     return SyntheticSource.image_id(index)
 
 
+def sources_by_id(data: dict) -> dict[str, str]:
+    """image id -> site name for every image of a synthetic dataset (its DataSpec as a dict, e.g. from a manifest)."""
+    sites = [SiteSpec(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in s.items()}) for s in data["sites"]]
+    classes = data["classes"]
+    probs = site_probabilities(sites, len(classes))
+    seed = int(data.get("synthetic_seed", 0))
+    n = int(data["num_images"]) if not data.get("subset") else min(int(data["num_images"]),
+                                                                    int(data["subset"]) * len(classes))
+    return {image_id(i): sites[site_of(seed, i, i % len(classes), probs)].name for i in range(n)}
+
+
 def image_index(image_id_: str) -> int:
     """The generator's index of a synthetic image id ('synthetic-000123' -> 123)."""
     prefix = "synthetic-"
@@ -340,8 +346,6 @@ def counterfactual_ids(spec, ids, marker_boxes, *, markers: bool = True, shift: 
 def draw_site(spec, site, n: int, name: str) -> dict:
     """`n` images of one synthetic site, drawn with the sweep's generator settings from a block of indices that the
     sweep's own images never use (data.sites.external_start): an external evaluation set."""
-    from data.sites import external_start
-
     source = source_of(spec, sites=(site,), index_start=external_start(name))
     drawn = [source(k) for k in range(n)]
     return {"images": np.stack([d["image"] for d in drawn]), "labels": np.array([d["label"] for d in drawn], np.int32),

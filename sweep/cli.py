@@ -26,10 +26,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag or value is one line on stderr and exit 2, like every other usage error (the usage
+    text argparse would print first is what --help shows)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command, or with only=NAME the full parser of that one command (the others listed by
     name): `fusion-sweep analyze` then never imports what `evaluate` or `bench` need at module level."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="fusion-sweep",
         description="Cut a CNN and ResNet50V2 at many depths, fuse them, and measure accuracy against size.",
     )

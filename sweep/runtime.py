@@ -114,15 +114,47 @@ def versions() -> dict[str, str]:
     return found
 
 
-def git_commit() -> str | None:
-    """HEAD of the project's checkout, with '+dirty' when tracked files differ from it; None outside git."""
+# untracked files count as a change only here: new code changes what a run does; a new results folder does not
+CODE_PATHS = ("models", "data", "sweep", "pyproject.toml")
+
+
+def git_state(exclude: str | os.PathLike | None = None, root: str | os.PathLike = REPO_ROOT) -> dict | None:
+    """The project's checkout as a results file records it: {"commit": HEAD, "dirty": bool, "changed": [paths
+    relative to the checkout]}; None outside git. A path counts as changed when it differs from HEAD (tracked) or is
+    an untracked, unignored file of the code. `exclude` (a run's own --out folder) is left out, so a run that
+    rewrites a tracked results folder does not call its own checkout dirty. Take it before the run writes anything."""
+    root = Path(root)
+    spec = ["--", "."]
+    if exclude is not None:
+        try:
+            inside = Path(exclude).resolve().relative_to(root.resolve())
+        except ValueError:  # an --out outside the checkout cannot make it dirty
+            inside = None
+        if inside is not None and inside.parts:
+            spec.append(f":(exclude){inside.as_posix()}")
     try:
-        head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=5)
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5)
+        head = _git(root, "rev-parse", "HEAD")
+        changed = _git(root, "diff", "HEAD", "--name-only", "-z", *spec).split("\0")
+        code = [p for p in CODE_PATHS if (root / p).exists()]
+        if code:
+            changed += _git(root, "ls-files", "--others", "--exclude-standard", "-z", *spec[:1], *code,
+                            *spec[2:]).split("\0")
     except (OSError, subprocess.SubprocessError):
         return None
-    if head.returncode != 0:
+    changed = sorted({path for path in changed if path})
+    return {"commit": head.strip(), "dirty": bool(changed), "changed": changed}
+
+
+def _git(root: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5)
+    if done.returncode != 0:
+        raise subprocess.SubprocessError(done.stderr.strip())
+    return done.stdout
+
+
+def git_commit(state: dict | None = None) -> str | None:
+    """HEAD of the project's checkout, with '+dirty' when it has changes (see git_state); None outside git."""
+    state = git_state() if state is None else state
+    if not state:
         return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    return state["commit"] + ("+dirty" if state["dirty"] else "")

@@ -10,6 +10,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
 REFERENCE_DIR = SHARED_DIR / "reference"
 REAL_DEV_DIR = SHARED_DIR / "data" / "cxr-real-dev"
+SLOW_TIMEOUT_S = 1800  # a slow or cluster test's bound (pyproject's `timeout` bounds every other test)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow and cluster tests train real sweeps: they get a longer bound than the default, never none."""
+    for item in items:
+        if item.get_closest_marker("timeout") is None and any(item.get_closest_marker(m) for m in ("slow", "cluster")):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
 
 
 @pytest.fixture(autouse=True, scope="session")

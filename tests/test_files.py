@@ -1,10 +1,10 @@
-"""sweep.files: the one atomic writer leaves whole files with the permissions any file the user writes would get."""
+"""models.files: the one atomic writer leaves whole files with the permissions any file the user writes would get."""
 from __future__ import annotations
 
 import os
 import stat
 
-from sweep.files import write_json_atomic, write_text_atomic
+from models.files import write_json_atomic, write_text_atomic
 
 
 def test_a_written_file_is_whole_and_readable_by_others_as_the_umask_allows(tmp_path):

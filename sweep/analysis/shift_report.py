@@ -34,7 +34,7 @@ def sources_of(manifest: dict) -> dict[str, str]:
     if data.get("source") == "radiography":
         return image_sources(data.get("data_dir")) if data.get("data_dir") else {}
     if data.get("source") == "synthetic" and data.get("sites"):
-        from data.sites import sources_by_id
+        from data.synthetic import sources_by_id
 
         return sources_by_id(data)
     return {}

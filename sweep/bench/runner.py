@@ -13,12 +13,11 @@ import jax
 
 from models.registry import MODEL_NAMES
 from sweep import runtime
-from sweep.bench import peak, report, steps
+from sweep.bench import SECTIONS, peak, report, steps
 
 DEVICES = ("cpu", "gpu")
 PEERS = ("keras",)
 # what --skip may leave out
-SECTIONS = ("steps", "conv_layers", "compile", "pipeline", "shap", "ray", "seeds", "checkpoints", "flops")
 
 
 @dataclasses.dataclass(frozen=True)

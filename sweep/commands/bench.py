@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     from models.registry import MODEL_NAMES
+    from sweep.bench import SECTIONS
     from sweep.bench.flags import fast_cpu_flags
-    from sweep.bench.runner import SECTIONS, BenchOptions, run_bench
 
     skip = tuple(s for s in args.skip.split(",") if s)
     models = tuple(m for m in args.models.split(",") if m) if args.models else None
@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         unknown = [n for n in names or () if n not in valid]
         if unknown:
             raise UsageError(f"{flag}: unknown {', '.join(unknown)}; choose from {','.join(valid)}")
+    from sweep.bench.runner import BenchOptions, run_bench  # JAX loads here, after the names are checked
+
     with usage_errors():
         options = BenchOptions.for_device(args.device, args.quick, sizes=args.sizes, batch_sizes=args.batch_sizes,
                                           models=models, windows=args.windows, peer=args.peer,

@@ -135,6 +135,20 @@ def setup_runtime(args) -> None:
         enable_compilation_cache()
 
 
+def check_data(spec) -> None:
+    """A DataSpec's cheap checks (its values; for radiography, that --data-dir is a folder), before any work."""
+    from data.builder import validate
+
+    with usage_errors():
+        validate(spec)
+    if spec.source == "radiography":
+        if not spec.data_dir:
+            raise UsageError("radiography data needs --data-dir (the dataset folder)")
+        path = Path(spec.data_dir).expanduser()
+        if not path.is_dir():
+            raise UsageError(f"--data-dir {path} is not a folder")
+
+
 @contextlib.contextmanager
 def usage_errors() -> Iterator[None]:
     """Inside: a ValueError or missing file/folder (e.g. from data/, which knows nothing of UsageError) is the

@@ -63,14 +63,18 @@ def evaluate_run(loaded, prepared, split: str, batch_size: int) -> tuple[dict, s
 
 
 def run(args) -> int:
+    if not Path(args.run_dir).is_dir():
+        raise UsageError(f"RUN_DIR {args.run_dir} is not a folder (give one written by `fusion-sweep train`)")
+    if args.data == "radiography" and not args.data_dir:
+        raise UsageError("--data radiography needs --data-dir (the folder of the dataset to evaluate on)")
+    if args.data_dir and not Path(args.data_dir).expanduser().is_dir():
+        raise UsageError(f"--data-dir {args.data_dir} is not a folder")
     from data.builder import prepare
     from data.spec import DataSpec
     from sweep.engine.load import load_run
     from sweep.engine.run_outputs import write_run_outputs
 
     setup_runtime(args)
-    if args.data == "radiography" and not args.data_dir:
-        raise UsageError("--data radiography needs --data-dir (the folder of the dataset to evaluate on)")
     loaded = load_run(args.run_dir)
     classes = tuple(c.strip() for c in args.classes.split(",")) if args.classes else loaded.classes
     check_classes(classes, loaded.classes)

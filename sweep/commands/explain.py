@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sweep import UsageError
 from sweep.commands.common import usage_errors
+from sweep.explain.options import check_masker
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,13 +23,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from sweep.explain import runner, shap_maps
-    from sweep.runtime import enable_compilation_cache
-
-    shap_maps.check_masker(args.masker)
     if args.images < 1 or args.max_evals < 3 or args.batch_size < 1:
         raise UsageError(f"need --images >= 1, --max-evals >= 3 and --batch-size >= 1, got {args.images}, "
                          f"{args.max_evals}, {args.batch_size}")
+    if not Path(args.results).is_dir():
+        raise UsageError(f"{args.results} is not a folder: give a `fusion-sweep run` --out folder (trials.csv, "
+                         "trials/<id>/)")
+    check_masker(args.masker)
+    from sweep.explain import runner  # SHAP and JAX load here, after the cheap checks
+    from sweep.runtime import enable_compilation_cache
+
     with usage_errors():
         runner.trial_dirs(args.results, runner.select_trials(args.results, args.trials))
     enable_compilation_cache()

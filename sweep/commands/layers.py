@@ -15,6 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from models.cuts import check_image, check_num_classes
+
+    with usage_errors():  # before models.profile loads JAX
+        check_image(args.image_size, args.channels)
+        check_num_classes(args.num_classes)
     from models.profile import cut_table
 
     with usage_errors():

@@ -50,14 +50,14 @@ def model_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    model = model_from_args(args)
+    if args.repeats < 1:
+        raise UsageError(f"--repeats must be >= 1, got {args.repeats}")
     import jax
 
     from models.profile import profile_model
     from sweep.runtime import enable_compilation_cache
 
-    model = model_from_args(args)
-    if args.repeats < 1:
-        raise UsageError(f"--repeats must be >= 1, got {args.repeats}")
     enable_compilation_cache()
     with usage_errors():  # bad cuts, sizes or classes are found before anything is built
         result = profile_model(model, image_size=args.image_size, num_classes=args.num_classes,

@@ -14,12 +14,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from sweep.analysis.report import build_report, scaling_headline, summary_table
     from sweep.tune.results import read_trials
 
     results = Path(args.results)
     with usage_errors():  # no trials table there: nothing is written
         read_trials(results)
+    from sweep.analysis.report import build_report, scaling_headline, summary_table  # plotting loads here
+
     written = build_report(results, bootstrap=args.bootstrap)
     print(summary_table(results))
     print()

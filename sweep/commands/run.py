@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shutil
 import sys
@@ -12,10 +13,11 @@ from data.spec import ExternalSpec
 from sweep import UsageError
 from sweep.commands import train as train_command
 from sweep.commands.common import (RUNS_ROOT, Shorthand, add_set_argument, add_shorthands, build_config, by_field,
-                                   under, usage_errors)
+                                   check_data, under, usage_errors)
 from sweep.configs.io import from_dict
 from sweep.configs.presets import PRESETS, get_preset
 from sweep.configs.schema import SweepConfig
+from sweep.runtime import git_state
 
 DATA_FLAGS = under("train.", train_command.DATA_FLAGS, "--data-dir", "--data", "--image-size", "--num-images",
                    "--difficulty", "--subset")
@@ -102,17 +104,10 @@ def with_externals(sweep: SweepConfig, items: list[str]) -> SweepConfig:
 def _check_data(sweep: SweepConfig) -> SweepConfig:
     """Radiography needs an existing --data-dir, and every external set must be readable. The sweep is returned as
     the user gave it (the manifest records its folders so); the driver hands the workers their absolute form."""
-    from data.builder import validate
-
     spec = sweep.train.data
-    with usage_errors():
-        validate(spec)
-    if spec.source == "radiography":
-        if not spec.data_dir:
-            raise UsageError(f"preset {sweep.name!r} reads radiography images: give --data-dir (the dataset folder)")
-        path = Path(spec.data_dir).expanduser()
-        if not path.is_dir():
-            raise UsageError(f"--data-dir {path} is not a folder")
+    if spec.source == "radiography" and not spec.data_dir:
+        raise UsageError(f"preset {sweep.name!r} reads radiography images: give --data-dir (the dataset folder)")
+    check_data(spec)
     _check_externals(sweep)
     return sweep
 
@@ -129,13 +124,27 @@ def _check_externals(sweep: SweepConfig) -> None:
             plan(name, spec, sweep.train.data)
 
 
-def _check_mlflow(uri: str | None) -> None:
+def _check_mlflow(uri: str | None, experiment: str | None) -> None:
+    """MLflow records after the sweep: a URI it cannot use fails now, not after the training it would waste."""
     if uri is None:
+        if experiment is not None:
+            raise UsageError(f"--mlflow-experiment {experiment}: give --mlflow URI too (where to record)")
         return
-    try:
-        import mlflow  # noqa: F401
-    except ImportError:
-        raise UsageError(f"--mlflow {uri}: MLflow is not installed; pip install 'fusion-sweep[track]'") from None
+    from sweep.tune.mlflow_log import check_tracking_uri
+
+    if importlib.util.find_spec("mlflow") is None:
+        raise UsageError(f"--mlflow {uri}: MLflow is not installed; pip install 'fusion-sweep[track]'")
+    with usage_errors():
+        check_tracking_uri(uri)
+
+
+def _check_address(address: str | None) -> None:
+    """--address as Ray reads it: auto, ray://HOST:PORT or HOST:PORT (a typo would fail only after data work)."""
+    if address is None or address == "auto":
+        return
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not host or not port.isdigit():
+        raise UsageError(f"--address {address}: expected auto, ray://HOST:PORT or HOST:PORT")
 
 
 # what a run writes at the top of --out; a fresh run removes a previous run's, so none of them is read as its own
@@ -165,17 +174,26 @@ def default_out(args, sweep: SweepConfig) -> Path:
 
 
 def run(args) -> int:
-    from sweep.tune.driver import run_sweep
+    from sweep.engine.checks import check_config
     from sweep.tune.space import expand
+    from sweep.tune.storage import check_resumable, check_storage
 
     start = time.time()
+    _check_mlflow(args.mlflow, args.mlflow_experiment)
+    _check_address(args.address)
+    check_storage(args.storage)
     sweep = build_sweep(args)
+    check_config(sweep.train)  # a trial would find the same bad value only after data and Ray had started
     trials = expand(sweep)  # validates the space before anything expensive
-    sweep = _check_data(sweep)
-    _check_mlflow(args.mlflow)
     out = default_out(args, sweep)
+    if args.resume:
+        check_resumable(out, args.storage)
+    sweep = _check_data(sweep)
+    git = git_state(exclude=out)  # before this run removes or writes a file: a clean checkout stays clean
     _prepare_out(out, args.resume)
+    from sweep.tune.driver import run_sweep  # Ray loads here, after every check
+
     command = ["fusion-sweep", "run", *sys.argv[2:]] if sys.argv[1:2] == ["run"] else None
     return run_sweep(sweep, trials, out=out, address=args.address, storage=args.storage, resume=args.resume,
                      explain=not args.no_explain, start=start, command=command, mlflow=args.mlflow,
-                     mlflow_experiment=args.mlflow_experiment)
+                     mlflow_experiment=args.mlflow_experiment, git=git)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from models.registry import MODEL_NAMES
 from sweep.commands.common import (RUNS_ROOT, Shorthand, add_runtime_arguments, add_set_argument, add_shorthands,
-                                   build_config, by_field, setup_runtime, usage_errors)
+                                   build_config, by_field, check_data, setup_runtime, usage_errors)
 from sweep.configs.presets import PRESETS, get_preset
 from sweep.configs.schema import TrainConfig
 
@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args, base: TrainConfig | None = None, shorthands: tuple[Shorthand, ...] = TRAIN_FLAGS) -> TrainConfig:
     """The TrainConfig of the command line: the base (a preset's recipe or the defaults), the shorthand flags,
     then --set. `--patience 0` turns early stopping off; `--data-dir` without `--data` reads radiography."""
-    from sweep.engine.train import check_config
+    from sweep.engine.checks import check_config
 
     if base is None:
         base = get_preset(args.preset).train if getattr(args, "preset", None) else TrainConfig()
@@ -117,9 +117,10 @@ def check_out_dir(config, out_dir: Path, overwrite: bool) -> None:
 
 def run(args) -> int:
     config = config_from_args(args)
-    setup_runtime(args)
     out_dir = Path(args.out) if args.out else default_out(config)
     check_out_dir(config, out_dir, args.overwrite)
+    check_data(config.data)
+    setup_runtime(args)
     prepared = prepare_data(config.data, progress=not args.no_progress)
     result, code = run_training(config, out_dir, overwrite=args.overwrite, progress=not args.no_progress,
                                 prepared=prepared)

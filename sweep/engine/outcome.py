@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
@@ -16,7 +17,18 @@ from sweep.engine.split_metrics import split_metrics
 
 if TYPE_CHECKING:
     from sweep.engine.seed_run import SeedRun
-    from sweep.engine.train import Result
+
+
+@dataclasses.dataclass
+class Result:
+    """What one seed's run produced. metrics is exactly what metrics.json holds; predictions: its selected weights
+    on each named evaluation split (None when it diverged)."""
+
+    status: str  # "completed" | "early_stopped" | "diverged"
+    metrics: dict
+    history: list[dict]
+    out_dir: Path | None
+    predictions: object = None  # pandas DataFrame of the contract's predictions rows (sweep.engine.predictions)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,11 +51,9 @@ class ModelFacts:
 
 
 def finished_result(seed: "SeedRun", classes: Sequence[str], facts: ModelFacts, weights_epoch: int, weights: Weights,
-                    scored: Mapping[str, SplitPredictions], splits: Mapping[str, object]) -> "Result":
+                    scored: Mapping[str, SplitPredictions], splits: Mapping[str, object]) -> Result:
     """A seed that trained to its end (or stopped early): metrics from `scored['test']` (and the columns of every
     external and counterfactual split), every file written."""
-    from sweep.engine.train import Result
-
     status = "early_stopped" if seed.progress.stopped else "completed"
     test = scored["test"]
     metrics = final_metrics(seed, status, weights_epoch, test, classes, facts)
@@ -57,10 +67,8 @@ def finished_result(seed: "SeedRun", classes: Sequence[str], facts: ModelFacts, 
     return Result(status, metrics, seed.progress.history, seed.out_dir, predictions)
 
 
-def diverged_result(seed: "SeedRun", classes: Sequence[str], say: Callable[[str], None]) -> "Result":
+def diverged_result(seed: "SeedRun", classes: Sequence[str], say: Callable[[str], None]) -> Result:
     """A seed whose loss stopped being finite: no test metrics, its message and where it happened."""
-    from sweep.engine.train import Result
-
     config, (epoch, step) = seed.config, seed.diverged
     metrics = {"status": "diverged", "epochs_run": seed.progress.epoch, "diverged_epoch": epoch,
                "diverged_step": step, "classes": list(classes), "model": config_label(config_of(config)),

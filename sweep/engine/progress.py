@@ -14,8 +14,11 @@ class EpochProgress:
     `listener(status)` every couple of seconds within an epoch."""
 
     def __init__(self, enabled: bool, epochs: int, steps: int, batch_size: int,
-                 listener: Callable[[dict], None] | None = None, passes: int = 1):
-        """`passes`: how many times an epoch's steps run one after another (seeds trained in turn share the bar)."""
+                 listener: Callable[[dict], None] | None = None, passes: int = 1,
+                 clock: Callable[[], float] = time.perf_counter):
+        """`passes`: how many times an epoch's steps run one after another (seeds trained in turn share the bar);
+        `clock`: seconds, for rates and when an update is due (a test gives its own)."""
+        self.clock = clock
         self.enabled, self.epochs, self.steps, self.batch_size = enabled, epochs, steps, batch_size
         self.passes = max(1, int(passes))
         self.tty = enabled and sys.stderr.isatty()
@@ -28,10 +31,10 @@ class EpochProgress:
     def due(self) -> bool:
         if not (self.tty or self.listener):
             return False
-        return time.perf_counter() - self.last > (1.0 if self.tty else STEP_LISTENER_SECONDS)
+        return self.clock() - self.last > (1.0 if self.tty else STEP_LISTENER_SECONDS)
 
     def update(self, epoch: int, step: int, totals: dict) -> None:
-        now = time.perf_counter()
+        now = self.clock()
         self.last = now
         same_pass = self.mark is not None and self.mark[1] == epoch and step > self.mark[2]
         if self.mark is not None and not same_pass:

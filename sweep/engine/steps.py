@@ -37,24 +37,8 @@ import optax
 from data.model_input import to_model_input  # jax only: the GPU path never loads grain, cv2 or TFDS
 from data.spec import PipelineSpec
 from models.inference_options import inference_compiler_options
-from sweep import UsageError
 from sweep.configs.schema import OptimConfig
-
-OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine")
-
-
-def check_optim(optim: OptimConfig) -> None:
-    """Raise UsageError naming the bad field and the valid choices (called before any expensive work)."""
-    if optim.name not in OPTIMIZERS:
-        raise UsageError(f"unknown optimiser {optim.name!r}; choose one of: {', '.join(OPTIMIZERS)}")
-    if optim.schedule not in SCHEDULES:
-        raise UsageError(f"unknown learning-rate schedule {optim.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
-    if not optim.learning_rate > 0:
-        raise UsageError(f"learning_rate must be > 0, got {optim.learning_rate!r}")
-    if optim.warmup_epochs < 0:
-        raise UsageError(f"warmup_epochs must be >= 0, got {optim.warmup_epochs!r}")
-
+from sweep.engine.checks import check_optim
 
 def _learning_rate(optim: OptimConfig, steps_per_epoch: int, epochs: int):
     warmup = int(round(optim.warmup_epochs * steps_per_epoch))

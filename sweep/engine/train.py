@@ -23,35 +23,23 @@ import numpy as np
 
 from data.builder import prepare
 from data.pipeline import class_weights, steps_per_epoch, train_batches
-from models.registry import MODEL_NAMES, build_model
+from models.registry import build_model
 from sweep import UsageError
 from sweep.configs.io import config_to_dict
 from sweep.configs.naming import config_label, config_of
-from sweep.configs.schema import PRECISIONS, TrainConfig
+from sweep.configs.schema import TrainConfig
 from sweep.engine.checkpoint import RunCheckpoints
+from sweep.engine.checks import check_config
 from sweep.engine.evaluate import SplitPredictions, Weights, evaluate_splits
-from sweep.engine.outcome import ModelFacts, diverged_result, finished_result
+from sweep.engine.outcome import ModelFacts, Result, diverged_result, finished_result
 from sweep.engine.progress import EpochProgress
 from sweep.engine.run_folder import prepare_folder, run_paths, write_config
 from sweep.engine.seed_run import RunProgress, SeedRun
 from sweep.engine.seeds import SEED_MODES, EpochTotals, SequentialSeeds, VmapSeeds, make_seed_steps
-from sweep.engine.steps import check_optim, init_state, make_eval_step, make_optimizer, split_model
+from sweep.engine.steps import init_state, make_eval_step, make_optimizer, split_model
 
-HISTORY_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 __all__ = ["Result", "RunProgress", "SEED_MODES", "TrainingInterrupted", "check_config", "evaluate_final",
            "init_model", "model_label", "train_and_evaluate", "train_seeds"]
-
-
-@dataclasses.dataclass
-class Result:
-    """What one seed's run produced. metrics is exactly what metrics.json holds; predictions: its selected weights
-    on each named evaluation split (None when it diverged)."""
-
-    status: str  # "completed" | "early_stopped" | "diverged"
-    metrics: dict
-    history: list[dict]
-    out_dir: Path | None
-    predictions: object = None  # pandas DataFrame of the contract's predictions rows (sweep.engine.predictions)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -61,27 +49,6 @@ class TrainingInterrupted(KeyboardInterrupt):
         super().__init__(f"interrupted after {last_epoch} finished epoch(s)")
         self.last_epoch = last_epoch
         self.checkpoint_dir = checkpoint_dir
-
-
-def check_config(config: TrainConfig) -> None:
-    """Fail fast with a UsageError naming the value and the valid choices, on configs that cannot work."""
-    if config.model not in MODEL_NAMES:
-        raise UsageError(f"unknown model {config.model!r}; choose one of: {', '.join(MODEL_NAMES)}")
-    check_optim(config.optim)
-    if config.precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {config.precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    for name in ("batch_size", "eval_batch_size", "epochs"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or value < 1:
-            raise UsageError(f"{name} must be an int >= 1, got {value!r}")
-    es = config.early_stopping
-    if es is not None:
-        if es.metric not in HISTORY_METRICS:
-            raise UsageError(f"early stopping metric {es.metric!r} unknown; choose one of: {', '.join(HISTORY_METRICS)}")
-        if es.mode not in ("max", "min"):
-            raise UsageError(f"early stopping mode must be 'max' or 'min', got {es.mode!r}")
-        if es.patience < 1:
-            raise UsageError(f"early stopping patience must be >= 1, got {es.patience!r}")
 
 
 def init_model(config: TrainConfig, num_classes: int, image_size: int):

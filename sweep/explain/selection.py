@@ -86,13 +86,11 @@ def collapsed_trials(results_dir: str | Path) -> set[str]:
     import pandas as pd
 
     from sweep.analysis.shift import collapsed
+    from sweep.tune.results import stored_trials
 
     results_dir = Path(results_dir)
-    if (results_dir / "trials.parquet").is_file():
-        trials = pd.read_parquet(results_dir / "trials.parquet")
-    elif (results_dir / "trials.csv").is_file():
-        trials = pd.read_csv(results_dir / "trials.csv")
-    else:
+    trials = stored_trials(results_dir)
+    if trials is None:
         return set()
     predictions = None
     if "collapsed" not in trials and (results_dir / "predictions.parquet").is_file():

@@ -3,40 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 import time
 from typing import Callable, Sequence
 
 import numpy as np
 import shap
 
-from sweep import UsageError
 from sweep.explain import scores
+from sweep.explain.options import CLASS_MODES, MASKER_FORMS, check_class_mode, check_masker  # noqa: F401
 from sweep.explain.predict import DEFAULT_BATCH_SIZE, CountingPredict, Predict, forward_seconds_per_image
-
-MASKER_FORMS = ("blur(k,k)", "inpaint_telea", "inpaint_ns")
-CLASS_MODES = ("true", "pred")
-_BLUR = re.compile(r"^blur\(\s*(\d+)\s*,\s*(\d+)\s*\)$")
-
-
-def check_masker(masker):
-    """Return the masker shap expects, or raise naming the allowed forms. (From Python, an array of the image's
-    shape is also accepted: hidden pixels take its values, e.g. the mean image of healthy training cases.)"""
-    if isinstance(masker, np.ndarray):
-        return masker.astype(np.float32)
-    text = str(masker).strip()
-    match = _BLUR.match(text)
-    if match and int(match.group(1)) > 0 and int(match.group(2)) > 0:
-        return f"blur({int(match.group(1))},{int(match.group(2))})"
-    if text in ("inpaint_telea", "inpaint_ns"):
-        return text
-    raise UsageError(f"unknown masker {masker!r}; allowed forms: {', '.join(MASKER_FORMS)} (k a positive int)")
-
-
-def check_class_mode(class_mode: str) -> str:
-    if class_mode not in CLASS_MODES:
-        raise UsageError(f"unknown class mode {class_mode!r}; choose one of {', '.join(CLASS_MODES)}")
-    return class_mode
 
 
 @dataclasses.dataclass

@@ -19,7 +19,7 @@ from sweep import UsageError
 from sweep.configs.io import config_to_dict
 from sweep.configs.schema import SweepConfig
 from sweep.analysis.shift_report import keep_measurements
-from sweep.runtime import REPO_ROOT
+from sweep.runtime import REPO_ROOT, git_state
 from sweep.tune.board import BOARD_ENV, BoardClient, board_name
 from sweep.tune.finish import finish_sweep
 from sweep.tune.progress import Progress
@@ -27,9 +27,9 @@ from sweep.tune.eval_sets import describe, measure_confound, prepare_counterfact
 from sweep.tune.results import trials_frame, write_trials
 from sweep.tune.rows import rows_of_ended
 from sweep.tune.space import row_count
+from sweep.tune.storage import EXPERIMENT, experiment_path, storage_for
 from sweep.tune.trial import run_trial
 
-EXPERIMENT = "sweep"  # Ray's experiment folder under the storage path
 REDUCTION_FACTOR = 3  # asha and hyperband keep about a third of the trials at each rung
 # a worker process runs one trial after another (sweep.tune.trial resets it in between): JAX, the imports and the
 # open dataset stay warm. `fusion-sweep bench` (section ray) measures the per-trial overhead with and without.
@@ -37,17 +37,6 @@ REUSE_ACTORS = True
 
 
 # ---------------------------------------------------------------- Ray and the Tuner
-
-
-def storage_for(out_dir: str, storage: str | None) -> str:
-    """Where Ray keeps experiment state and checkpoints: --storage (NFS dir, s3://, gs://), else OUT/ray."""
-    if storage:
-        return storage if "://" in storage else str(Path(storage).expanduser().resolve())
-    return str(Path(out_dir).resolve() / "ray")
-
-
-def experiment_path(out_dir: str, storage: str | None) -> str:
-    return storage_for(out_dir, storage).rstrip("/") + "/" + EXPERIMENT
 
 
 def init_ray(address: str | None, *, num_cpus: int | None = None, env: dict[str, str] | None = None,
@@ -181,11 +170,13 @@ def restore_tuner(sweep: SweepConfig, *, results_dir: str, storage: str | None, 
 def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str | None = None,
               storage: str | None = None, resume: bool = False, explain: bool = True,
               start: float | None = None, command: list[str] | None = None, mlflow: str | None = None,
-              mlflow_experiment: str | None = None) -> int:
+              mlflow_experiment: str | None = None, git: dict | None = None) -> int:
     """Prepare data once, run the trials on Ray (local or a cluster), then write the results contract into `out`.
-    0 when everything asked for was done; 1 when a trial ended in error or a step after the trials failed."""
+    0 when everything asked for was done; 1 when a trial ended in error or a step after the trials failed.
+    `git`: runtime.git_state of the checkout before anything was written (taken here when not given)."""
     start = start or time.time()
     out = Path(out)
+    git = git_state(exclude=out) if git is None else git
     out.mkdir(parents=True, exist_ok=True)
 
     def say(text: str) -> None:
@@ -204,7 +195,7 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
     finally:
         if started:
             ray.shutdown()
-    facts = {"data_fingerprint": fingerprint, "command": command, "cluster_resources": resources,
+    facts = {"data_fingerprint": fingerprint, "command": command, "cluster_resources": resources, "git": git,
              "extra": {"name": sweep.name, "trials_total": row_count(trials), "ray_trials": len(trials),
                        "ray_experiment": recorded_experiment(storage), "resumed": resume, "data_counts": counts,
                        "eval_sets": describe(eval_sets, sweep.externals, sweep.train.data.classes)}}

@@ -122,3 +122,36 @@ def _number(value) -> float | None:
 
 def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
+
+
+# tracking URI schemes MLflow stores runs at; a plain path (no scheme) is a local folder like file:
+TRACKING_SCHEMES = ("file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "databricks-uc")
+
+
+def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
+    """ValueError, naming the URI and what would work, when MLflow could not record at `uri`: an unknown scheme, a
+    SQLite file in a folder that does not exist, or an http(s) server that does not answer within `timeout_s`.
+    Called before a sweep starts, so a typo does not cost the whole sweep."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    parsed = urllib.parse.urlparse(uri)
+    scheme = parsed.scheme.split("+")[0].lower()  # postgresql+psycopg2 is postgresql with a driver
+    if len(scheme) <= 1:  # no scheme (or a Windows drive letter): a local folder
+        return
+    if scheme not in TRACKING_SCHEMES:
+        raise ValueError(f"--mlflow {uri}: unknown scheme {parsed.scheme!r}; use a folder, sqlite:///FILE.db, "
+                         f"http(s)://HOST:PORT or another of {', '.join(s + ':' for s in TRACKING_SCHEMES)}")
+    if scheme == "sqlite":
+        folder = Path(uri.split(":///", 1)[-1]).expanduser().parent if ":///" in uri else None
+        if folder is not None and not folder.is_dir():
+            raise ValueError(f"--mlflow {uri}: folder {folder} of the SQLite file does not exist")
+    if scheme in ("http", "https"):
+        try:
+            urllib.request.urlopen(uri, timeout=timeout_s).close()
+        except urllib.error.HTTPError:
+            pass  # the server answered (any status): it is there
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            reason = getattr(err, "reason", err)
+            raise ValueError(f"--mlflow {uri}: no MLflow server answered within {timeout_s:g} s ({reason})") from None

@@ -63,14 +63,20 @@ def write_trials(frame, out_dir: str | os.PathLike) -> tuple[Path, Path]:
     return csv_path, parquet_path
 
 
-def read_trials(results_dir: str | os.PathLike):
-    """The trials table of a results folder (Parquet when present, else CSV)."""
+def stored_trials(results_dir: str | os.PathLike):
+    """The trials table of a results folder as stored (Parquet when present, else CSV); None when it has neither."""
     results_dir = Path(results_dir)
     if (results_dir / "trials.parquet").is_file():
-        frame = pd.read_parquet(results_dir / "trials.parquet")
-    elif (results_dir / "trials.csv").is_file():
-        frame = pd.read_csv(results_dir / "trials.csv")
-    else:
+        return pd.read_parquet(results_dir / "trials.parquet")
+    if (results_dir / "trials.csv").is_file():
+        return pd.read_csv(results_dir / "trials.csv")
+    return None
+
+
+def read_trials(results_dir: str | os.PathLike):
+    """The trials table of a results folder (Parquet when present, else CSV), its cut columns None where absent."""
+    frame = stored_trials(results_dir)
+    if frame is None:
         raise FileNotFoundError(f"{results_dir} has no trials.csv or trials.parquet; is it a `fusion-sweep run` --out folder?")
     for column in ("cnn_cut", "resnet_cut"):
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
@@ -86,14 +92,17 @@ def _hardware(cluster_resources: dict | None) -> dict[str, Any]:
 
 def manifest(sweep_config, *, data_fingerprint: str | None, command: list[str] | None = None,
              cluster_resources: dict | None = None, wall_seconds: float | None = None,
-             extra: dict | None = None) -> dict[str, Any]:
-    """Everything needed to say how a results folder was made."""
+             extra: dict | None = None, git: dict | None = None) -> dict[str, Any]:
+    """Everything needed to say how a results folder was made. `git`: runtime.git_state() as taken before the run
+    wrote anything (taken now when not given)."""
+    git = runtime.git_state() if git is None else git
     return {
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "sweep_config": dataclasses.asdict(sweep_config) if dataclasses.is_dataclass(sweep_config) else sweep_config,
         "data_fingerprint": data_fingerprint,
-        "git_commit": runtime.git_commit(),
+        "git_commit": runtime.git_commit(git) if git else None,
+        "git_changed": git["changed"] if git else None,
         "versions": runtime.versions(),
         "hardware": _hardware(cluster_resources),
         "wall_seconds": wall_seconds,

@@ -71,6 +71,11 @@ def validate_sweep(sweep: SweepConfig) -> None:
         raise UsageError(f"gpus_per_trial must be >= 0, got {sweep.gpus_per_trial}")
     if sweep.max_concurrent is not None and sweep.max_concurrent < 1:
         raise UsageError(f"max_concurrent must be >= 1 or unset, got {sweep.max_concurrent}")
+    # the explanations run after every trial: a value they refuse would fail only then
+    if sweep.explain_images < 0:
+        raise UsageError(f"explain_images must be >= 0 (0: no explanations), got {sweep.explain_images}")
+    if sweep.explain_images and sweep.explain_max_evals < 3:
+        raise UsageError(f"explain_max_evals must be >= 3, got {sweep.explain_max_evals}")
 
 
 def fusion_configs(space: SearchSpace) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 """report.html in a real browser: Debian's headless Chromium loads it with no console error and no network request,
 renders every fusion configuration's label, and its size switch, table filter and explanation browser work.
-CI installs chromium (.ci/run); elsewhere the tests skip when it is absent."""
+CI installs chromium (.ci/run) and fails without it (CI=true); elsewhere the tests skip when it is absent."""
 from __future__ import annotations
 
 import os
@@ -36,14 +36,28 @@ SORT_BY_TEST_ACCURACY = """(() => {
 EXPLANATION_IMAGES = "document.querySelectorAll('#explanation-browser .card img').length"
 
 
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    binary = find_chromium()
+def require_chromium(find=find_chromium) -> str:
+    """The browser's path; where it is missing, a skip on a developer's machine but a failure under CI=true,
+    where a skip would hide that the report was never opened in a browser."""
+    binary = find()
     if binary is None:
-        if os.environ.get("CI"):
+        if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
             pytest.fail("chromium is missing in CI: .ci/run installs it (apt-get install -y chromium)")
         pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)")
     return binary
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    return require_chromium()
+
+
+@pytest.mark.parametrize("ci, outcome", [("true", pytest.fail.Exception), ("", pytest.skip.Exception),
+                                         ("false", pytest.skip.Exception)])
+def test_a_missing_browser_fails_under_ci_and_skips_elsewhere(monkeypatch, ci, outcome):
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome):
+        require_chromium(find=lambda: None)
 
 
 def test_the_report_renders_without_errors_and_names_every_fusion_configuration(tmp_path, chromium):

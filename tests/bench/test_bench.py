@@ -171,8 +171,6 @@ def test_seeds_section_compares_vmapped_and_sequential_seeds_of_one_configuratio
     spec = FusionSpec(cnn_cut="block1_drop", resnet_cut=None, branch_width=4, head_width=8)
     result = seeds_speed(spec=spec, image_size=16, batch_size=2, seeds=2, windows=2, window_s=0.01)
     assert result["seeds"] == 2 and result["vmap_images_per_s"] > 0 and result["sequential_images_per_s"] > 0
-    assert result["seeds_vmap_over_sequential"] == pytest.approx(
-        result["vmap_images_per_s"] / result["sequential_images_per_s"])
     assert len(result["vmap"]["windows_s"]) == len(result["sequential"]["windows_s"]) == 2
     assert "seeds" in table({"seeds": result})
 
@@ -185,7 +183,6 @@ def test_ray_section_measures_the_sweeps_worker_reuse_and_fresh_workers():
     assert result["errors"] == 0 and result["fresh_process"]["errors"] == 0 and result["reuse_actors"] is True
     for figures in (result, result["fresh_process"]):
         assert figures["ray_s"] > figures["ray_init_s"] > 0
-        assert figures["overhead_per_trial_excluding_init_s"] < figures["overhead_per_trial_s"]
 
 
 @pytest.mark.slow

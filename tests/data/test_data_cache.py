@@ -128,6 +128,17 @@ def noise(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 255, (24, 24), dtype=np.uint8)
 
 
+def edit_one_pixel_keeping_size_and_mtime(victim: Path, seed: int) -> None:
+    """Rewrite the PNG `victim` (written from noise(seed)) with one pixel changed: same file size, its old mtime
+    restored; only its content (and its ctime) tells the edit."""
+    stat = victim.stat()
+    edited = noise(seed)
+    edited[5, 5] ^= 0xFF
+    write_png(victim, edited)
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert victim.stat().st_size == stat.st_size
+
+
 def test_fingerprint_follows_content_not_mtimes(tmp_path, monkeypatch):
     root = tmp_path / "src"
     for c, cls in enumerate(("COVID", "Normal")):
@@ -140,13 +151,7 @@ def test_fingerprint_follows_content_not_mtimes(tmp_path, monkeypatch):
     monkeypatch.setattr(data.builder, "_write_records", lambda *a, **k: pytest.fail("rebuilt an unchanged source"))
     assert prepare(spec).path == first.path
     monkeypatch.undo()
-    victim = root / "Normal" / "3.png"
-    stat = victim.stat()
-    edited = noise(103)
-    edited[5, 5] ^= 0xFF  # one pixel changed, same file size
-    write_png(victim, edited)
-    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and its old mtime restored
-    assert victim.stat().st_size == stat.st_size
+    edit_one_pixel_keeping_size_and_mtime(root / "Normal" / "3.png", 103)
     assert prepare(spec).path != first.path
 
 

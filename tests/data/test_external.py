@@ -44,7 +44,7 @@ def test_folder_is_prepared_at_the_sweeps_size_with_ids_relative_to_it(tmp_path)
 def test_a_re_exported_folder_is_not_prepared_again_and_a_changed_image_always_is(tmp_path):
     import os
 
-    from tests.data.test_data_cache import noise, write_png
+    from tests.data.test_data_cache import edit_one_pixel_keeping_size_and_mtime, noise, write_png
 
     folder = tmp_path / "other"
     for c, cls in enumerate(("COVID", "Normal")):
@@ -55,13 +55,7 @@ def test_a_re_exported_folder_is_not_prepared_again_and_a_changed_image_always_i
     for path in folder.rglob("*.png"):  # a re-export: same bytes, new times
         os.utime(path, ns=(1_000_000_000, 1_000_000_000))
     assert external.prepare_sets(sets, DATA, tmp_path / "cache")["other"] == first
-    victim = folder / "Normal" / "images" / "1.png"
-    stat = victim.stat()
-    edited = noise(11)
-    edited[3, 3] ^= 0xFF  # one pixel changed, same file size
-    write_png(victim, edited)
-    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and its old mtime restored
-    assert victim.stat().st_size == stat.st_size
+    edit_one_pixel_keeping_size_and_mtime(folder / "Normal" / "images" / "1.png", 11)
     changed = external.prepare_sets(sets, DATA, tmp_path / "cache")["other"]
     assert changed != first and not np.array_equal(external.load(changed).images, external.load(first).images)
 

@@ -55,8 +55,9 @@ def test_pred_mode_attributes_the_predicted_class():
 def test_shap_overhead_reports_a_ratio_per_window():
     out = shap_maps.shap_overhead(linear_softmax, IMAGES, max_evals=30, batch_size=16, windows=3)
     assert out["evals"] == 2 * 30 and out["forward_seconds_per_image"] > 0 and out["ratio"] > 0
-    assert out["model_seconds"] + out["shap_own_seconds"] == pytest.approx(out["seconds"])
-    assert len(out["ratio_windows"]) == 3 and out["ratio_min"] <= out["ratio"] <= out["ratio_max"]
+    assert 0 < out["model_seconds"] <= out["seconds"]  # the model's time is part of the explanation's, not beside it
+    # the figures reported are those of the median window, not the first or the best
+    assert len(out["ratio_windows"]) == 3 and out["ratio"] == pytest.approx(sorted(out["ratio_windows"])[1], abs=1e-4)
 
 
 def test_shap_overhead_compiles_one_predict_from_a_factory():

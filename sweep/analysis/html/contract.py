@@ -76,11 +76,11 @@ def load_tables(results_dir: str | Path) -> ReportTables:
 
 
 def _read_trials(results_dir: Path) -> pd.DataFrame:
-    parquet, csv = results_dir / "trials.parquet", results_dir / "trials.csv"
-    if parquet.is_file():
-        return pd.read_parquet(parquet)
-    if csv.is_file():
-        return pd.read_csv(csv)
+    from sweep.tune.results import stored_trials
+
+    frame = stored_trials(results_dir)
+    if frame is not None:
+        return frame
     raise FileNotFoundError(f"{results_dir} has no trials.parquet or trials.csv: not a results folder of "
                             f"`fusion-sweep run`")
 
