@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from sweep import UsageError
-from sweep.commands.common import (RUNS_ROOT, add_runtime_arguments, add_set_argument, add_shorthands, setup_runtime,
-                                   under)
+from sweep.commands.common import (RUNS_ROOT, add_init_argument, add_runtime_arguments, add_set_argument,
+                                   add_shorthands, setup_runtime, under)
 from sweep.commands.train import TRAIN_FLAGS, check_out_dir, config_from_args, prepare_data, run_training
 from sweep.configs.paper import seed_model_config
 from sweep.configs.presets import get_preset
@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_shorthands(parser, REPRODUCE_FLAGS, get_preset("paper").train)
     parser.add_argument("--models", default=",".join(SEED_MODELS), help="comma-separated subset of "
                         + ",".join(SEED_MODELS))
+    add_init_argument(parser, "train.init; the paper preset starts resnet50v2 from imagenet")
     add_set_argument(parser, "paper preset's TrainConfig")
     parser.add_argument("--out", default=str(RUNS_ROOT / "reproduce"), help="one run folder per model inside")
     parser.add_argument("--overwrite", action="store_true")

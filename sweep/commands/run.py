@@ -11,8 +11,8 @@ from pathlib import Path
 from data.spec import ExternalSpec
 from sweep import UsageError
 from sweep.commands import train as train_command
-from sweep.commands.common import (RUNS_ROOT, Shorthand, add_set_argument, add_shorthands, build_config, by_field,
-                                   under, usage_errors)
+from sweep.commands.common import (RUNS_ROOT, Shorthand, add_init_argument, add_set_argument, add_shorthands,
+                                   build_config, by_field, under, usage_errors)
 from sweep.configs.io import from_dict
 from sweep.configs.presets import PRESETS, get_preset
 from sweep.configs.schema import SweepConfig
@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          ("search space (override the preset; comma-separated, 'none' drops a branch)", SPACE_FLAGS),
                          ("Ray Tune", TUNE_FLAGS)):
         add_shorthands(parser.add_argument_group(title), flags, SweepConfig(), show_defaults=False)
+    add_init_argument(parser, "train.init")
     add_set_argument(parser, "SweepConfig (e.g. train.optim.learning_rate=1e-3 or train.data.num_images=400)")
     parser.add_argument("--external", action="append", default=[], metavar="NAME=DIR",
                         help="also score every trial on the images in DIR (one folder per class, e.g. another "
@@ -77,8 +78,12 @@ def manifest_sweep(path: str | Path) -> SweepConfig:
 
 def build_sweep(args) -> SweepConfig:
     """The preset (or the manifest's sweep) with every command-line override applied (validated before Ray)."""
+    from sweep.init_sources import parse_init
+
     base = manifest_sweep(args.from_manifest) if args.from_manifest else get_preset(args.preset or "quick")
-    return with_externals(build_config(base, args, RUN_FLAGS), args.external)
+    sweep = build_config(base, args, RUN_FLAGS)
+    sweep = sweep.replace(train=sweep.train.replace(init=parse_init(getattr(args, "init", []) or [], sweep.train.init)))
+    return with_externals(sweep, args.external)
 
 
 def with_externals(sweep: SweepConfig, items: list[str]) -> SweepConfig:
@@ -165,16 +170,19 @@ def default_out(args, sweep: SweepConfig) -> Path:
 
 
 def run(args) -> int:
-    from sweep.tune.driver import run_sweep
+    from sweep.init_sources import check_init
     from sweep.tune.space import expand
 
     start = time.time()
     sweep = build_sweep(args)
     trials = expand(sweep)  # validates the space before anything expensive
+    check_init(sweep.train.init)  # the weights files: present, the right hash, layers that fit
     sweep = _check_data(sweep)
     _check_mlflow(args.mlflow)
     out = default_out(args, sweep)
     _prepare_out(out, args.resume)
+    from sweep.tune.driver import run_sweep  # Ray loads here, after every check
+
     command = ["fusion-sweep", "run", *sys.argv[2:]] if sys.argv[1:2] == ["run"] else None
     return run_sweep(sweep, trials, out=out, address=args.address, storage=args.storage, resume=args.resume,
                      explain=not args.no_explain, start=start, command=command, mlflow=args.mlflow,

@@ -36,6 +36,7 @@ from sweep.engine.run_folder import prepare_folder, run_paths, write_config
 from sweep.engine.seed_run import RunProgress, SeedRun
 from sweep.engine.seeds import SEED_MODES, EpochTotals, SequentialSeeds, VmapSeeds, make_seed_steps
 from sweep.engine.steps import check_optim, init_state, make_eval_step, make_optimizer, split_model
+from sweep.init_sources import SCRATCH, branch_scaling, check_init, weights_cache_dir
 
 HISTORY_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 __all__ = ["Result", "RunProgress", "SEED_MODES", "TrainingInterrupted", "check_config", "evaluate_final",
@@ -74,6 +75,9 @@ def check_config(config: TrainConfig) -> None:
         value = getattr(config, name)
         if not isinstance(value, int) or value < 1:
             raise UsageError(f"{name} must be an int >= 1, got {value!r}")
+    if config.pipeline.normalization not in ("auto", "unit", "symmetric"):
+        raise UsageError(f"normalization must be one of auto, unit, symmetric; got {config.pipeline.normalization!r}")
+    check_init(config.init)
     es = config.early_stopping
     if es is not None:
         if es.metric not in HISTORY_METRICS:
@@ -92,7 +96,18 @@ def init_model(config: TrainConfig, num_classes: int, image_size: int):
     return build_model(spec, num_classes=num_classes, image_size=image_size, channels=config.pipeline.channels,
                        resnet_head=config.resnet_head, rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1),
                        dtype=jnp.bfloat16 if config.precision == "bfloat16" else None,
-                       bn_momentum=config.bn_momentum)
+                       bn_momentum=config.bn_momentum,
+                       input_scaling=branch_scaling(config.init, config.pipeline.normalization))
+
+
+def load_init_weights(model, config: TrainConfig) -> None:
+    """Each backbone's starting weights from its source (config.init; scratch: as built), up to its cut."""
+    from models.pretrained import load_sources, source_path
+
+    if all(source == SCRATCH for source in config.init.values()):
+        return
+    cache = weights_cache_dir()
+    load_sources(model, {backbone: source_path(backbone, source, cache) for backbone, source in config.init.items()})
 
 
 def model_label(config: TrainConfig) -> str:
@@ -148,6 +163,7 @@ def _build_run(seeds: list[SeedRun], prepared, progress: bool, mode: str,
     states, model = [], None
     for seed in seeds:
         model = init_model(seed.config, num_classes, prepared.image_size)
+        load_init_weights(model, seed.config)  # a resumed seed's checkpoint then replaces them
         eval_graph, _, _ = split_model(model, train=False)
         graphdef, params, rest = split_model(model, train=True)
         states.append(seed.resume(init_state(params, rest, tx), bar.say))
