@@ -94,6 +94,15 @@ def backbone_layers(backbone: str) -> dict[str, tuple[tuple[int, ...], ...]]:
     return out
 
 
+def layers_up_to(backbone: str, cut: str | None) -> tuple[str, ...]:
+    """The backbone's weighted layers a model cut at `cut` uses (None: the whole backbone)."""
+    own = backbone_layers(backbone)
+    if cut is None:
+        return tuple(own)
+    graph = cnn_graph() if backbone == "cnn" else resnet50v2_graph()
+    return tuple(layer.name for layer in needed_layers(graph, cut) if layer.name in own)
+
+
 def _saved_order(backbone: str) -> list[str]:
     """The weighted layers of the full Keras model in Keras order (names Keras 3's class-based keys by position)."""
     graph = cnn_graph() if backbone == "cnn" else resnet50v2_graph() + head_graph("flatten", 2)
@@ -162,28 +171,48 @@ def load_sources(model, paths: Mapping[str, str | os.PathLike | None]) -> dict[s
     return reports
 
 
+def materialise(module) -> None:
+    """Give every variable of an nnx.eval_shape'd module that loading left abstract (RNG state, layers no file
+    filled) a concrete value: zeros, a fixed key for RNG keys."""
+    import flax.nnx as nnx
+    import jax
+    import jax.numpy as jnp
+
+    def concrete(value):
+        if not isinstance(value, jax.ShapeDtypeStruct):
+            return value
+        if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+            return jax.random.split(jax.random.key(0), value.shape) if value.shape else jax.random.key(0)
+        return jnp.zeros(value.shape, value.dtype)
+
+    nnx.update(module, jax.tree.map(concrete, nnx.state(module)))
+
+
 class Backbone:
     """A backbone with a file's weights in inference mode: `f(x)` -> its include_top=False output, for x float32
     (N, H, W, 3) already scaled as the weights expect (`scaling`)."""
 
-    def __init__(self, module, path: Path, scaling: str, report):
-        import flax.nnx as nnx
+    _forward = None  # one jitted function for all: backbones of the same structure share its compiled program
 
+    def __init__(self, module, path: Path, scaling: str, report):
         self.module, self.path, self.scaling, self.report = module, path, scaling, report
-        self._forward = nnx.jit(lambda m, x: m(x))
 
     def __call__(self, x):
+        import flax.nnx as nnx
         import jax.numpy as jnp
 
-        return self._forward(self.module, jnp.asarray(x, jnp.float32))
+        if Backbone._forward is None:
+            Backbone._forward = nnx.jit(lambda module, x: module(x))
+        return Backbone._forward(self.module, jnp.asarray(x, jnp.float32))
 
 
 def load_backbone(name: str, weights: str | os.PathLike, image_size: int, *,
-                  cache_dir: str | os.PathLike | None = None, channels: int = 3) -> Backbone:
+                  cache_dir: str | os.PathLike | None = None, channels: int = 3, cut: str | None = None) -> Backbone:
     """A callable backbone `name` (resnet50v2, cnn) with the weights of a Keras file (legacy .h5, .weights.h5 or
     .keras; a full model's head is ignored) or a published source (`imagenet`, read from `cache_dir`, the folder
     `fusion-sweep weights` fills). Its output equals the Keras application's `include_top=False` output for the
-    same file and the same already-scaled input."""
+    same file and the same already-scaled input. `cut`: stop at that layer (the file then needs only the layers
+    up to it)."""
     import flax.nnx as nnx
 
     from models.cnn import TorresCNN
@@ -193,13 +222,16 @@ def load_backbone(name: str, weights: str | os.PathLike, image_size: int, *,
     path = source_path(name, source, cache_dir)
     if path is None:
         raise ValueError(f"load_backbone({name!r}, 'scratch'): name a Keras file or a published source")
-    check_file(name, path)
+    last = cut or BACKBONE_OUTPUT[name]
     if name == "cnn":
-        build = lambda: TorresCNN(cut=BACKBONE_OUTPUT["cnn"], image_size=image_size, channels=channels,  # noqa: E731
-                                  rngs=nnx.Rngs(0))
+        build = lambda: TorresCNN(cut=last, image_size=image_size, channels=channels, rngs=nnx.Rngs(0))  # noqa: E731
     else:
-        build = lambda: ResNet50V2(head=None, image_size=image_size, channels=channels, rngs=nnx.Rngs(0))  # noqa: E731
-    module = nnx.jit(build)()  # one compiled initialiser instead of one small program per layer
+        build = lambda: ResNet50V2(cut=last, image_size=image_size, channels=channels, rngs=nnx.Rngs(0))  # noqa: E731
+    module = nnx.eval_shape(build)  # shapes only: every weight comes from the file
     report = load_sources(module, {name: path})[name]
+    unset = [n for n, m in module.keras_layers().items() if n not in report.loaded]
+    if unset:
+        raise ValueError(f"{path}: layer {unset[0]!r} of {name} was not loaded")
+    materialise(module)
     module.eval()
     return Backbone(module, path, expected_scaling(name, source), report)

@@ -11,7 +11,8 @@ import dataclasses
 from pathlib import Path
 from typing import Mapping
 
-from models.pretrained import BACKBONES, SCRATCH, check_file, expected_scaling, source_kind, source_path
+from models.pretrained import (BACKBONES, SCRATCH, check_file, expected_scaling, layers_up_to, source_kind,
+                               source_path)
 from models.weights_store import file_digests
 from sweep import UsageError
 
@@ -53,16 +54,19 @@ class Source:
         return self.source if kind in ("scratch", "published") else self.sha256[:12]
 
 
-def resolve_init(init: Mapping[str, str], *, check: bool = True) -> dict[str, Source]:
-    """Every backbone's Source (scratch where `init` names none). check: each file is hashed and its layers compared
-    with the backbone (UsageError, one line naming the file or the first layer that does not fit); no JAX work."""
+def resolve_init(init: Mapping[str, str], *, check: bool = True,
+                 cuts: Mapping[str, str | None] | None = None) -> dict[str, Source]:
+    """Every backbone's Source (scratch where `init` names none). check: each file's layers are compared with the
+    backbone's up to `cuts[backbone]` (the deepest cut used; absent or None: the whole backbone): UsageError, one
+    line naming the file or the first layer that does not fit."""
     sources = {}
+    cuts = cuts or {}
     for backbone in BACKBONES:
         source = init.get(backbone, SCRATCH)
         try:
             path = source_path(backbone, source, weights_cache_dir())
             if path is not None and check:
-                check_file(backbone, path)
+                check_file(backbone, path, needed=layers_up_to(backbone, cuts.get(backbone)))
         except ValueError as err:
             raise UsageError(f"--init {backbone}={source}: {err}") from None
         digest = file_digests(path)["sha256"] if path is not None else None
@@ -70,12 +74,27 @@ def resolve_init(init: Mapping[str, str], *, check: bool = True) -> dict[str, So
     return sources
 
 
-def check_init(init: Mapping[str, str]) -> None:
-    """UsageError before any work when a backbone or source in `init` cannot be used."""
+def check_init(init: Mapping[str, str], models: list[Mapping] | None = None) -> None:
+    """UsageError before any work when a backbone or source in `init` cannot be used by `models` (dicts with model,
+    cnn_cut, resnet_cut: a sweep's trials; None: whole backbones)."""
     unknown = [name for name in init if name not in BACKBONES]
     if unknown:
         raise UsageError(f"init names unknown backbone(s) {unknown}; choose from {', '.join(BACKBONES)}")
-    resolve_init(init)
+    resolve_init(init, cuts=None if models is None else deepest_cuts(models))
+
+
+def deepest_cuts(models: list[Mapping]) -> dict[str, str | None]:
+    """Backbone -> the deepest cut any of `models` uses (None: one uses the whole backbone, a parent)."""
+    deepest: dict[str, str | None] = {}
+    for model in models:
+        for backbone in parts_of(model.get("model"), model.get("cnn_cut"), model.get("resnet_cut")):
+            cut = model.get("cnn_cut" if backbone == "cnn" else "resnet_cut") if model.get("model") == "fusion" else None
+            if backbone in deepest and deepest[backbone] is None:
+                continue
+            if cut is None or backbone not in deepest or \
+                    len(layers_up_to(backbone, cut)) > len(layers_up_to(backbone, deepest[backbone])):
+                deepest[backbone] = cut
+    return deepest
 
 
 def branch_scaling(init: Mapping[str, str], normalization: str) -> dict[str, str]:

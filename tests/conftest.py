@@ -20,6 +20,28 @@ def _isolated_cache(tmp_path_factory):
     yield
 
 
+def keras_cache_dir(request, tmp_path_factory, kind: str) -> Path:
+    """A folder for what Keras makes, kept between test sessions in pytest's cache (per Keras version and `kind`),
+    else a temporary one."""
+    from importlib.metadata import version
+
+    name = f"keras-made-{version('keras')}-{kind}"
+    cache = getattr(request.config, "cache", None)
+    return Path(cache.mkdir(name)) if cache is not None else tmp_path_factory.mktemp(kind)
+
+
+@pytest.fixture(scope="session")
+def keras_files(request, tmp_path_factory) -> Path:
+    """Weight files Keras wrote (every format) of the seed's CNN and ResNet50V2's first stage, with outputs.npz:
+    the input and Keras's outputs (tests/keras_made.py)."""
+    folder = keras_cache_dir(request, tmp_path_factory, "fast-v1")
+    if not (folder / "outputs.npz").is_file():
+        from tests.keras_made import build_fast_files
+
+        build_fast_files(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED_DIR.is_dir():

@@ -176,7 +176,7 @@ def run(args) -> int:
     start = time.time()
     sweep = build_sweep(args)
     trials = expand(sweep)  # validates the space before anything expensive
-    check_init(sweep.train.init)  # the weights files: present, the right hash, layers that fit
+    check_init(sweep.train.init, trials)  # the weights files: present, the right hash, layers that fit
     sweep = _check_data(sweep)
     _check_mlflow(args.mlflow)
     out = default_out(args, sweep)

@@ -62,7 +62,8 @@ def config_from_args(args, base: TrainConfig | None = None, shorthands: tuple[Sh
 
     config = build_config(base, args, shorthands, strip_prefix="train.", special=SPECIAL_FLAGS)
     config = config.replace(init=parse_init(getattr(args, "init", []) or [], config.init))
-    check_init(config.init)  # before JAX loads: a missing weights file is said in a second
+    check_init(config.init, [{"model": config.model, "cnn_cut": config.fusion.cnn_cut,  # before JAX loads
+                              "resnet_cut": config.fusion.resnet_cut}])
     from sweep.engine.train import check_config
 
     check_config(config)

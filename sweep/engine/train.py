@@ -77,7 +77,8 @@ def check_config(config: TrainConfig) -> None:
             raise UsageError(f"{name} must be an int >= 1, got {value!r}")
     if config.pipeline.normalization not in ("auto", "unit", "symmetric"):
         raise UsageError(f"normalization must be one of auto, unit, symmetric; got {config.pipeline.normalization!r}")
-    check_init(config.init)
+    check_init(config.init, [{"model": config.model, "cnn_cut": config.fusion.cnn_cut,
+                              "resnet_cut": config.fusion.resnet_cut}])
     es = config.early_stopping
     if es is not None:
         if es.metric not in HISTORY_METRICS:
