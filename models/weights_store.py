@@ -189,16 +189,26 @@ def listing(cache_dir: str | os.PathLike) -> list[dict]:
     return rows
 
 
-def text_progress(stream=sys.stderr) -> Callable[[int, int | None], None]:
-    """A one-line progress bar on `stream` (percent and MiB), redrawn in place."""
-    def show(done: int, total: int | None) -> None:
+class TextProgress:
+    """A one-line progress bar on a stream (percent and MiB), redrawn in place; `end()` closes an unfinished one."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.open = False
+
+    def __call__(self, done: int, total: int | None) -> None:
         if total:
             filled = int(30 * done / total)
-            stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {100 * done / total:5.1f}% "
-                         f"{done / 2**20:.1f}/{total / 2**20:.1f} MiB")
+            self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {100 * done / total:5.1f}% "
+                              f"{done / 2**20:.1f}/{total / 2**20:.1f} MiB")
         else:
-            stream.write(f"\r{done / 2**20:.1f} MiB")
+            self.stream.write(f"\r{done / 2**20:.1f} MiB")
+        self.open = True
         if total and done >= total:
-            stream.write("\n")
-        stream.flush()
-    return show
+            self.end()
+        self.stream.flush()
+
+    def end(self) -> None:
+        if self.open:
+            self.stream.write("\n")
+            self.open = False

@@ -25,14 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from models.weights_store import WeightsError, add, fetch, listing, text_progress
+    from models.weights_store import TextProgress, WeightsError, add, fetch, listing
     from sweep.init_sources import weights_cache_dir
 
     cache = weights_cache_dir()
+    bar = TextProgress(sys.stderr)
     try:
         if args.action == "fetch":
             path = fetch(args.backbone, cache, source=args.source, url=args.url, timeout=args.timeout,
-                         progress=text_progress(sys.stderr))
+                         progress=bar)
             print(f"saved {path}")
         elif args.action == "add":
             print(f"registered {add(args.path, args.key, cache)}")
@@ -44,6 +45,7 @@ def run(args) -> int:
                 print(f"{row['file']}  {row['bytes'] / 2**20:.1f} MiB  sha256 {row['sha256']}  md5 {row['md5']}"
                       + (f"  = {row['registered_as']}" if row["registered_as"] else "  (not a published file)"))
     except WeightsError as err:
+        bar.end()
         if args.action == "add" or "no published" in str(err):
             raise UsageError(str(err)) from None
         print(f"fusion-sweep weights {args.action}: error: {err}", file=sys.stderr)
