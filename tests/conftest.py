@@ -43,6 +43,18 @@ def keras_files(request, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def keras_tables(request, tmp_path_factory) -> Path:
+    """The seed's layer tables and model sizes as Keras counts them (tests/keras_made.py build_tables), made once
+    per Keras version; the first build takes Keras tens of seconds (ResNet50V2 at 256 px)."""
+    folder = keras_cache_dir(request, tmp_path_factory, "tables-v1")
+    if not (folder / "seed_models.json").is_file():
+        from tests.keras_made import build_tables
+
+        build_tables(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED_DIR.is_dir():
         pytest.skip(f"{SHARED_DIR} is absent")

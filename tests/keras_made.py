@@ -49,16 +49,19 @@ def seed_cnn(image_size: int, num_classes: int = 2):
     from models.graphs import DROPOUTS, FILTERS, KERNELS
 
     k = keras()
-    layers = [k.Input((image_size, image_size, 3))]
+    inputs = k.Input((image_size, image_size, 3), name="input")
+    x = inputs
     for i, (filters, kernel, rate) in enumerate(zip(FILTERS, KERNELS, DROPOUTS), start=1):
-        layers += [k.layers.Conv2D(filters, kernel, padding="same", name=f"block{i}_conv"),
-                   k.layers.Activation("relu", name=f"block{i}_relu"),
-                   k.layers.BatchNormalization(name=f"block{i}_bn"),
-                   k.layers.MaxPooling2D(2, name=f"block{i}_pool"),
-                   k.layers.Dropout(rate, name=f"block{i}_drop")]
-    layers += [k.layers.Flatten(name="flatten"), k.layers.Dense(2048, activation="relu", name="dense"),
-               k.layers.Dropout(0.5, name="dropout"), k.layers.Dense(num_classes, name="predictions")]
-    model = k.Sequential(layers, name="seed_cnn")
+        for layer in (k.layers.Conv2D(filters, kernel, padding="same", name=f"block{i}_conv"),
+                      k.layers.Activation("relu", name=f"block{i}_relu"),
+                      k.layers.BatchNormalization(name=f"block{i}_bn"),
+                      k.layers.MaxPooling2D(2, name=f"block{i}_pool"),
+                      k.layers.Dropout(rate, name=f"block{i}_drop")):
+            x = layer(x)
+    for layer in (k.layers.Flatten(name="flatten"), k.layers.Dense(2048, activation="relu", name="dense"),
+                  k.layers.Dropout(0.5, name="dropout"), k.layers.Dense(num_classes, name="predictions")):
+        x = layer(x)
+    model = k.Model(inputs, x, name="seed_cnn")
     randomise_batchnorm(model)
     return model
 
@@ -115,6 +118,7 @@ def build_fast_files(folder) -> None:
     from pathlib import Path
 
     folder = Path(folder)
+    keras().backend.clear_session()  # Keras's automatic layer names (max_pooling2d, ...) start afresh
     x = np.random.default_rng(3).uniform(-1, 1, (2, IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.float32)
     cnn = seed_cnn(IMAGE_SIZE)
     resnet = cut(resnet50v2(IMAGE_SIZE, stages=1), RESNET_CUTS[0])
@@ -126,3 +130,81 @@ def build_fast_files(folder) -> None:
         save(resnet, folder / FILE_NAMES[fmt].format("resnet"), fmt)
     np.savez(folder / "outputs.tmp.npz", **ref)
     os.replace(folder / "outputs.tmp.npz", folder / "outputs.npz")
+
+
+# ---------------------------------------------------------------- the layer tables Keras gives (parity tests)
+
+TABLE_SIZE = 256  # the seed's input size: the tables describe its models
+SMALL_SIZE = 64  # the models whose Flatten head would need gigabytes at 256 px are counted here
+
+
+def layer_table(model) -> list[dict]:
+    """Every layer of a Keras model, in Keras order: name, type, output shape (HxWxC), and the params (total and
+    non-trainable) of the model cut at that layer, which are the params of the layers it depends on."""
+    parents = {layer.name: [t._keras_history.operation.name for t in layer._inbound_nodes[0].input_tensors]
+               for layer in model.layers}
+    own = {layer.name: (int(layer.count_params()) if layer.built else 0,
+                        sum(int(np.prod(w.shape)) for w in layer.non_trainable_weights)) for layer in model.layers}
+    rows = []
+    for layer in model.layers:
+        seen, todo = set(), [layer.name]
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo += parents[name]
+        rows.append({"layer": layer.name, "type": type(layer).__name__,
+                     "output_shape": "x".join(str(d) for d in layer.output.shape[1:]),
+                     "cumulative_params": str(sum(own[n][0] for n in seen)),
+                     "cumulative_non_trainable": str(sum(own[n][1] for n in seen))})
+    return rows
+
+
+def counts(model) -> dict:
+    return {"params": int(model.count_params()),
+            "non_trainable": sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)}
+
+
+def seed_fusion(image_size: int):
+    """The seed's fusion in Keras (FusionSpec's defaults): the CNN cut at block3_drop and ResNet50V2 at
+    conv3_block4_2_relu, a per-pixel Dense(2048) on each (linear; softmax), global average pooling, concatenation,
+    Dense(2048, relu), Dropout(0.5), Dense(2)."""
+    k = keras()
+    cnn = cut(seed_cnn(image_size), "block3_drop")
+    resnet = cut(resnet50v2(image_size, stages=2), "conv3_block4_2_relu")
+    inputs = k.Input((image_size, image_size, 3))
+    a = k.layers.GlobalAveragePooling2D()(k.layers.Dense(2048)(cnn(inputs)))
+    b = k.layers.GlobalAveragePooling2D()(k.layers.Dense(2048, activation="softmax")(resnet(inputs)))
+    x = k.layers.Dense(2048, activation="relu")(k.layers.Concatenate()([a, b]))
+    return k.Model(inputs, k.layers.Dense(2)(k.layers.Dropout(0.5)(x)))
+
+
+def build_tables(folder) -> None:
+    """Into `folder`: torres_cnn_layers.csv and resnet50v2_layers.csv (as ../shared/reference has them, made here
+    by Keras) and seed_models.json: params of the seed's CNN and ResNet50V2 backbone at 256 px, and of the CNN and
+    ResNet50V2 with the seed's Flatten head and of the seed's fusion at 64 px."""
+    import csv
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    keras().backend.clear_session()  # automatic names (input_layer, max_pooling2d) as in a fresh Keras
+    backbone = keras().applications.ResNet50V2(include_top=False, weights=None,
+                                                 input_shape=(TABLE_SIZE, TABLE_SIZE, 3))
+    tables = {"resnet50v2_layers.csv": layer_table(backbone), "torres_cnn_layers.csv": layer_table(seed_cnn(TABLE_SIZE))}
+    k = keras()
+    # the seed's head on the backbone's output at 64 px (2x2x2048); the backbone's params do not depend on the size
+    features = k.Input((SMALL_SIZE // 32, SMALL_SIZE // 32, 2048))
+    hidden = k.layers.Dense(2048, activation="relu")(k.layers.Flatten()(features))
+    head = counts(k.Model(features, k.layers.Dense(2)(k.layers.Dropout(0.5)(hidden))))
+    resnet_with_head = {key: counts(backbone)[key] + head[key] for key in head}
+    totals = {"resnet50v2_backbone": counts(backbone), f"cnn_{SMALL_SIZE}": counts(seed_cnn(SMALL_SIZE)),
+              f"resnet50v2_{SMALL_SIZE}": resnet_with_head,
+              f"seed_fusion_{SMALL_SIZE}": counts(seed_fusion(SMALL_SIZE))}
+    for name, rows in tables.items():
+        with open(folder / name, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    (folder / "seed_models.tmp.json").write_text(json.dumps(totals, indent=1))
+    os.replace(folder / "seed_models.tmp.json", folder / "seed_models.json")

@@ -148,3 +148,31 @@ def test_a_truncated_file_is_one_error(keras_files, tmp_path):
     path.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
     with pytest.raises(ValueError, match="truncated.h5"):
         check_file("resnet50v2", path, needed=layers_up_to("resnet50v2", "conv2_block3_out"))
+
+
+@pytest.mark.slow  # Keras builds all of ResNet50V2 and writes its ~94 MB notop file (tens of seconds)
+def test_the_full_notop_file_gives_keras_resnet50v2_output(tmp_path, monkeypatch):
+    """keras.applications.ResNet50V2(include_top=False, weights=None) with BatchNorm statistics away from 0/1, its
+    weights in the published files' layout, registered as `imagenet` and read back through load_backbone."""
+    import dataclasses
+    import hashlib
+
+    from models import weights_store
+    from tests import keras_made
+
+    keras = keras_made.keras()
+    source = keras.applications.ResNet50V2(include_top=False, weights=None, input_shape=(64, 64, 3))
+    keras_made.randomise_batchnorm(source)
+    x = np.random.default_rng(5).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
+    expected = keras_made.outputs(source, x)
+    path = tmp_path / "notop.h5"
+    keras_made.save(source, path, "legacy-notop")
+    assert path.stat().st_size > 90 * 2**20
+    key = "resnet50v2:imagenet"
+    md5 = hashlib.md5(path.read_bytes()).hexdigest()
+    monkeypatch.setitem(weights_store.PUBLISHED, key, dataclasses.replace(weights_store.PUBLISHED[key], md5=md5))
+    cache = tmp_path / "weights"
+    weights_store.add(path, key, cache)
+    backbone = load_backbone("resnet50v2", "imagenet", 64, cache_dir=cache)
+    assert len(backbone.report.loaded) == 102 and backbone.scaling == "symmetric"
+    close_to_keras(backbone(x), expected)
