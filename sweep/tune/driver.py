@@ -197,8 +197,9 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
     workers_sweep = workers_sweep.replace(train=workers_sweep.train.replace(init=worker_init(sweep.train.init)))
     init = init_record(sweep.train.init, sweep.train.pipeline.normalization)
     for backbone, record in init.items():
-        say(f"{backbone} starts from {record['source']}" + (f" ({record['path']}, sha256 {record['sha256'][:12]})"
-                                                            if record["path"] else ""))
+        where = f" ({record['path']})" if record["path"] and record["path"] != record["source"] else ""
+        digest = f", sha256 {record['sha256'][:12]}" if record["sha256"] else ""
+        say(f"{backbone} starts from {record['source']}{where}{digest}; input scaling {record['input_scaling']}")
     fingerprint, counts = f"{prepared.fingerprint}/{prepared.path.name}", prepared.counts()
     _measure_confound(out, prepared, workers_sweep, say)
     if explain and sweep.explain_images > 0:

@@ -182,3 +182,20 @@ def test_train_starts_from_a_keras_file_and_records_it(cache, keras_files, tmp_p
     config = json.loads(next(out.rglob("config.json")).read_text())
     assert config["init"] == {"resnet50v2": str(resnet_file)} and config["pipeline"]["normalization"] == "auto"
     assert os.path.exists(resnet_file)
+
+
+def test_a_sweep_checks_files_up_to_its_deepest_cut_and_labels_rows():
+    from sweep.init_sources import deepest_cuts, row_init_columns, worker_init
+
+    fusion = {"model": "fusion", "cnn_cut": "block2_drop", "resnet_cut": "conv2_block3_out"}
+    deeper = {"model": "fusion", "cnn_cut": None, "resnet_cut": "conv3_block4_2_relu"}
+    assert deepest_cuts([fusion, deeper]) == {"cnn": "block2_drop", "resnet50v2": "conv3_block4_2_relu"}
+    parent = {"model": "resnet50v2", "cnn_cut": None, "resnet_cut": None}
+    assert deepest_cuts([fusion, parent, deeper])["resnet50v2"] is None  # the parent needs the whole backbone
+    labels = {"init_cnn": "scratch", "init_resnet50v2": "imagenet"}
+    assert row_init_columns({**deeper, "resnet_cut": "conv3_block4_2_relu"}, labels) == \
+        {"init_cnn": None, "init_resnet50v2": "imagenet"}
+    assert row_init_columns({"model": "cnn", "cnn_cut": "none", "resnet_cut": "none"}, labels) == \
+        {"init_cnn": "scratch", "init_resnet50v2": None}
+    assert worker_init({"resnet50v2": "imagenet", "cnn": "rel/seed.h5"}) == \
+        {"resnet50v2": "imagenet", "cnn": str(Path("rel/seed.h5").resolve())}
