@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-os.environ["KERAS_BACKEND"] = "jax"  # read once, at Keras's first import; the test venv has no TensorFlow
+os.environ.setdefault("KERAS_BACKEND", "jax")  # read once, at Keras's first import; the test venv has no TensorFlow
 
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
@@ -26,6 +26,9 @@ RESNET_STAGES = ((64, 3), (128, 4), (256, 6), (512, 3))
 def keras():
     import keras as keras_module
 
+    if keras_module.backend.backend() != "jax":
+        raise RuntimeError(f"the Keras reference is made with the JAX backend; Keras runs on "
+                           f"{keras_module.backend.backend()!r} (unset KERAS_BACKEND)")
     return keras_module
 
 

@@ -18,6 +18,10 @@ from models import weights_store
 from sweep import cli
 from tests.keras_made import FILE_NAMES
 
+# the first test of a session may wait for Keras to make the reference (tens of seconds on a loaded machine;
+# cached afterwards in pytest's cache)
+pytestmark = pytest.mark.timeout(600)
+
 KEY = "resnet50v2:imagenet"
 FILE_NAME = weights_store.PUBLISHED[KEY].file_name
 

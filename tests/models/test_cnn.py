@@ -13,6 +13,11 @@ from models.cnn import CNN_LAYERS, TorresCNN
 from models.profile import count_params
 
 
+# the first test of a session may wait for Keras to make the reference (tens of seconds on a loaded machine;
+# cached afterwards in pytest's cache)
+pytestmark = pytest.mark.timeout(600)
+
+
 @pytest.fixture(scope="module")
 def rows(keras_tables) -> list[dict]:
     """Keras's own table of the model (tests/keras_made.py), made at test time and cached between sessions."""

@@ -15,6 +15,10 @@ from models.keras_weights import find_layers, load_keras_weights
 from models.resnet_v2 import ResNet50V2
 from tests.keras_made import FILE_NAMES, IMAGE_SIZE, LOADER_FORMAT, RESNET_CUTS
 
+# the first test of a session may wait for Keras to make the reference (tens of seconds on a loaded machine;
+# cached afterwards in pytest's cache)
+pytestmark = pytest.mark.timeout(600)
+
 FIXTURE = "resnet50v2_conv3_fixture"
 KERAS_CLASS = {nnx.Conv: "Conv2D", nnx.BatchNorm: "BatchNormalization", nnx.Linear: "Dense"}
 CNN_SIZE = 32  # smallest size the CNN's five pools allow: keeps the test model small

@@ -17,6 +17,10 @@ from models.resnet_v2 import ResNet50V2
 from models.spec import FusionSpec
 from tests.keras_made import FILE_NAMES, FORMATS, IMAGE_SIZE, LOADER_FORMAT, RESNET_CUTS
 
+# the first test of a session may wait for Keras to make the reference (tens of seconds on a loaded machine;
+# cached afterwards in pytest's cache)
+pytestmark = pytest.mark.timeout(600)
+
 TOLERANCE = 1e-4  # of the output's largest magnitude (CONTRACT.md, "Pretrained backbones")
 
 

@@ -12,6 +12,10 @@ from models.profile import count_params, cut_table, forward_flops, latency_ms, p
 from models.registry import build_model
 from models.resnet_v2 import ResNet50V2
 
+# the first test of a session may wait for Keras to make the reference (tens of seconds on a loaded machine;
+# cached afterwards in pytest's cache)
+pytestmark = pytest.mark.timeout(600)
+
 SEED_BUILDS = {  # name in the Keras-made seed_models.json -> (our model, the image size Keras counted it at)
     "resnet50v2_backbone": (lambda size: ResNet50V2(head=None, image_size=size, rngs=nnx.Rngs(0)), 256),
     "cnn_64": (lambda size: build_model("cnn", image_size=size, rngs=nnx.Rngs(0)), 64),

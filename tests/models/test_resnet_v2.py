@@ -12,6 +12,10 @@ import pytest
 from models.profile import count_params
 from models.resnet_v2 import RESNET50V2_LAYERS, ResNet50V2
 
+# the first test of a session may wait for Keras to make the reference (tens of seconds on a loaded machine;
+# cached afterwards in pytest's cache)
+pytestmark = pytest.mark.timeout(600)
+
 BACKBONE = 23_564_800
 HEAD_TAIL = 2048 * 2 + 2  # Dropout -> Dense(2)
 
