@@ -203,3 +203,17 @@ def test_a_sweep_checks_files_up_to_its_deepest_cut_and_labels_rows():
         {"init_cnn": "scratch", "init_resnet50v2": None}
     assert worker_init({"resnet50v2": "imagenet", "cnn": "rel/seed.h5"}) == \
         {"resnet50v2": "imagenet", "cnn": str(Path("rel/seed.h5").resolve())}
+
+
+def test_the_manifest_records_each_backbones_source_and_scaling(keras_files):
+    from sweep.init_sources import branch_scaling, init_record
+
+    path = keras_files / FILE_NAMES["legacy-notop"].format("resnet")
+    record = init_record({"resnet50v2": str(path)}, "auto")
+    assert record["resnet50v2"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert record["resnet50v2"]["path"] == str(path.resolve()) and record["resnet50v2"]["input_scaling"] == "symmetric"
+    assert record["cnn"] == {"source": "scratch", "label": "scratch", "path": None, "sha256": None,
+                             "input_scaling": "unit"}
+    # an explicit global value is applied before the model, to every branch, and recorded as such
+    assert init_record({"resnet50v2": str(path)}, "unit")["resnet50v2"]["input_scaling"] == "unit"
+    assert branch_scaling({"resnet50v2": "imagenet"}, "symmetric") == {"cnn": "unit", "resnet50v2": "unit"}
