@@ -13,6 +13,7 @@ from sweep.configs.paper import seed_model_config
 from sweep.configs.presets import get_preset
 from sweep.configs.seed_paper import CITATION, MODEL_TITLES, PAPER_REPORTS, SEED_MODELS, paper_report_text
 from sweep.files import write_text_atomic
+from sweep.init_sources import check_init
 
 REPRODUCE_FLAGS = under("", TRAIN_FLAGS, "--data-dir", "--image-size", "--epochs", "--subset", "--seed",
                         "--bn-momentum")
@@ -39,7 +40,11 @@ def seed_configs(args) -> dict:
     if unknown or not models:
         raise UsageError(f"--models {args.models!r}: choose from {', '.join(SEED_MODELS)}")
     recipe = config_from_args(args, base=get_preset("paper").train, shorthands=REPRODUCE_FLAGS)
-    return {model: seed_model_config(recipe, model) for model in models}
+    configs = {model: seed_model_config(recipe, model) for model in models}
+    # the parents use whole backbones: a weights file must hold all of theirs, not only the fusion's cut
+    check_init(recipe.init, [{"model": c.model, "cnn_cut": c.fusion.cnn_cut, "resnet_cut": c.fusion.resnet_cut}
+                             for c in configs.values()])
+    return configs
 
 
 def side_by_side(left: str, right: str, left_title: str, right_title: str, gap: int = 4) -> str:
