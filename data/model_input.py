@@ -22,8 +22,8 @@ def to_model_input(images, spec: PipelineSpec):
         x = jax.image.resize(x, (b, h, w, 1), method="linear", antialias=True)
     if spec.normalization == "symmetric":
         x = x * 2.0 - 1.0
-    elif spec.normalization != "unit":
-        raise ValueError(f"normalization must be 'unit' or 'symmetric', got {spec.normalization!r}")
+    elif spec.normalization not in ("unit", "auto"):  # auto: the model scales each branch's [0,1] input itself
+        raise ValueError(f"normalization must be 'auto', 'unit' or 'symmetric', got {spec.normalization!r}")
     if spec.channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {spec.channels}")
     if spec.channels != 1:

@@ -74,7 +74,9 @@ class PipelineSpec:
     """How prepared uint8 images become model inputs. Identical for train and eval except augmentation."""
 
     channels: int = 3  # the model sees 1 or 3 channels (grey replicated)
-    normalization: Literal["unit", "symmetric"] = "unit"  # [0,1], or [-1,1] for ImageNet ResNetV2 weights
+    # auto: each branch scales the [0,1] images as its starting weights expect (ImageNet ResNetV2: [-1,1]; from
+    # scratch: [0,1]), inside the model where the branches split; unit ([0,1]) or symmetric ([-1,1]): every branch
+    normalization: Literal["auto", "unit", "symmetric"] = "auto"
     balance: Literal["none", "oversample", "class_weight"] = "none"
     oversample: tuple[float, ...] | None = None  # per-class repeat factor for 'oversample' (seed: COVID x3)
     augment: Literal["none", "mild", "seed"] = "mild"

@@ -79,6 +79,11 @@ def max_pool(x: jax.Array, kernel: int, stride: int) -> jax.Array:
     return windows.max(axis=(2, 4))
 
 
+def scale_input(x: jax.Array, scaling: str) -> jax.Array:
+    """The backbone's own input scaling (models.cuts.INPUT_SCALINGS) of [0, 1] images."""
+    return x * 2.0 - 1.0 if scaling == "symmetric" else x
+
+
 def run_layers(owner: nnx.Module, layers: Sequence[Layer], x: jax.Array, *, keep_all: bool = False):
     """Run the graph on x (B, H, W, C); returns the last layer's output (keep_all: every layer's, by name).
     The Python here runs at trace time only."""

@@ -44,6 +44,17 @@ def check_cut(cut: str, valid: Sequence[str], model: str) -> None:
     )
 
 
+# what a backbone does to its input before its first layer: "unit" keeps the [0, 1] images, "symmetric" maps them to
+# [-1, 1] (keras.applications' ResNetV2 preprocess_input: x / 127.5 - 1 of 0..255 pixels)
+INPUT_SCALINGS = ("unit", "symmetric")
+
+
+def check_scaling(scaling: str) -> str:
+    if scaling not in INPUT_SCALINGS:
+        raise ValueError(f"input scaling must be one of {', '.join(INPUT_SCALINGS)}, got {scaling!r}")
+    return scaling
+
+
 def check_image(image_size: int, channels: int) -> None:
     if not isinstance(image_size, numbers.Integral) or image_size < 1:
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")

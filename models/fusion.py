@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Mapping
 
 import flax.nnx as nnx
 import jax
@@ -56,20 +57,24 @@ class FusionNet(nnx.Module):
     `resnet_branch` (per-pixel Dense), `fusion_dense` (relu), `fusion_dropout`, `fusion_predictions` (logits).
     A backbone cut at a 1-D layer (e.g. the CNN's `dense`) gets its branch Dense without pooling."""
 
-    def __init__(self, spec: FusionSpec = FusionSpec(), *, dtype=None, rngs: nnx.Rngs):
+    def __init__(self, spec: FusionSpec = FusionSpec(), *, input_scaling: Mapping[str, str] | None = None, dtype=None,
+                 rngs: nnx.Rngs):
+        """`input_scaling`: backbone name (cnn, resnet50v2) -> what that branch does to the [0, 1] input where the
+        branches split ("unit" or "symmetric", models.cuts.INPUT_SCALINGS; default unit)."""
         check_spec(spec)
+        scaling = dict(input_scaling or {})
         self.spec = spec
         size, ch = spec.image_size, spec.channels
         glorot = nnx.initializers.glorot_uniform()
         self.cnn = self.cnn_branch = self.resnet = self.resnet_branch = nnx.data(None)  # filled below if used
         if spec.cnn_cut is not None:
             self.cnn = TorresCNN(cut=spec.cnn_cut, num_classes=spec.num_classes, image_size=size, channels=ch,
-                                 dtype=dtype, rngs=rngs)
+                                 input_scaling=scaling.get("cnn", "unit"), dtype=dtype, rngs=rngs)
             self.cnn_branch = nnx.Linear(self.cnn.output_shape[-1], spec.branch_width, kernel_init=glorot,
                                          dtype=dtype, rngs=rngs)
         if spec.resnet_cut is not None:
             self.resnet = ResNet50V2(cut=spec.resnet_cut, num_classes=spec.num_classes, image_size=size, channels=ch,
-                                     dtype=dtype, rngs=rngs)
+                                     input_scaling=scaling.get("resnet50v2", "unit"), dtype=dtype, rngs=rngs)
             self.resnet_branch = nnx.Linear(self.resnet.output_shape[-1], spec.branch_width, kernel_init=glorot,
                                             dtype=dtype, rngs=rngs)
         concat_width = sum(self._pooled_width(b.output_shape) for b in (self.cnn, self.resnet) if b is not None)

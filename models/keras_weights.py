@@ -30,17 +30,14 @@ import re
 import zipfile
 from typing import Iterable, Mapping, Sequence
 
-import flax.nnx as nnx
 import h5py
-import jax
 import numpy as np
 
-from models.cnn import TorresCNN
 from models.graphs import cnn_graph, head_graph, resnet50v2_graph
-from models.resnet_v2 import ResNet50V2
 
 # Keras 3 H5IOStore key base for each nnx module type / cuts.Layer kind (keras.src.utils.naming.to_snake_case).
-_CLASS_KEY = {nnx.Conv: "conv2d", nnx.BatchNorm: "batch_normalization", nnx.Linear: "dense"}
+# Reading a file (find_layers) loads no JAX: flax and jax load when weights are copied into a model.
+_CLASS_KEY_NAMES = {"Conv": "conv2d", "BatchNorm": "batch_normalization", "Linear": "dense"}
 _KIND_KEY = {"conv": "conv2d", "bn": "batch_normalization", "dense": "dense"}
 _KERAS3_WEIGHTS_IN_ARCHIVE = "model.weights.h5"
 
@@ -132,6 +129,8 @@ def load_keras_weights(model: nnx.Module, path: str | os.PathLike, *, strict: bo
         # Read every tensor once (h5py -> numpy), then one device_put for all, onto each variable's sharding.
         variables = [var for _, pairs in plan for var, _ in pairs]
         host = [np.asarray(ds[()], dtype=var.get_value().dtype) for _, pairs in plan for var, ds in pairs]
+    import jax
+
     device = jax.device_put(host, [var.get_value().sharding for var in variables])
     for var, value in zip(variables, device):
         var.set_value(value)
@@ -145,6 +144,8 @@ def load_keras_weights(model: nnx.Module, path: str | os.PathLike, *, strict: bo
 
 def _module_slots(module: nnx.Module) -> list[tuple[str, nnx.Variable]]:
     """The module's variables in Keras order, with their Keras names."""
+    import flax.nnx as nnx
+
     if isinstance(module, nnx.BatchNorm):
         slots = [("gamma", module.scale), ("beta", module.bias), ("moving_mean", module.mean),
                  ("moving_variance", module.var)]
@@ -336,6 +337,9 @@ def _class_keys(class_names: Iterable[str], snake=True) -> list[str]:
 
 def _full_graph_kinds(model: nnx.Module) -> dict[str, str] | None:
     """Keras layer name -> class key base for the FULL Keras model behind one of our models (None: unknown)."""
+    from models.cnn import TorresCNN
+    from models.resnet_v2 import ResNet50V2
+
     if isinstance(model, ResNet50V2):
         graph = resnet50v2_graph() + head_graph("flatten", 2)
     elif isinstance(model, TorresCNN):
@@ -345,9 +349,17 @@ def _full_graph_kinds(model: nnx.Module) -> dict[str, str] | None:
     return {layer.name: _KIND_KEY[layer.kind] for layer in graph if layer.kind in _KIND_KEY}
 
 
+def _class_key(module) -> str | None:
+    """The Keras 3 key base of an nnx.Conv / BatchNorm / Linear (None for other modules)."""
+    import flax.nnx as nnx
+
+    kind = type(module)
+    return _CLASS_KEY_NAMES[kind.__name__] if kind in (nnx.Conv, nnx.BatchNorm, nnx.Linear) else None
+
+
 def _saved_order(model, targets: Mapping[str, nnx.Module], order: Sequence[str] | None) -> list[tuple[str, str]]:
     """(layer name, class key base) of the saved model's weighted layers, in Keras order."""
-    module_kinds = {name: _CLASS_KEY[type(module)] for name, module in targets.items() if type(module) in _CLASS_KEY}
+    module_kinds = {name: _class_key(module) for name, module in targets.items() if _class_key(module)}
     full = _full_graph_kinds(model)
     if order is None:
         return list(full.items()) if full is not None else list(module_kinds.items())
@@ -370,7 +382,7 @@ def _order_with_classes(order: Sequence[str], kinds: Mapping[str, str] | None) -
 def _class_based(layers: Mapping[str, FileLayer], targets: Mapping[str, nnx.Module]) -> bool:
     """True when the keys look like Keras 3's class keys (`conv2d_3`), not layer names (a key such as `dense`
     can be both; then the keys that are not model names decide)."""
-    pattern = re.compile(rf"({'|'.join(sorted(set(_CLASS_KEY.values())))})(_[0-9]+)?")
+    pattern = re.compile(rf"({'|'.join(sorted(set(_CLASS_KEY_NAMES.values())))})(_[0-9]+)?")
     unnamed = [layer.key for layer in layers.values() if layer.name == layer.key]
     return bool(unnamed) and not set(layers) <= set(targets) and all(pattern.fullmatch(key) for key in unnamed)
 

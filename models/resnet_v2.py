@@ -7,8 +7,8 @@ import flax.nnx as nnx
 import jax
 import jax.numpy as jnp
 
-from models.build import build_layers, run_layers, weighted_modules
-from models.cuts import check_cut, check_image, check_num_classes, infer_shapes, needed_layers
+from models.build import build_layers, run_layers, scale_input, weighted_modules
+from models.cuts import check_cut, check_scaling, check_image, check_num_classes, infer_shapes, needed_layers
 from models.graphs import HEADS, RESNET50V2_LAYERS, head_graph, resnet50v2_graph
 
 
@@ -17,7 +17,8 @@ class ResNet50V2(nnx.Module):
     With a cut: the output of that named layer (the head is not built)."""
 
     def __init__(self, *, cut: str | None = None, head: Literal["flatten", "gap"] | None = "flatten",
-                 num_classes: int = 2, image_size: int = 256, channels: int = 3, dtype=None, rngs: nnx.Rngs):
+                 num_classes: int = 2, image_size: int = 256, channels: int = 3, input_scaling: str = "unit",
+                 dtype=None, rngs: nnx.Rngs):
         check_image(image_size, channels)
         if cut is not None:
             check_cut(cut, RESNET50V2_LAYERS, "resnet50v2")
@@ -31,6 +32,7 @@ class ResNet50V2(nnx.Module):
             graph = resnet50v2_graph() + head_graph(head, num_classes)
             last = "predictions"
         self.cut = cut
+        self.input_scaling = check_scaling(input_scaling)  # what the model does to its [0, 1] input first
         self.head = head if cut is None else None
         self.num_classes = num_classes
         self.graph = needed_layers(graph, last)
@@ -39,12 +41,12 @@ class ResNet50V2(nnx.Module):
         build_layers(self, self.graph, shapes, channels, rngs, dtype)
 
     def __call__(self, x: jax.Array, *, resnet_x: jax.Array | None = None) -> jax.Array:
-        y = run_layers(self, self.graph, x)
+        y = run_layers(self, self.graph, scale_input(x, self.input_scaling))
         return y.astype(jnp.float32) if self.head is not None else y
 
     def features(self, x: jax.Array) -> dict[str, jax.Array]:
         """Every built layer's output by Keras name (for inspection and tests)."""
-        return run_layers(self, self.graph, x, keep_all=True)
+        return run_layers(self, self.graph, scale_input(x, self.input_scaling), keep_all=True)
 
     def keras_layers(self) -> dict[str, nnx.Module]:
         """Keras layer name -> nnx module holding its weights: backbone names as in Keras' ResNet50V2

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("sweep.commands.data", "prepare or show a dataset"),
     "layers": ("sweep.commands.layers", "list the cut points of a backbone"),
     "profile": ("sweep.commands.profile", "params, FLOPs and latency of one model"),
+    "weights": ("sweep.commands.weights", "fetch, register or list pretrained backbone weights (the weights cache)"),
     "bench": ("sweep.commands.bench", "measure training/eval speed against peers and the machine's peak"),
 }
 

@@ -11,6 +11,7 @@ from sweep.analysis import verdict_md
 from sweep.analysis.answer import analyze
 from sweep.analysis.html import build_html
 from sweep.analysis.html.points import baselines
+from sweep.analysis.init_text import starting_weights
 from sweep.analysis.inputs import InputError, collapsed_flags, read_predictions, stopped_by_scheduler
 from sweep.analysis.parents import head_fractions
 from sweep.analysis.plots import plot_accuracy_vs
@@ -205,6 +206,7 @@ def _provenance(trials, manifest: dict) -> list[str]:
             f"- Trials: {len(trials)} ({done} with test metrics, {int(trials['collapsed'].sum())} collapsed; "
             f"statuses: " + ", ".join(f"{k} {v}" for k, v in statuses) + ")",
             *([f"- {no_test_metrics_line(trials)}"] if not done else [f"- {rows_used_line(trials)}"]),
+            f"- {starting_weights(manifest)}",
             f"- Epochs per trial: {config.get('train', {}).get('epochs', '?')}, seeds: {config.get('seeds', '?')}, "
             f"search: {config.get('search', '?')}, scheduler: {config.get('scheduler', '?')}",
             f"- Made by: `{' '.join(manifest.get('command') or ['?'])}` at {manifest.get('created_utc', '?')}"

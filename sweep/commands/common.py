@@ -81,6 +81,14 @@ def _choices(cls, dotted: str) -> tuple[str, ...]:
     return tuple(map(str, typing.get_args(hint))) if typing.get_origin(hint) is typing.Literal else ()
 
 
+def add_init_argument(parser, field: str) -> None:
+    parser.add_argument("--init", action="append", default=[], metavar="BACKBONE=SOURCE",
+                        help="where a backbone's weights start (repeatable; sets " + field + "): BACKBONE is cnn or "
+                        "resnet50v2, SOURCE scratch (default), imagenet (resnet50v2; `fusion-sweep weights fetch "
+                        "resnet50v2` or `weights add` first) or a Keras file (.h5, .weights.h5, .keras); a fusion "
+                        "takes each branch's layers up to its cut")
+
+
 def add_set_argument(parser, root: str) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help=f"override any field of the {root} by dotted path (repeatable; after the shorthand flags)")

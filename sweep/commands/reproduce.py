@@ -6,13 +6,14 @@ import sys
 from pathlib import Path
 
 from sweep import UsageError
-from sweep.commands.common import (RUNS_ROOT, add_runtime_arguments, add_set_argument, add_shorthands, setup_runtime,
-                                   under)
+from sweep.commands.common import (RUNS_ROOT, add_init_argument, add_runtime_arguments, add_set_argument,
+                                   add_shorthands, setup_runtime, under)
 from sweep.commands.train import TRAIN_FLAGS, check_out_dir, config_from_args, prepare_data, run_training
 from sweep.configs.paper import seed_model_config
 from sweep.configs.presets import get_preset
 from sweep.configs.seed_paper import CITATION, MODEL_TITLES, PAPER_REPORTS, SEED_MODELS, paper_report_text
 from sweep.files import write_text_atomic
+from sweep.init_sources import check_init
 
 REPRODUCE_FLAGS = under("", TRAIN_FLAGS, "--data-dir", "--image-size", "--epochs", "--subset", "--seed",
                         "--bn-momentum")
@@ -22,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_shorthands(parser, REPRODUCE_FLAGS, get_preset("paper").train)
     parser.add_argument("--models", default=",".join(SEED_MODELS), help="comma-separated subset of "
                         + ",".join(SEED_MODELS))
+    add_init_argument(parser, "train.init; the paper preset starts resnet50v2 from imagenet")
     add_set_argument(parser, "paper preset's TrainConfig")
     parser.add_argument("--out", default=str(RUNS_ROOT / "reproduce"), help="one run folder per model inside")
     parser.add_argument("--overwrite", action="store_true")
@@ -38,7 +40,11 @@ def seed_configs(args) -> dict:
     if unknown or not models:
         raise UsageError(f"--models {args.models!r}: choose from {', '.join(SEED_MODELS)}")
     recipe = config_from_args(args, base=get_preset("paper").train, shorthands=REPRODUCE_FLAGS)
-    return {model: seed_model_config(recipe, model) for model in models}
+    configs = {model: seed_model_config(recipe, model) for model in models}
+    # the parents use whole backbones: a weights file must hold all of theirs, not only the fusion's cut
+    check_init(recipe.init, [{"model": c.model, "cnn_cut": c.fusion.cnn_cut, "resnet_cut": c.fusion.resnet_cut}
+                             for c in configs.values()])
+    return configs
 
 
 def side_by_side(left: str, right: str, left_title: str, right_title: str, gap: int = 4) -> str:

@@ -12,8 +12,8 @@ from pathlib import Path
 from data.spec import ExternalSpec
 from sweep import UsageError
 from sweep.commands import train as train_command
-from sweep.commands.common import (RUNS_ROOT, Shorthand, add_set_argument, add_shorthands, build_config, by_field,
-                                   check_data, under, usage_errors)
+from sweep.commands.common import (RUNS_ROOT, Shorthand, add_init_argument, add_set_argument, add_shorthands,
+                                   build_config, by_field, check_data, under, usage_errors)
 from sweep.configs.io import from_dict
 from sweep.configs.presets import PRESETS, get_preset
 from sweep.configs.schema import SweepConfig
@@ -49,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          ("search space (override the preset; comma-separated, 'none' drops a branch)", SPACE_FLAGS),
                          ("Ray Tune", TUNE_FLAGS)):
         add_shorthands(parser.add_argument_group(title), flags, SweepConfig(), show_defaults=False)
+    add_init_argument(parser, "train.init")
     add_set_argument(parser, "SweepConfig (e.g. train.optim.learning_rate=1e-3 or train.data.num_images=400)")
     parser.add_argument("--external", action="append", default=[], metavar="NAME=DIR",
                         help="also score every trial on the images in DIR (one folder per class, e.g. another "
@@ -79,8 +80,12 @@ def manifest_sweep(path: str | Path) -> SweepConfig:
 
 def build_sweep(args) -> SweepConfig:
     """The preset (or the manifest's sweep) with every command-line override applied (validated before Ray)."""
+    from sweep.init_sources import parse_init
+
     base = manifest_sweep(args.from_manifest) if args.from_manifest else get_preset(args.preset or "quick")
-    return with_externals(build_config(base, args, RUN_FLAGS), args.external)
+    sweep = build_config(base, args, RUN_FLAGS)
+    sweep = sweep.replace(train=sweep.train.replace(init=parse_init(getattr(args, "init", []) or [], sweep.train.init)))
+    return with_externals(sweep, args.external)
 
 
 def with_externals(sweep: SweepConfig, items: list[str]) -> SweepConfig:
@@ -175,6 +180,7 @@ def default_out(args, sweep: SweepConfig) -> Path:
 
 def run(args) -> int:
     from sweep.engine.checks import check_config
+    from sweep.init_sources import check_init
     from sweep.tune.space import expand
     from sweep.tune.storage import check_resumable, check_storage
 
@@ -183,8 +189,9 @@ def run(args) -> int:
     _check_address(args.address)
     check_storage(args.storage)
     sweep = build_sweep(args)
-    check_config(sweep.train)  # a trial would find the same bad value only after data and Ray had started
     trials = expand(sweep)  # validates the space before anything expensive
+    check_config(sweep.train)  # a trial would find the same bad value only after data and Ray had started
+    check_init(sweep.train.init, trials)  # the weights files: present, the right hash, layers that fit
     out = default_out(args, sweep)
     if args.resume:
         check_resumable(out, args.storage)

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from models.registry import MODEL_NAMES
-from sweep.commands.common import (RUNS_ROOT, Shorthand, add_runtime_arguments, add_set_argument, add_shorthands,
-                                   build_config, by_field, check_data, setup_runtime, usage_errors)
+from sweep.commands.common import (RUNS_ROOT, Shorthand, add_init_argument, add_runtime_arguments, add_set_argument,
+                                   add_shorthands, build_config, by_field, check_data, setup_runtime, usage_errors)
 from sweep.configs.presets import PRESETS, get_preset
 from sweep.configs.schema import TrainConfig
 
@@ -44,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for title, flags in (("model (a cut of 'none' drops that branch)", MODEL_FLAGS), ("data", DATA_FLAGS),
                          ("training", TRAINING_FLAGS)):
         add_shorthands(parser.add_argument_group(title), flags, defaults)
+    add_init_argument(parser, "init")
     add_set_argument(parser, "TrainConfig")
     out = parser.add_argument_group("output")
     out.add_argument("--out", default=None, help=f"run folder (default: {RUNS_ROOT}/train/<model>-<data>-<size>px)")
@@ -56,10 +57,12 @@ def config_from_args(args, base: TrainConfig | None = None, shorthands: tuple[Sh
     """The TrainConfig of the command line: the base (a preset's recipe or the defaults), the shorthand flags,
     then --set. `--patience 0` turns early stopping off; `--data-dir` without `--data` reads radiography."""
     from sweep.engine.checks import check_config
+    from sweep.init_sources import parse_init
 
     if base is None:
         base = get_preset(args.preset).train if getattr(args, "preset", None) else TrainConfig()
     config = build_config(base, args, shorthands, strip_prefix="train.", special=SPECIAL_FLAGS)
+    config = config.replace(init=parse_init(getattr(args, "init", []) or [], config.init))
     check_config(config)
     return config
 
@@ -116,9 +119,13 @@ def check_out_dir(config, out_dir: Path, overwrite: bool) -> None:
 
 
 def run(args) -> int:
+    from sweep.init_sources import check_init
+
     config = config_from_args(args)
     out_dir = Path(args.out) if args.out else default_out(config)
     check_out_dir(config, out_dir, args.overwrite)
+    check_init(config.init, [{"model": config.model, "cnn_cut": config.fusion.cnn_cut,  # before JAX loads
+                              "resnet_cut": config.fusion.resnet_cut}])
     check_data(config.data)
     setup_runtime(args)
     prepared = prepare_data(config.data, progress=not args.no_progress)

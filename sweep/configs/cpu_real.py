@@ -14,7 +14,8 @@ RARE_TO_TEST = 20
 def get_config() -> SweepConfig:
     """The real radiography dev set (../shared/data/cxr-real-dev) at 64 px on CPUs, a few epochs: 6 fusion
     configurations that vary both branches (CNN cut x with or without an early ResNet50V2 branch) + the seed's
-    fusion, 3 seeds each, and both parents (1 seed); 16 class-balanced test images explained per model."""
+    fusion, 3 seeds each, and both parents (1 seed); 16 class-balanced test images explained per model. From
+    scratch; `--init resnet50v2=imagenet` starts the ResNet branches from ImageNet as the seed did (docs/pretrained.md)."""
     return SweepConfig(
         name="cpu-real-dev",
         train=TrainConfig(data=DataSpec(source="radiography", data_dir="../shared/data/cxr-real-dev", image_size=64,

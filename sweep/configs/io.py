@@ -140,8 +140,8 @@ def parse_value(hint, text: str):
     kinds = [o for o in options if o is not type(None)]
     kind = kinds[0] if len(kinds) == 1 else next((k for k in kinds if typing.get_origin(k) is tuple), kinds[0])
     if typing.get_origin(kind) is dict:
-        raise ValueError("a mapping of names to configs, which text cannot give (`fusion-sweep run --external "
-                         "NAME=DIR` adds external folders)")
+        raise ValueError("a mapping, which text cannot give (`--init BACKBONE=SOURCE` sets starting weights, "
+                         "`fusion-sweep run --external NAME=DIR` adds external folders)")
     if typing.get_origin(kind) is tuple and dataclasses.is_dataclass(typing.get_args(kind)[0]):
         raise ValueError(f"a list of {typing.get_args(kind)[0].__name__} configs, which text cannot give; "
                          "set it in a preset, or 'none'" if type(None) in options else "set it in a preset")

@@ -8,13 +8,17 @@ from sweep.configs.schema import EarlyStopping, SearchSpace, SweepConfig, TrainC
 
 def get_config() -> SweepConfig:
     """The Kaggle database at 256 px on GPUs with the seed's recipe (COVID x3 oversampling, RMSprop 1e-4, batch 16,
-    up to 50 epochs, early stopping patience 5, augmentation on the CNN branch only), 3 seeds. Needs --data-dir."""
+    up to 50 epochs, early stopping patience 5, augmentation on the CNN branch only, ResNet50V2 from ImageNet), 3
+    seeds. Needs --data-dir and the ImageNet file in the weights cache (docs/pretrained.md)."""
     return SweepConfig(
         name="paper",
         train=TrainConfig(data=DataSpec(source="radiography", image_size=256),
                           pipeline=PipelineSpec(balance="oversample", oversample=(3.0, 1.0), augment="seed"),
                           batch_size=16, epochs=50, early_stopping=EarlyStopping(patience=5),
-                          augment_cnn_only=True),
+                          augment_cnn_only=True,
+                          # the seed fine-tuned keras.applications' ImageNet ResNet50V2: its ResNet parent and the
+                          # fusion's ResNet branch start from those features (`fusion-sweep weights fetch resnet50v2`)
+                          init={"resnet50v2": "imagenet"}),
         space=SearchSpace(cnn_cuts=("block1_drop", "block2_drop", SEED_CNN_CUT, "block4_drop", "block5_drop"),
                           resnet_cuts=("conv2_block3_out", SEED_RESNET_CUT, "conv4_block6_out", "post_relu"),
                           branch_widths=(128, 512, 2048), head_widths=(256, 2048)),

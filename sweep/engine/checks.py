@@ -9,6 +9,7 @@ from sweep.configs.schema import PRECISIONS, OptimConfig, TrainConfig
 OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
 HISTORY_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+NORMALIZATIONS = ("auto", "unit", "symmetric")
 
 
 def check_optim(optim: OptimConfig) -> None:
@@ -24,7 +25,8 @@ def check_optim(optim: OptimConfig) -> None:
 
 
 def check_config(config: TrainConfig) -> None:
-    """Fail fast with a UsageError naming the value and the valid choices, on configs that cannot work."""
+    """Fail fast with a UsageError naming the value and the valid choices, on configs that cannot work (the
+    config alone: files it names, data or --init weights, are checked by the commands that read them)."""
     if config.model not in MODEL_NAMES:
         raise UsageError(f"unknown model {config.model!r}; choose one of: {', '.join(MODEL_NAMES)}")
     check_optim(config.optim)
@@ -34,6 +36,9 @@ def check_config(config: TrainConfig) -> None:
         value = getattr(config, name)
         if not isinstance(value, int) or value < 1:
             raise UsageError(f"{name} must be an int >= 1, got {value!r}")
+    if config.pipeline.normalization not in NORMALIZATIONS:
+        raise UsageError(f"normalization must be one of {', '.join(NORMALIZATIONS)}; "
+                         f"got {config.pipeline.normalization!r}")
     es = config.early_stopping
     if es is not None:
         if es.metric not in HISTORY_METRICS:

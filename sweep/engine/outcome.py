@@ -14,6 +14,7 @@ from sweep.engine.metrics import classification_metrics, classification_report_t
 from sweep.engine.predictions import predictions_frame, write_predictions
 from sweep.engine.run_outputs import write_run_outputs
 from sweep.engine.split_metrics import split_metrics
+from sweep.init_sources import init_labels, row_init_columns
 
 if TYPE_CHECKING:
     from sweep.engine.seed_run import SeedRun
@@ -72,7 +73,7 @@ def diverged_result(seed: "SeedRun", classes: Sequence[str], say: Callable[[str]
     config, (epoch, step) = seed.config, seed.diverged
     metrics = {"status": "diverged", "epochs_run": seed.progress.epoch, "diverged_epoch": epoch,
                "diverged_step": step, "classes": list(classes), "model": config_label(config_of(config)),
-               "best_epoch": seed.progress.best_epoch,
+               "best_epoch": seed.progress.best_epoch, **init_columns(config),
                "message": f"loss became NaN or inf at epoch {epoch}, step {step}; lower the learning rate "
                           f"(now {config.optim.learning_rate:g}) or use float32"}
     say(metrics["message"])
@@ -105,4 +106,11 @@ def final_metrics(seed: "SeedRun", status: str, weights_epoch: int, test: SplitP
         "images_per_second": float(images / train_seconds) if train_seconds else 0.0,
         "compile_seconds": float(compile_seconds),
     })
+    metrics.update(init_columns(seed.config))
     return metrics
+
+
+def init_columns(config) -> dict:
+    """init_<backbone> of the backbones the model holds: scratch, imagenet or the file's sha256 prefix."""
+    row = {"model": config.model, "cnn_cut": config.fusion.cnn_cut, "resnet_cut": config.fusion.resnet_cut}
+    return {k: v for k, v in row_init_columns(row, init_labels(config.init)).items() if v is not None}

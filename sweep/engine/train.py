@@ -37,6 +37,7 @@ from sweep.engine.run_folder import prepare_folder, run_paths, write_config
 from sweep.engine.seed_run import RunProgress, SeedRun
 from sweep.engine.seeds import SEED_MODES, EpochTotals, SequentialSeeds, VmapSeeds, make_seed_steps
 from sweep.engine.steps import init_state, make_eval_step, make_optimizer, split_model
+from sweep.init_sources import SCRATCH, branch_scaling, weights_cache_dir
 
 __all__ = ["Result", "RunProgress", "SEED_MODES", "TrainingInterrupted", "check_config", "evaluate_final",
            "init_model", "model_label", "train_and_evaluate", "train_seeds"]
@@ -59,7 +60,18 @@ def init_model(config: TrainConfig, num_classes: int, image_size: int):
     return build_model(spec, num_classes=num_classes, image_size=image_size, channels=config.pipeline.channels,
                        resnet_head=config.resnet_head, rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1),
                        dtype=jnp.bfloat16 if config.precision == "bfloat16" else None,
-                       bn_momentum=config.bn_momentum)
+                       bn_momentum=config.bn_momentum,
+                       input_scaling=branch_scaling(config.init, config.pipeline.normalization))
+
+
+def load_init_weights(model, config: TrainConfig) -> None:
+    """Each backbone's starting weights from its source (config.init; scratch: as built), up to its cut."""
+    from models.pretrained import load_sources, source_path
+
+    if all(source == SCRATCH for source in config.init.values()):
+        return
+    cache = weights_cache_dir()
+    load_sources(model, {backbone: source_path(backbone, source, cache) for backbone, source in config.init.items()})
 
 
 def model_label(config: TrainConfig) -> str:
@@ -115,6 +127,7 @@ def _build_run(seeds: list[SeedRun], prepared, progress: bool, mode: str,
     states, model = [], None
     for seed in seeds:
         model = init_model(seed.config, num_classes, prepared.image_size)
+        load_init_weights(model, seed.config)  # a resumed seed's checkpoint then replaces them
         eval_graph, _, _ = split_model(model, train=False)
         graphdef, params, rest = split_model(model, train=True)
         states.append(seed.resume(init_state(params, rest, tx), bar.say))

@@ -18,6 +18,7 @@ from data.builder import cache_root, prepare, user_cache_dir
 from sweep import UsageError
 from sweep.configs.io import config_to_dict
 from sweep.configs.schema import SweepConfig
+from sweep.init_sources import init_record, worker_init
 from sweep.analysis.shift_report import keep_measurements
 from sweep.runtime import REPO_ROOT, git_state
 from sweep.tune.board import BOARD_ENV, BoardClient, board_name
@@ -184,6 +185,12 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
         print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {text}", flush=True)
 
     workers_sweep, prepared, eval_sets = _prepare_data(sweep, say)
+    workers_sweep = workers_sweep.replace(train=workers_sweep.train.replace(init=worker_init(sweep.train.init)))
+    init = init_record(sweep.train.init, sweep.train.pipeline.normalization)
+    for backbone, record in init.items():
+        where = f" ({record['path']})" if record["path"] and record["path"] != record["source"] else ""
+        digest = f", sha256 {record['sha256'][:12]}" if record["sha256"] else ""
+        say(f"{backbone} starts from {record['source']}{where}{digest}; input scaling {record['input_scaling']}")
     fingerprint, counts = f"{prepared.fingerprint}/{prepared.path.name}", prepared.counts()
     _measure_confound(out, prepared, workers_sweep, say)
     if explain and sweep.explain_images > 0:
@@ -198,7 +205,8 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
     facts = {"data_fingerprint": fingerprint, "command": command, "cluster_resources": resources, "git": git,
              "extra": {"name": sweep.name, "trials_total": row_count(trials), "ray_trials": len(trials),
                        "ray_experiment": recorded_experiment(storage), "resumed": resume, "data_counts": counts,
-                       "eval_sets": describe(eval_sets, sweep.externals, sweep.train.data.classes)}}
+                       "eval_sets": describe(eval_sets, sweep.externals, sweep.train.data.classes),
+                       "init": init}}
     mlflow_step = (lambda frame: record_mlflow(out, frame, mlflow, mlflow_experiment or sweep.name, say)) \
         if mlflow else None
     return finish_sweep(grid, sweep, out, facts=facts, explain=explain, start=start, say=say, mlflow=mlflow_step,

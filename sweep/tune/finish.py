@@ -14,6 +14,7 @@ from typing import Callable
 from sweep.configs.naming import config_label
 from sweep.configs.schema import SweepConfig
 from sweep.files import write_json_atomic
+from sweep.init_sources import row_init_columns
 from sweep.tune.collect import collect_predictions
 from sweep.tune.score import score_stopped_rows
 from sweep.tune.results import manifest, trials_frame, write_trials
@@ -39,6 +40,8 @@ def finish_sweep(grid, sweep: SweepConfig, out: Path, *, facts: dict, explain: b
     _step("per-image predictions", lambda: collect_predictions(grid, out, say), failed, say)
     if score_stopped:
         _step("scoring stopped trials", lambda: score_stopped_rows(ended, rows, out, say), failed, say)
+    labels = {f"init_{name}": record["label"] for name, record in facts["extra"].get("init", {}).items()}
+    rows = [{**row_init_columns(row, labels), **row} for row in rows]  # rows of errors too; a seed's own wins
     frame = trials_frame(rows)
     write_trials(frame, out)
     errors = [row for row in rows if row["status"] == "ERROR"]

@@ -37,6 +37,10 @@ CASES = [
     ("run --explain-images x", "--explain-images"),
     ("run --explain-max-evals 1", "explain_max_evals"),
     ("run --difficulty 7", "difficulty"),
+    ("run --init resnet50v2", "BACKBONE=SOURCE"),
+    ("run --init vgg16=imagenet", "vgg16"),
+    ("run --init resnet50v2=imagenet", "weights fetch resnet50v2"),
+    ("run --init resnet50v2={missing}/w.h5", "w.h5"),
     # report, analyze, explain: the results folder and the analysis options
     ("report {missing}", "trials"),
     ("report {empty} --bootstrap x", "--bootstrap"),
@@ -51,6 +55,8 @@ CASES = [
     ("train --lr x", "--lr"),
     ("train --data radiography --data-dir {missing}", "--data-dir"),
     ("train --set nope=1", "nope"),
+    ("train --model resnet50v2 --init resnet50v2=imagenet", "weights add"),
+    ("train --init cnn={stranger}/notes.txt", "notes.txt"),
     ("reproduce", "--data-dir"),
     ("reproduce --data-dir {empty} --models nope", "--models"),
     ("evaluate {missing}", "RUN_DIR"),
@@ -69,6 +75,10 @@ CASES = [
     ("bench --skip nope", "nope"),
     ("bench --models nope", "nope"),
     ("bench --sizes x", "--sizes"),
+    # weights: the cache of pretrained files
+    ("weights fetch nope", "nope"),
+    ("weights add {missing}/w.h5 --as resnet50v2:imagenet", "w.h5"),
+    ("weights add {stranger}/notes.txt --as resnet50v2", "resnet50v2"),
 ]
 
 

@@ -79,7 +79,7 @@ def test_reproduce_is_the_paper_presets_recipe_for_the_three_seed_models():
     from sweep.commands.reproduce import seed_configs
 
     configs = seed_configs(_args("reproduce", "--data-dir", "/data", "--epochs", "3", "--image-size", "64",
-                                 "--bn-momentum", "0.9"))
+                                 "--bn-momentum", "0.9", "--init", "resnet50v2=scratch"))
     assert list(configs) == ["cnn", "resnet50v2", "fusion"]
     # the seed's recipe, field by field, as `reproduce` has always trained it
     for model, config in configs.items():
@@ -89,7 +89,8 @@ def test_reproduce_is_the_paper_presets_recipe_for_the_three_seed_models():
             pipeline=PipelineSpec(balance="oversample", oversample=(3.0, 1.0), augment="seed" if augmented else "none"),
             optim=OptimConfig(name="rmsprop", learning_rate=1e-4), batch_size=16, epochs=3,
             early_stopping=EarlyStopping(metric="val_accuracy", mode="max", patience=5),
-            augment_cnn_only=model == "fusion", bn_momentum=0.9)
+            augment_cnn_only=model == "fusion", bn_momentum=0.9, init={"resnet50v2": "scratch"})
+    assert get_preset("paper").train.init == {"resnet50v2": "imagenet"}  # the seed fine-tuned ImageNet ResNet50V2
     assert seed_model_config(get_preset("paper").train, "cnn").augment_cnn_only is False
     with pytest.raises(UsageError, match="needs --data-dir"):
         seed_configs(_args("reproduce"))

@@ -13,6 +13,7 @@ from bokeh.resources import INLINE
 from jinja2 import Template
 
 from sweep.analysis.html.contract import ReportTables, load_tables
+from sweep.analysis.init_text import starting_weights
 from sweep.analysis.html.explain_browser import browser_data, model_table
 from sweep.analysis.html.points import SIZE_AXES, baselines, config_means, row_label, seed_points
 from sweep.analysis.html.shift_plot import shift_figure
@@ -121,7 +122,7 @@ def facts(tables: ReportTables) -> list[str]:
     done = int(trials["test_accuracy"].notna().sum()) if "test_accuracy" in trials else 0
     lines = [f"Data: {data.get('source', '?')} at {data.get('image_size', '?')} px; classes "
              f"{', '.join(tables.classes) or '?'}",
-             f"{len(trials)} rows (configuration x seed), {done} with test metrics"]
+             f"{len(trials)} rows (configuration x seed), {done} with test metrics", starting_weights(manifest)]
     if manifest.get("command"):
         lines.append(f"Made by `{' '.join(manifest['command'])}` at {manifest.get('created_utc', '?')}"
                      + (f", commit {manifest['git_commit']}" if manifest.get("git_commit") else ""))
