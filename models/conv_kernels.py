@@ -59,9 +59,11 @@ def cpu_form(in_size: int, kernel: int, stride: int, padding: str) -> str:
 
 
 PHASES = ("train", "inference")  # a train program runs forward and gradients; an inference program the forward only
+_process_forms: Mapping[str, Mapping[str, str]] | None = None  # set_forms: every thread of the process sees it
 _FORMS: contextvars.ContextVar[Mapping[str, Mapping[str, str]] | None] = contextvars.ContextVar("conv_forms",
                                                                                                 default=None)
 _PHASE: contextvars.ContextVar[str] = contextvars.ContextVar("conv_phase", default="train")
+_RECORD: contextvars.ContextVar[list | None] = contextvars.ContextVar("conv_record", default=None)
 
 
 def layer_key(x_shape, kernel_shape, stride: int, padding: str, dtype) -> str:
@@ -73,10 +75,19 @@ def layer_key(x_shape, kernel_shape, stride: int, padding: str, dtype) -> str:
             f"{jnp.dtype(dtype).name}")
 
 
+def parse_layer_key(key: str) -> dict:
+    """layer_key's fields back: x_shape, kernel_shape, stride, padding, dtype."""
+    batch, image, kernel, stride, padding, dtype = key.split("_")
+    height, width, channels = (int(v) for v in image.split("x"))
+    return {"x_shape": (int(batch[1:]), height, width, channels),
+            "kernel_shape": tuple(int(v) for v in kernel[1:].split("x")), "stride": int(stride[1:]),
+            "padding": padding, "dtype": dtype}
+
+
 @contextlib.contextmanager
 def use_forms(forms: Mapping[str, Mapping[str, str]] | None) -> Iterator[None]:
-    """Within the block, conv layers take their form from `forms` ({phase: {layer_key: form}}; None: the rules).
-    Read when a program is traced, so wrap the tracing (the first call of a jitted function)."""
+    """Within the block (this thread), conv layers take their form from `forms` ({phase: {layer_key: form}}),
+    over set_forms'. Read when a program is traced, so wrap the tracing (the first call of a jitted function)."""
     token = _FORMS.set(forms)
     try:
         yield
@@ -85,12 +96,14 @@ def use_forms(forms: Mapping[str, Mapping[str, str]] | None) -> Iterator[None]:
 
 
 def set_forms(forms: Mapping[str, Mapping[str, str]] | None) -> None:
-    """use_forms for the rest of this process (a trial or a command that runs one model)."""
-    _FORMS.set(forms)
+    """The chosen forms for every program this process traces from now on (None: the rules)."""
+    global _process_forms
+    _process_forms = forms
 
 
 def chosen_forms() -> Mapping[str, Mapping[str, str]] | None:
-    return _FORMS.get()
+    forms = _FORMS.get()
+    return forms if forms is not None else _process_forms
 
 
 @contextlib.contextmanager
@@ -115,14 +128,28 @@ def in_phase(phase: str, fn):
     return traced
 
 
+@contextlib.contextmanager
+def recording_layers() -> Iterator[list[str]]:
+    """Collect the layer_key of every conv traced within the block (in order; what a program's autotuning times)."""
+    keys: list[str] = []
+    token = _RECORD.set(keys)
+    try:
+        yield keys
+    finally:
+        _RECORD.reset(token)
+
+
 def form_for(in_size: int, kernel: int, stride: int, padding: str, backend: str | None = None, *,
              key: str | None = None) -> str:
     """The form for a conv layer: the chosen mapping's for this phase and layer `key` when it names one; else, on
     CPU, the rule of cpu_form, and XLA's own conv on other backends."""
+    record = _RECORD.get()
+    if record is not None and key is not None:
+        record.append(key)
     backend = backend or jax.default_backend()
     if backend != "cpu":
         return "xla"
-    chosen = (_FORMS.get() or {}).get(_PHASE.get(), {})
+    chosen = (chosen_forms() or {}).get(_PHASE.get(), {})
     if key is not None and key in chosen:
         return chosen[key]
     return cpu_form(in_size, kernel, stride, padding)
