@@ -75,6 +75,11 @@ def layer_key(x_shape, kernel_shape, stride: int, padding: str, dtype) -> str:
             f"{jnp.dtype(dtype).name}")
 
 
+def any_batch_key(key: str) -> str:
+    """layer_key with the batch left open ('b*_...'): the mapping's entry for a shape measured at another batch."""
+    return "b*_" + key.split("_", 1)[1]
+
+
 def parse_layer_key(key: str) -> dict:
     """layer_key's fields back: x_shape, kernel_shape, stride, padding, dtype."""
     batch, image, kernel, stride, padding, dtype = key.split("_")
@@ -150,8 +155,10 @@ def form_for(in_size: int, kernel: int, stride: int, padding: str, backend: str 
     if backend != "cpu":
         return "xla"
     chosen = (chosen_forms() or {}).get(_PHASE.get(), {})
-    if key is not None and key in chosen:
-        return chosen[key]
+    if key is not None:
+        for name in (key, any_batch_key(key)):
+            if name in chosen:
+                return chosen[name]
     return cpu_form(in_size, kernel, stride, padding)
 
 

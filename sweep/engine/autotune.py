@@ -11,9 +11,13 @@ nodes sharing the cache, SHAP, the bench) reads it without measuring. docs/autot
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -24,6 +28,7 @@ from sweep import runtime
 from sweep.files import write_json_atomic
 
 TABLE_VERSION = 1
+ENV = "FUSION_SWEEP_AUTOTUNE"  # "0"/"off": never measure (a stored table is still used); a number: budget seconds
 BUDGET_S = 60.0  # per model: the per-layer timings and the program A/B together
 LAYER_SHARE = 0.5  # of a model's budget the per-layer stage may use; the program A/B gets the rest
 MARGIN = 0.03  # a candidate replaces the baseline only when faster by more than this share (window noise)
@@ -63,11 +68,13 @@ class Timer(Protocol):
     def layers_of(self, program: Program) -> list[str]:
         """The conv layer keys of the program's model, in order."""
 
-    def layer(self, key: str, phase: str, forms: Sequence[str], first: bool) -> dict[str, float]:
-        """Seconds per call of each form of this conv layer shape in `phase` (first: no input gradient)."""
+    def layer(self, key: str, phase: str, forms: Sequence[str], first: bool, deadline: float) -> dict[str, float]:
+        """Seconds per call of each form of this conv layer shape in `phase` (first: no input gradient); forms
+        not started by `deadline` (time.perf_counter()) are left out."""
 
-    def program(self, program: Program, phase: str, variants: dict[str, dict]) -> dict[str, float]:
-        """Seconds per step of the program in `phase` under each variant ({name: {"forms": ..., "ynnpack": b}})."""
+    def program(self, program: Program, phase: str, variants: dict[str, dict], deadline: float) -> dict[str, float]:
+        """Seconds per step of the program in `phase` under each variant ({name: {"forms": ..., "ynnpack": b}});
+        variants not started by `deadline` are left out."""
 
 
 # ---------------------------------------------------------------- the machine and the table's place
@@ -135,7 +142,13 @@ def forms_for(table: dict | None, program_key_: str | None = None) -> dict[str, 
     whose A/B found XLA's conv everywhere faster gets "xla" for its own layers in that phase."""
     if not table:
         return {phase: {} for phase in PHASES}
-    forms = {phase: {key: entry["form"] for key, entry in table["layers"].get(phase, {}).items()} for phase in PHASES}
+    from models.conv_kernels import any_batch_key
+
+    forms = {phase: {} for phase in PHASES}
+    for phase in PHASES:
+        for key, chosen in table["layers"].get(phase, {}).items():
+            forms[phase][key] = chosen["form"]
+            forms[phase].setdefault(any_batch_key(key), chosen["form"])  # the same shape at an unmeasured batch
     entry = table["programs"].get(program_key_ or "", {})
     for phase in PHASES:
         if entry.get(phase, {}).get("forms") == "xla":
@@ -213,13 +226,15 @@ def _tune_model(table: dict, programs: list[Program], timer: Timer, budget_s: fl
             if time.perf_counter() > layer_deadline:
                 continue  # out of budget: the built-in rule decides this shape
             candidates = TRAIN_CANDIDATES if phase == "train" else INFERENCE_CANDIDATES
-            seconds = timer.layer(key, phase, candidates, _first_conv(key))
-            table["layers"][phase][key] = {"form": choose(seconds, "xla"), "seconds": seconds}
+            seconds = timer.layer(key, phase, candidates, _first_conv(key), layer_deadline)
+            if len(seconds) > 1:  # the budget ran out after XLA's alone: nothing compared, the rule decides
+                table["layers"][phase][key] = {"form": choose(seconds, "xla"), "seconds": seconds}
             measured.add((phase, key))
     for program in programs:
         entry: dict = {"model": program.model, "layers": layers[program.key]}
         forms = forms_for(table)
-        tuned_is_xla = {phase: all(forms[phase].get(k, "xla") == "xla" for k in entry["layers"]) for phase in PHASES}
+        tuned_is_xla = {phase: all(forms[phase].get(k) == "xla" for k in entry["layers"]) for phase in PHASES}
+        forms = {phase: {k: forms[phase][k] for k in entry["layers"] if k in forms[phase]} for phase in PHASES}
         for phase in PHASES:
             names = [v for v in PROGRAM_VARIANTS[phase] if not (tuned_is_xla[phase] and v.startswith("xla"))]
             if time.perf_counter() > deadline:
@@ -228,7 +243,7 @@ def _tune_model(table: dict, programs: list[Program], timer: Timer, budget_s: fl
             variants = {name: {"forms": forms if name.startswith("tuned") else
                                {p: {k: "xla" for k in entry["layers"]} for p in PHASES},
                                "ynnpack": name.endswith("+ynnpack")} for name in names}
-            seconds = timer.program(program, phase, variants)
+            seconds = timer.program(program, phase, variants, deadline)
             best = choose(seconds, "tuned")
             entry[phase] = {"forms": best.split("+")[0], "ynnpack": best.endswith("+ynnpack"), "seconds": seconds}
         entry["tuned_s"] = round(time.perf_counter() - start, 1)
@@ -239,6 +254,28 @@ def _tune_model(table: dict, programs: list[Program], timer: Timer, budget_s: fl
 
 
 # ---------------------------------------------------------------- what the driver, train and the bench call
+
+def env_budget(default: float = BUDGET_S) -> float:
+    """The per-model budget $FUSION_SWEEP_AUTOTUNE sets (0 for "0", "off", "no", "false"), else `default`."""
+    value = os.environ.get(ENV, "").strip().lower()
+    if value in ("", "on", "1", "yes", "true"):
+        return default
+    if value in ("0", "off", "no", "false"):
+        return 0.0
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from sweep import UsageError
+
+        raise UsageError(f"{ENV}={value!r}: expected off or a budget in seconds per model, e.g. 60") from None
+
+
+def config_program_key(config) -> str:
+    """The program key of a TrainConfig (what its trial activates)."""
+    from sweep.configs.naming import config_label, config_of
+
+    return program_key(config_label(config_of(config)), config.data.image_size, config.batch_size, config.precision)
+
 
 def train_program(config, num_classes: int) -> Program:
     """The Program of one TrainConfig (its model, image size, batch size and precision)."""
@@ -252,14 +289,57 @@ def train_program(config, num_classes: int) -> Program:
 
 
 def tune_for_configs(configs: Iterable, num_classes: int, *, log: Callable[[str], None] = print,
-                     budget_s: float = BUDGET_S) -> dict | None:
-    """ensure_table for these training configurations (CPU only: other backends use XLA's conv), or None."""
+                     budget_s: float | None = None) -> dict | None:
+    """ensure_table for these training configurations in this process (CPU only: other backends use XLA's conv);
+    with a zero budget ($FUSION_SWEEP_AUTOTUNE=off) the stored table as it is, or None."""
     import jax
 
     if jax.default_backend() != "cpu":
         return None
+    budget_s = env_budget() if budget_s is None else budget_s
+    if budget_s <= 0:
+        return load_table()
     programs = {p.key: p for p in (train_program(c, num_classes) for c in configs)}
     return ensure_table(programs.values(), budget_s=budget_s, log=log)
+
+
+def tune_in_subprocess(configs: Iterable, num_classes: int, cores: int, *, log: Callable[[str], None] = print,
+                       budget_s: float | None = None) -> int:
+    """tune_for_configs in a fresh process pinned to `cores` cores (a trial's count: the cores are part of the
+    signature trials look their table up by), so the sweep's driver never loads JAX. Returns its exit code."""
+    from sweep.configs.io import config_to_dict
+
+    budget_s = env_budget() if budget_s is None else budget_s
+    if budget_s <= 0 or runtime.accelerator_visible():
+        return 0
+    distinct = {config_program_key(c): c for c in configs}
+    request = {"configs": [config_to_dict(c) for c in distinct.values()], "num_classes": num_classes,
+               "cores": cores, "budget_s": budget_s}
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(runtime.REPO_ROOT),
+                                                                    os.environ.get("PYTHONPATH")])))
+    proc = subprocess.Popen([sys.executable, "-m", "sweep.engine.autotune"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc.stdin.write(json.dumps(request))
+    proc.stdin.close()
+    for line in proc.stdout:
+        log(line.rstrip())
+    return proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m sweep.engine.autotune < REQUEST.json: what tune_in_subprocess runs."""
+    argparse.ArgumentParser(description="build this machine's autotune table for the training configs of the JSON "
+                            "request on stdin (sweep.engine.autotune.tune_in_subprocess writes it)").parse_args(argv)
+    request = json.loads(sys.stdin.read())
+    runtime.pin_cores(int(request["cores"]))
+    runtime.use_cpu_compile_flags()
+    runtime.enable_compilation_cache()
+    from sweep.configs.io import config_from_dict
+
+    configs = [config_from_dict(c) for c in request["configs"]]
+    log = lambda text: print(text, flush=True)  # noqa: E731
+    tune_for_configs(configs, int(request["num_classes"]), log=log, budget_s=float(request["budget_s"]))
+    return 0
 
 
 # ---------------------------------------------------------------- the real timer (JAX)
@@ -270,13 +350,18 @@ class JaxTimer:
     def __init__(self, windows: int = 3, window_s: float = 0.15, program_window_s: float = 0.5):
         self.windows, self.window_s, self.program_window_s = windows, window_s, program_window_s
 
-    def _median_seconds(self, runs: dict[str, Callable[[int], None]], window_s: float) -> dict[str, float]:
-        """Each candidate compiled and warmed, then `windows` rounds in which the candidates take turns (order
-        reversed every other round, so load drifting during the rounds hits them alike): median s per call."""
+    def _median_seconds(self, runs: dict[str, Callable[[int], None]], window_s: float,
+                        deadline: float) -> dict[str, float]:
+        """Each candidate compiled and warmed (those reached by `deadline`), then `windows` rounds in which they
+        take turns (order reversed every other round, so load drifting during the rounds hits them alike):
+        median seconds per call."""
         import statistics
 
         steps = {}
-        for name, run in runs.items():
+        for name, run in list(runs.items()):
+            if steps and time.perf_counter() > deadline:  # out of budget: the first candidate is always timed
+                del runs[name]
+                continue
             run(1)  # compile and warm up
             begin = time.perf_counter()
             run(1)
@@ -304,7 +389,7 @@ class JaxTimer:
             jax.eval_shape(lambda state, x: nnx.merge(graphdef, state)(x), state, x)
         return list(dict.fromkeys(keys))
 
-    def layer(self, key: str, phase: str, forms: Sequence[str], first: bool) -> dict[str, float]:
+    def layer(self, key: str, phase: str, forms: Sequence[str], first: bool, deadline: float) -> dict[str, float]:
         import jax
         import jax.numpy as jnp
 
@@ -331,9 +416,9 @@ class JaxTimer:
                 else:
                     fn = jax.jit(lambda x, kernel, forward=forward, dy=dy: jax.vjp(forward, x, kernel)[1](dy))
             runs[form] = _blocking(fn, (x, kernel))
-        return self._median_seconds(runs, self.window_s)
+        return self._median_seconds(runs, self.window_s, deadline)
 
-    def program(self, program: Program, phase: str, variants: dict[str, dict]) -> dict[str, float]:
+    def program(self, program: Program, phase: str, variants: dict[str, dict], deadline: float) -> dict[str, float]:
         from data.spec import PipelineSpec
         from models.conv_kernels import use_forms
         from models.inference_options import set_inference_ynnpack
@@ -341,6 +426,8 @@ class JaxTimer:
 
         runs = {}
         for name, variant in variants.items():
+            if runs and time.perf_counter() > deadline:
+                break
             set_inference_ynnpack(variant["ynnpack"])  # read when the eval step is made
             try:
                 with use_forms(variant["forms"]):
@@ -351,7 +438,7 @@ class JaxTimer:
             finally:
                 set_inference_ynnpack(False)
             runs[name] = run
-        return self._median_seconds(runs, self.program_window_s)
+        return self._median_seconds(runs, self.program_window_s, deadline)
 
 
 def _blocking(fn, args) -> Callable[[int], None]:
@@ -387,3 +474,7 @@ def describe(table: dict) -> str:
                          f" ({times or e.get('note', '')})")
         lines.append(f"program {key}: " + "; ".join(parts))
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

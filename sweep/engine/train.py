@@ -28,6 +28,7 @@ from sweep import UsageError
 from sweep.configs.io import config_to_dict
 from sweep.configs.naming import config_label, config_of
 from sweep.configs.schema import PRECISIONS, TrainConfig
+from sweep.engine import autotune
 from sweep.engine.checkpoint import RunCheckpoints
 from sweep.engine.evaluate import SplitPredictions, Weights, evaluate_splits
 from sweep.engine.outcome import ModelFacts, diverged_result, finished_result
@@ -250,6 +251,7 @@ def train_seeds(config: TrainConfig, seeds: Sequence[int], *, out_dirs: Sequence
     for seed_config, out_dir, ckpt in folders:
         write_config(config_to_dict(seed_config), out_dir, ckpt)
         seed_runs.append(SeedRun(seed_config, out_dir, RunCheckpoints(ckpt) if ckpt is not None else None))
+    autotune.activate_cached(autotune.config_program_key(config))  # this machine's measured kernel forms, if any
     try:
         run = _build_run(seed_runs, prepared, progress, mode, on_step)
         if checkpoint_at is not None:

@@ -33,11 +33,11 @@ class FakeTimer:
         self.calls.append(("layers_of", program.key))
         return [FIRST, SMALL, WIDE]
 
-    def layer(self, key, phase, forms, first):
+    def layer(self, key, phase, forms, first, deadline):
         self.calls.append(("layer", key, phase, first))
         return {form: self.costs.get((key, phase, form), 1.0) for form in forms}
 
-    def program(self, program, phase, variants):
+    def program(self, program, phase, variants, deadline):
         self.calls.append(("program", program.key, phase, tuple(variants)))
         return {name: self.program_costs.get((phase, name), 1.0) for name in variants}
 
@@ -160,7 +160,7 @@ def test_machine_signature_names_the_cpu_and_jaxlib():
 def test_the_jax_timer_times_every_candidate_of_a_layer_and_finds_a_models_layers():
     timer = autotune.JaxTimer(windows=1, window_s=0.001)
     for phase, candidates in (("train", autotune.TRAIN_CANDIDATES), ("inference", autotune.INFERENCE_CANDIDATES)):
-        seconds = timer.layer(SMALL, phase, candidates, first=False)
+        seconds = timer.layer(SMALL, phase, candidates, first=False, deadline=float("inf"))
         assert set(seconds) == set(candidates) and all(s > 0 for s in seconds.values())
     from models.registry import build_model
     import flax.nnx as nnx
