@@ -112,6 +112,19 @@ def load_table(path: Path | None = None) -> dict | None:
     return table if table.get("version") == TABLE_VERSION else None
 
 
+def nearest_table(signature: dict | None = None) -> dict | None:
+    """This machine's table; else the table of the same CPU and jaxlib measured with the core count nearest to
+    ours (SHAP after a sweep runs on all cores, its trials on fewer), or None."""
+    signature = signature or machine_signature()
+    table = load_table(table_path(signature))
+    if table is not None:
+        return table
+    same_cpu = [t for t in (load_table(p) for p in sorted(table_dir().glob("*.json"))) if t is not None
+                and {k: v for k, v in t["signature"].items() if k != "usable_cores"}
+                == {k: v for k, v in signature.items() if k != "usable_cores"}]
+    return min(same_cpu, key=lambda t: abs(t["signature"]["usable_cores"] - signature["usable_cores"]), default=None)
+
+
 def _new_table(signature: dict) -> dict:
     return {"version": TABLE_VERSION, "signature": signature, "signature_id": signature_id(signature),
             "layers": {phase: {} for phase in PHASES}, "programs": {}}
@@ -176,8 +189,8 @@ def activate(table: dict | None, program_key_: str | None = None) -> dict:
 
 
 def activate_cached(program_key_: str | None = None) -> dict:
-    """activate() with this machine's stored table, never measuring (no table yet: the built-in rules)."""
-    return activate(load_table(), program_key_)
+    """activate() with this machine's stored table (nearest_table), never measuring (none: the built-in rules)."""
+    return activate(nearest_table(), program_key_)
 
 
 # ---------------------------------------------------------------- building the table

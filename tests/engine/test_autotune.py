@@ -135,6 +135,12 @@ print("calls", len(timer.calls), "programs", len(table["programs"]))
     assert "calls 0 programs 1" in out.stdout
 
 
+def test_a_process_with_another_core_count_reads_the_nearest_table_of_its_cpu(cache):
+    autotune.ensure_table([_program()], timer=FakeTimer(), signature=SIGNATURE, log=lambda _: None)
+    assert autotune.nearest_table(dict(SIGNATURE, usable_cores=8))["signature"] == SIGNATURE
+    assert autotune.nearest_table(dict(SIGNATURE, usable_cores=8, cpu_model_number="9")) is None
+
+
 def test_activate_hands_the_choice_to_models(cache):
     from models import conv_kernels, inference_options
 
