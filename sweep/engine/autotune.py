@@ -239,7 +239,11 @@ def _tune_model(table: dict, programs: list[Program], timer: Timer, budget_s: fl
             if time.perf_counter() > layer_deadline:
                 continue  # out of budget: the built-in rule decides this shape
             candidates = TRAIN_CANDIDATES if phase == "train" else INFERENCE_CANDIDATES
-            seconds = timer.layer(key, phase, candidates, _first_conv(key), layer_deadline)
+            try:
+                seconds = timer.layer(key, phase, candidates, _first_conv(key), layer_deadline)
+            except Exception as err:  # noqa: BLE001 - a shape that cannot be timed keeps the rule
+                log(f"[autotune] {key} {phase}: not timed ({type(err).__name__}: {err}); the built-in rule decides")
+                seconds = {}
             if len(seconds) > 1:  # the budget ran out after XLA's alone: nothing compared, the rule decides
                 table["layers"][phase][key] = {"form": choose(seconds, "xla"), "seconds": seconds}
             measured.add((phase, key))
@@ -247,7 +251,6 @@ def _tune_model(table: dict, programs: list[Program], timer: Timer, budget_s: fl
         entry: dict = {"model": program.model, "layers": layers[program.key]}
         forms = forms_for(table)
         tuned_is_xla = {phase: all(forms[phase].get(k) == "xla" for k in entry["layers"]) for phase in PHASES}
-        forms = {phase: {k: forms[phase][k] for k in entry["layers"] if k in forms[phase]} for phase in PHASES}
         for phase in PHASES:
             names = [v for v in PROGRAM_VARIANTS[phase] if not (tuned_is_xla[phase] and v.startswith("xla"))]
             if time.perf_counter() > deadline:
@@ -256,7 +259,11 @@ def _tune_model(table: dict, programs: list[Program], timer: Timer, budget_s: fl
             variants = {name: {"forms": forms if name.startswith("tuned") else
                                {p: {k: "xla" for k in entry["layers"]} for p in PHASES},
                                "ynnpack": name.endswith("+ynnpack")} for name in names}
-            seconds = timer.program(program, phase, variants, deadline)
+            try:
+                seconds = timer.program(program, phase, variants, deadline)
+            except Exception as err:  # noqa: BLE001 - keep the per-layer choice
+                entry[phase] = {"forms": "tuned", "ynnpack": False, "note": f"A/B failed: {type(err).__name__}: {err}"}
+                continue
             best = choose(seconds, "tuned")
             entry[phase] = {"forms": best.split("+")[0], "ynnpack": best.endswith("+ynnpack"), "seconds": seconds}
         entry["tuned_s"] = round(time.perf_counter() - start, 1)
