@@ -144,8 +144,8 @@ def measure_model(name: str, *, image_size: int, batch_size: int, window_s: floa
             fastest = min(by_setting, key=lambda s: by_setting[s][0])
             out_peers[backend][phase] = out_peers[backend]["settings"][fastest][phase] | {
                 "jit_compile": by_setting[fastest][1]}
-            ratios[f"{phase}_vs_keras_{backend}"] = ratio_windows(samples[fastest], samples["ours"]) | {
-                "peer_setting": fastest}
+            ratios[f"{phase}_vs_keras_{backend}"] = ratio_windows(samples[fastest], samples["ours"]) | (
+                {"peer_setting": fastest} if len(peer.settings) > 1 else {})
     flops = out["train_flops_per_step"]
     if flops:
         out["train_flops_per_s"] = flops / out["train"]["seconds_per_step"]

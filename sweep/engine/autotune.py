@@ -79,9 +79,12 @@ class Timer(Protocol):
 
 # ---------------------------------------------------------------- the machine and the table's place
 
-def machine_signature() -> dict:
-    """What makes kernel timings differ between machines: the CPU and the jaxlib that compiles for it."""
+def machine_signature(cores: int | None = None) -> dict:
+    """What makes kernel timings differ between machines: the CPU and the jaxlib that compiles for it (`cores`:
+    as a process pinned to that many cores would see it)."""
     facts = runtime.cpu_facts()
+    if cores is not None:
+        facts["usable_cores"] = min(int(cores), facts["usable_cores"])
     try:
         jaxlib = metadata.version("jaxlib")
     except metadata.PackageNotFoundError:
@@ -333,6 +336,9 @@ def tune_in_subprocess(configs: Iterable, num_classes: int, cores: int, *, log: 
     if budget_s <= 0 or runtime.accelerator_visible():
         return 0
     distinct = {config_program_key(c): c for c in configs}
+    stored = load_table(table_path(machine_signature(cores)))
+    if stored is not None and all(key in stored["programs"] for key in distinct):
+        return 0  # every program tuned already: no process to start
     request = {"configs": [config_to_dict(c) for c in distinct.values()], "num_classes": num_classes,
                "cores": cores, "budget_s": budget_s}
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(runtime.REPO_ROOT),

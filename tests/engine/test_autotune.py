@@ -210,3 +210,22 @@ def test_a_model_under_chosen_forms_computes_what_xlas_conv_computes():
     for got, want in zip(jax.tree.leaves(ours), jax.tree.leaves(reference)):
         got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
         np.testing.assert_allclose(got, want, atol=1e-4 * max(1.0, np.abs(want).max()), rtol=0)
+
+
+def test_the_sweep_driver_starts_no_tuning_process_when_every_program_is_stored(cache, monkeypatch):
+    from sweep.configs.schema import TrainConfig
+    from sweep.files import write_json_atomic
+
+    config = TrainConfig(model="cnn")
+    signature = autotune.machine_signature(cores=1)
+    table = autotune._new_table(signature)
+    table["programs"][autotune.config_program_key(config)] = {"layers": [], "train": {}, "inference": {}}
+    write_json_atomic(autotune.table_path(signature), table)
+
+    def no_process(*args, **kwargs):
+        raise AssertionError("a tuning process was started")
+
+    monkeypatch.setattr(autotune.subprocess, "Popen", no_process)
+    monkeypatch.setattr(autotune.runtime, "accelerator_visible", lambda: False)
+    assert autotune.tune_in_subprocess([config, config.replace(seed=2)], 2, cores=1, budget_s=60) == 0
+    assert autotune.tune_in_subprocess([config], 2, cores=1, budget_s=0) == 0  # off: nothing either
