@@ -32,12 +32,13 @@ ENV = "FUSION_SWEEP_AUTOTUNE"  # "0"/"off": never measure (a stored table is sti
 BUDGET_S = 60.0  # per model: the per-layer timings and the program A/B together
 LAYER_SHARE = 0.5  # of a model's budget the per-layer stage may use; the program A/B gets the rest
 MARGIN = 0.03  # a candidate replaces the baseline only when faster by more than this share (window noise)
-TRAIN_CANDIDATES = ("xla", "im2col", "xla/xla/im2col_per_image", "xla/xla/im2col", "xla/im2col/im2col",
-                    "im2col/xla/xla")
+# XLA's conv first (the baseline, always timed), then the forms of models/conv_kernels.py that can win: the conv
+# as one matmul (autodiff derives both gradients), and XLA's forward with a matmul weight gradient (per image or
+# batched) or with both gradients as matmuls. The other plans of conv_kernels.FORMS mix the same parts.
+TRAIN_CANDIDATES = ("xla", "im2col", "xla/xla/im2col_per_image", "xla/xla/im2col", "xla/im2col/im2col")
 INFERENCE_CANDIDATES = ("xla", "im2col")
 PHASES = ("train", "inference")
-PROGRAM_VARIANTS = {"train": ("tuned", "xla"),
-                    "inference": ("tuned", "xla", "tuned+ynnpack", "xla+ynnpack")}
+PROGRAM_VARIANTS = {"train": ("tuned", "xla"), "inference": ("tuned", "xla", "tuned+ynnpack")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +67,7 @@ class Timer(Protocol):
     """What measures (injectable, so the selection logic is testable without timing anything)."""
 
     def layers_of(self, program: Program) -> list[str]:
-        """The conv layer keys of the program's model, in order."""
+        """The conv layer keys of the program's model, one per conv layer in order (a repeated shape repeats)."""
 
     def layer(self, key: str, phase: str, forms: Sequence[str], first: bool, deadline: float) -> dict[str, float]:
         """Seconds per call of each form of this conv layer shape in `phase` (first: no input gradient); forms
@@ -144,6 +145,18 @@ def choose(seconds: dict[str, float], baseline: str, margin: float = MARGIN) -> 
     if baseline in measured and measured[best] >= measured[baseline] * (1.0 - margin):
         return baseline
     return best
+
+
+def _flops(key: str) -> float:
+    """Multiply-adds x 2 of one forward call of the conv layer `key`."""
+    from models.conv_kernels import output_size, parse_layer_key
+
+    spec = parse_layer_key(key)
+    batch, height, width, channels = spec["x_shape"]
+    k_h, k_w, _, features = spec["kernel_shape"]
+    out_h = output_size(height, k_h, spec["stride"], spec["padding"])
+    out_w = output_size(width, k_w, spec["stride"], spec["padding"])
+    return 2.0 * batch * out_h * out_w * k_h * k_w * channels * features
 
 
 def _first_conv(key: str) -> bool:
@@ -232,7 +245,12 @@ def _tune_model(table: dict, programs: list[Program], timer: Timer, budget_s: fl
     layer_deadline = start + budget_s * LAYER_SHARE
     model = programs[0].model
     layers = {p.key: timer.layers_of(p) for p in programs}
-    keys = list(dict.fromkeys(k for ks in layers.values() for k in ks))
+    # the costliest shapes first (FLOPs x how often the programs run them): the budget goes where time goes
+    cost: dict[str, float] = {}
+    for ks in layers.values():
+        for k in ks:
+            cost[k] = cost.get(k, 0.0) + _flops(k)
+    keys = sorted(cost, key=cost.get, reverse=True)
     log(f"[autotune] {model}: {len(keys)} conv layer shapes x 2 phases, then {len(programs)} program(s) A/B "
         f"(<= {budget_s:.0f} s, once per machine)")
     for key in keys:
@@ -251,7 +269,7 @@ def _tune_model(table: dict, programs: list[Program], timer: Timer, budget_s: fl
                 table["layers"][phase][key] = {"form": choose(seconds, "xla"), "seconds": seconds}
             measured.add((phase, key))
     for program in programs:
-        entry: dict = {"model": program.model, "layers": layers[program.key]}
+        entry: dict = {"model": program.model, "layers": list(dict.fromkeys(layers[program.key]))}
         forms = forms_for(table)
         tuned_is_xla = {phase: all(forms[phase].get(k) == "xla" for k in entry["layers"]) for phase in PHASES}
         for phase in PHASES:
@@ -413,7 +431,7 @@ class JaxTimer:
                                  jnp.float32)
         with recording_layers() as keys:
             jax.eval_shape(lambda state, x: nnx.merge(graphdef, state)(x), state, x)
-        return list(dict.fromkeys(keys))
+        return list(keys)
 
     def layer(self, key: str, phase: str, forms: Sequence[str], first: bool, deadline: float) -> dict[str, float]:
         import jax

@@ -118,6 +118,13 @@ def test_rebuild_measures_again(cache):
     assert sum(call[0] == "layer" for call in timer.calls[measured:]) == 6
 
 
+def test_the_costliest_layer_shapes_are_timed_first():
+    timer = FakeTimer()
+    autotune.ensure_table([_program()], timer=timer, signature=SIGNATURE, log=lambda _: None)
+    order = list(dict.fromkeys(call[1] for call in timer.calls if call[0] == "layer"))
+    assert order == [SMALL, FIRST, WIDE]  # 2x4x4x9x8x8 > 2x8x8x9x3x4 > 2x4x4x8x16 multiply-adds
+
+
 def test_a_second_process_reuses_the_table_without_measuring(cache):
     autotune.ensure_table([_program()], timer=FakeTimer(), signature=SIGNATURE, log=lambda _: None)
     script = f"""
