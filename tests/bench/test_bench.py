@@ -242,3 +242,26 @@ def test_checkpoint_traffic_of_a_sweep_trial_is_at_most_three_states_per_checkpo
     (row,) = result["models"]
     assert row["state_bytes"] == row["weights_bytes"] + row["optimizer_bytes"] > 0
     assert 1.0 <= row["states_per_checkpoint"] <= 3.0, row
+
+
+def test_bench_autotune_rebuilds_the_table_for_the_bench_programs_and_prints_it(monkeypatch, capsys):
+    from sweep.cli import main
+    from sweep.engine import autotune
+
+    seen = {}
+    signature = {"cpu_vendor": "V", "cpu_family": "1", "cpu_model_number": "2", "cpu_stepping": "3",
+                 "isa_flags": ["avx2"], "usable_cores": 2, "jaxlib": "x"}
+
+    def fake_ensure(programs, *, budget_s, rebuild, log):
+        seen.update(keys=[p.key for p in programs], rebuild=rebuild, budget_s=budget_s)
+        table = autotune._new_table(signature)
+        table["layers"]["train"]["b2_8x8x4_k3x3x4x4_s1_SAME_float32"] = {"form": "im2col", "seconds": {"xla": 2e-3,
+                                                                                                       "im2col": 1e-3}}
+        return table
+
+    monkeypatch.setattr(autotune, "ensure_table", fake_ensure)
+    monkeypatch.delenv("FUSION_SWEEP_AUTOTUNE", raising=False)
+    assert main(["bench", "--autotune", "--models", "cnn", "--sizes", "32,48", "--batch-sizes", "2"]) == 0
+    assert seen == {"keys": ["cnn@32px_b2_float32", "cnn@48px_b2_float32"], "rebuild": True, "budget_s": 60.0}
+    out = capsys.readouterr().out
+    assert "b2_8x8x4_k3x3x4x4_s1_SAME_float32" in out and "im2col" in out and "family 1 model 2" in out
