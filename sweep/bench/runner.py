@@ -166,7 +166,7 @@ def _autotune(options: BenchOptions, log) -> dict:
 
 def _activate(options: BenchOptions, name: str, size: int, batch: int) -> None:
     """Hand the stored autotune choice for this program to models/ (CPU; the built-in rules without a table)."""
-    if options.device == "gpu" or "autotune" in options.skip:
+    if options.device == "gpu":
         return
     from sweep.engine import autotune
 
