@@ -7,7 +7,7 @@ import flax.nnx as nnx
 import jax
 import jax.numpy as jnp
 
-from models.conv_kernels import conv2d, form_for
+from models.conv_kernels import conv2d, form_for, layer_key
 from models.cuts import WEIGHTED_KINDS, Layer
 
 
@@ -52,12 +52,14 @@ def build_layers(owner: nnx.Module, layers: Sequence[Layer], shapes, channels: i
 
 
 def apply_conv(conv: nnx.Conv, x: jax.Array, layer: Layer) -> jax.Array:
-    """conv(x) in the form models.conv_kernels picks for this layer's shape and backend (the same params)."""
-    form = form_for(x.shape[1], layer.kernel, layer.stride, layer.padding)
-    if form == "xla":
-        return conv(x)
+    """conv(x) in the form models.conv_kernels picks for this layer's shape and backend (the same params): the
+    caller's chosen form for this shape (conv_kernels.use_forms), else the CPU rule."""
     kernel = conv.kernel[...]
     dtype = conv.dtype or jnp.result_type(x, kernel)
+    key = layer_key(x.shape, kernel.shape, layer.stride, layer.padding, dtype)
+    form = form_for(x.shape[1], layer.kernel, layer.stride, layer.padding, key=key)
+    if form == "xla":
+        return conv(x)
     y = conv2d(x.astype(dtype), kernel.astype(dtype), stride=layer.stride, padding=layer.padding, form=form)
     return y + conv.bias[...].astype(dtype) if conv.bias is not None else y
 

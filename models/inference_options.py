@@ -7,6 +7,8 @@ of 7 interleaved windows, one process, both cores). YNNPACK's matmul is no bette
 either (a batch of 32 through ResNet50V2's 8192 -> 2048 Dense: 31 ms with it, 16 ms without). Training steps keep
 the default: without YNNPACK the seed's fusion trains 28 -> 21 images/s and ResNet50V2 ~30 -> ~20. So the option is
 set per program (`jax.jit(..., compiler_options=inference_compiler_options())`), never for the whole process.
+Those figures are one CPU's: the caller that measured this machine (sweep/engine/autotune.py) says with
+`set_inference_ynnpack(True)` when inference programs run faster with YNNPACK left on.
 """
 from __future__ import annotations
 
@@ -15,10 +17,23 @@ import os
 
 YNN_FUSION_TYPE = "xla_cpu_experimental_ynn_fusion_type"
 INFERENCE_CPU_OPTIONS = {YNN_FUSION_TYPE: ""}  # no kind of op goes to YNNPACK
+_keep_ynnpack = False
+
+
+def set_inference_ynnpack(keep: bool) -> None:
+    """keep=True: inference programs compiled from now on keep JAX's default (YNNPACK fusions on)."""
+    global _keep_ynnpack
+    _keep_ynnpack = bool(keep)
+
+
+def inference_compiler_options() -> dict[str, str]:
+    """The options an inference program compiles with: {} when the caller chose YNNPACK on (set_inference_ynnpack),
+    else without_ynnpack_options()."""
+    return {} if _keep_ynnpack else without_ynnpack_options()
 
 
 @functools.cache
-def inference_compiler_options() -> dict[str, str]:
+def without_ynnpack_options() -> dict[str, str]:
     """INFERENCE_CPU_OPTIONS when JAX computes on CPU and this jaxlib knows the option; else {} (GPU, a jaxlib
     that renamed it, or a user who set the option in XLA_FLAGS: theirs wins)."""
     import jax
@@ -31,3 +46,6 @@ def inference_compiler_options() -> dict[str, str]:
     except Exception:  # an unknown option name or value: compile as JAX would by default
         return {}
     return dict(INFERENCE_CPU_OPTIONS)
+
+
+inference_compiler_options.cache_clear = without_ynnpack_options.cache_clear  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from models.cuts import KERAS_TYPES, check_image, check_num_classes, cumulative_params, infer_shapes
 from models.graphs import cnn_graph, resnet50v2_graph
+from models.conv_kernels import in_phase
 from models.inference_options import inference_compiler_options
 from models.registry import build_model
 from models.spec import FusionSpec
@@ -86,7 +87,7 @@ def forward_flops(model: nnx.Module, batch_shape: tuple[int, ...]) -> float:
 def latency_ms(model: nnx.Module, batch_shape: tuple[int, ...], repeats: int = 20, warmup: int = 2) -> float:
     """Median wall time in ms of one jitted inference forward (after compiling and `warmup` runs)."""
     forward, state = _eval_forward(model)
-    run = jax.jit(forward, compiler_options=inference_compiler_options())
+    run = jax.jit(in_phase("inference", forward), compiler_options=inference_compiler_options())
     x = jnp.zeros(batch_shape, jnp.float32)
     for _ in range(max(1, warmup)):
         jax.block_until_ready(run(state, x))

@@ -71,18 +71,50 @@ def enable_compilation_cache(cache_dir: str | os.PathLike | None = None) -> Path
 
 # ---------------------------------------------------------------- facts recorded beside results
 
+# The instruction-set extensions that decide which kernels are fast (x86 flags and ARM features as /proc/cpuinfo
+# names them): two CPUs sold under one name ("AMD EPYC") differ here.
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl",
+             "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx512vbmi", "avx_vnni", "amx_tile", "amx_bf16",
+             "amx_int8", "asimd", "asimddp", "sve", "sve2", "bf16", "i8mm")
+_CPUINFO_FIELDS = {"vendor_id": "cpu_vendor", "cpu family": "cpu_family", "model": "cpu_model_number",
+                   "stepping": "cpu_stepping", "model name": "cpu_model", "CPU implementer": "cpu_vendor",
+                   "CPU architecture": "cpu_family", "CPU part": "cpu_model_number", "CPU revision": "cpu_stepping"}
+
+
+def cpu_facts(cpuinfo: str | None = None) -> dict:
+    """The CPU as /proc/cpuinfo's first processor gives it: vendor, family, model number, stepping, model name,
+    the ISA_FLAGS it has, and the cores this process may use; no JAX needed."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    facts: dict = {"cpu_vendor": None, "cpu_family": None, "cpu_model_number": None, "cpu_stepping": None,
+                   "cpu_model": platform.processor() or None}
+    flags: set[str] = set()
+    for line in cpuinfo.split("\n\n")[0].splitlines():
+        name, _, value = (part.strip() for part in line.partition(":"))
+        if name in _CPUINFO_FIELDS:
+            facts[_CPUINFO_FIELDS[name]] = value
+        elif name in ("flags", "Features"):
+            flags |= set(value.split())
+    facts["isa_flags"] = [flag for flag in ISA_FLAGS if flag in flags]
+    facts["avx512"] = "avx512f" in flags
+    facts["usable_cores"] = len(os.sched_getaffinity(0))
+    return facts
+
+
 def hardware() -> dict:
-    """CPU model, cores (all and usable by this process), memory, OS; no JAX needed."""
+    """CPU (cpu_facts), cores (all and usable by this process), memory, OS; no JAX needed."""
     info = {"machine": platform.machine(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "usable_cores": len(os.sched_getaffinity(0))}
-    for path, key, parse in (("/proc/cpuinfo", "model name", lambda v: v),
-                             ("/proc/meminfo", "MemTotal", lambda v: round(int(v.split()[0]) / 2**20, 1))):
+            **cpu_facts()}
+    for path, key, parse in (("/proc/meminfo", "MemTotal", lambda v: round(int(v.split()[0]) / 2**20, 1)),):
         try:
             line = next((line for line in Path(path).read_text().splitlines() if line.startswith(key)), None)
         except OSError:
             continue
         if line is not None:
-            info["cpu_model" if key == "model name" else "memory_gib"] = parse(line.split(":", 1)[1].strip())
+            info["memory_gib"] = parse(line.split(":", 1)[1].strip())
     return info
 
 

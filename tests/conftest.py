@@ -27,6 +27,7 @@ def _isolated_cache(tmp_path_factory):
     """Keep prepared datasets and compile caches of the test run out of the user's real cache."""
     if "FUSION_SWEEP_CACHE" not in os.environ:
         os.environ["FUSION_SWEEP_CACHE"] = str(tmp_path_factory.mktemp("fusion-sweep-cache"))
+    os.environ.setdefault("FUSION_SWEEP_AUTOTUNE", "off")  # train and run measure no kernels (tests/engine/test_autotune)
     yield
 
 

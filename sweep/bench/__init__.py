@@ -4,6 +4,7 @@ from __future__ import annotations
 from sweep.bench.flags import fast_cpu_flags
 
 # the sections of a bench run, in order (`--skip` names them; checked before the runner loads JAX)
-SECTIONS = ("steps", "conv_layers", "compile", "pipeline", "shap", "ray", "seeds", "checkpoints", "flops")
+SECTIONS = ("steps", "conv_layers", "compile", "pipeline", "shap", "ray", "seeds", "checkpoints", "flops",
+            "autotune")
 
 __all__ = ["SECTIONS", "fast_cpu_flags"]

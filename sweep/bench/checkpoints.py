@@ -46,7 +46,7 @@ def state_bytes(train_config, num_classes: int, image_size: int) -> dict:
     import jax
 
     from sweep.engine.steps import init_state, make_optimizer, split_model
-    from sweep.engine.train import init_model
+    from sweep.engine.model_init import init_model
 
     model = init_model(train_config, num_classes, image_size)
     _, params, rest = split_model(model, train=True)

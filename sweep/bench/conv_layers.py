@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from models.conv_kernels import conv2d, form_for, output_size
+from models.conv_kernels import conv2d, form_for, layer_key, output_size, program_phase
 from models.cuts import infer_shapes
 from models.graphs import cnn_graph, resnet50v2_graph
 from models.inference_options import inference_compiler_options
@@ -85,11 +85,19 @@ def _one_call_s(run) -> float:
 def time_layer(spec: dict, batch_size: int, *, windows: int, window_s: float, peer=None, peer_layer=None,
                peer_step_s=None) -> dict:
     """One conv layer: per phase, ours / XLA / TensorFlow per-call milliseconds (median, spread) and ratios."""
-    form = form_for(spec["size"], spec["kernel"], spec["stride"], spec["padding"])
-    runs = {"ours": _functions(spec, batch_size, form)}
-    if form != "xla":
+    key = layer_key((batch_size, spec["size"], spec["size"], spec["channels"]),
+                    (spec["kernel"], spec["kernel"], spec["channels"], spec["features"]), spec["stride"],
+                    spec["padding"], jnp.float32)
+    forms = {}
+    for phase, program in (("fwd", "inference"), ("grad", "train")):  # the autotuned choice, else the rule
+        with program_phase(program):
+            forms[phase] = form_for(spec["size"], spec["kernel"], spec["stride"], spec["padding"], key=key)
+    ours = {phase: _functions(spec, batch_size, form)[phase] for phase, form in forms.items()}
+    runs = {"ours": ours}
+    if set(forms.values()) != {"xla"}:
         runs["xla"] = _functions(spec, batch_size, "xla")
-    row = {"shape": _label(spec), "layers": spec["layers"], "count": len(spec["layers"]), "form": form}
+    row = {"shape": _label(spec), "layers": spec["layers"], "count": len(spec["layers"]), "form": forms["grad"],
+           "inference_form": forms["fwd"]}
     for i, phase in enumerate(PHASES):
         candidates = {name: local_window(fns[phase], steps_for(_one_call_s(fns[phase]), window_s))
                       for name, fns in runs.items()}

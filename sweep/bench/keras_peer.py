@@ -69,28 +69,37 @@ def _timed(fn, steps: int) -> dict:
 
 
 class Session:
-    """What the server holds between requests: one model (train and eval functions) and some conv layers."""
+    """What the server holds between requests: one model per jit_compile setting (train and eval functions) and
+    some conv layers."""
 
     def __init__(self):
+        self.variants: dict = {}  # jit_compile setting ("default", "false", "true") -> {"train": fn, "eval": fn}
         self.phases: dict = {}
         self.convs: list = []
 
-    def model(self, name: str, image_size: int, batch_size: int) -> dict:
-        """Build and compile (first call) one of the seed's models; time one step of each phase."""
+    def model(self, name: str, image_size: int, batch_size: int, jit_compile=None, keep: bool = False) -> dict:
+        """Build and compile (first call) one of the seed's models, with Keras' default jit_compile (None) or the
+        given one; time one step of each phase. keep=True keeps the models built before (another jit_compile
+        setting of the same model, timed in turn)."""
         import keras
         import numpy as np
 
+        if not keep:
+            self.variants = {}
         self.phases = {}
         keras.utils.set_random_seed(0)
         model = build(name, image_size)
+        options = {} if jit_compile is None else {"jit_compile": bool(jit_compile)}
         model.compile(optimizer=keras.optimizers.RMSprop(1e-4, rho=0.9, epsilon=1e-7),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"], **options)
         rng = np.random.default_rng(0)
         x = rng.random((batch_size, image_size, image_size, 3), dtype=np.float32)
         y = rng.integers(0, 2, batch_size).astype(np.int32)
         self.phases = {"train": lambda: model.train_on_batch(x, y), "eval": lambda: model.predict_on_batch(x)}
+        self.variants[_variant(jit_compile)] = self.phases
         out = {"model": name, "image_size": image_size, "batch_size": batch_size, "params": int(model.count_params()),
-               "jit_compile": str(getattr(model, "jit_compile", None))}
+               "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+               "jit_compile": str(getattr(model, "jit_compile", None)), "jit_compile_asked": jit_compile}
         for phase in self.phases:
             out[f"{phase}_first_call_s"] = _timed(self.phases[phase], 1)["wall_s"]
             out[f"{phase}_step_s"] = _timed(self.phases[phase], 1)["wall_s"]
@@ -121,11 +130,16 @@ class Session:
             steps.append([self.window(phase, 1, i)["wall_s"] for phase in ("fwd", "grad")])
         return {"layers": len(self.convs), "step_s": steps}
 
-    def window(self, phase: str, steps: int, layer: int | None = None) -> dict:
+    def window(self, phase: str, steps: int, layer: int | None = None, jit_compile="last") -> dict:
         if layer is None:
-            return _timed(self.phases[phase], steps)
+            phases = self.phases if jit_compile == "last" else self.variants[_variant(jit_compile)]
+            return _timed(phases[phase], steps)
         conv = self.convs[layer]
         return _timed((lambda: conv["fwd"](conv["x"])) if phase == "fwd" else conv["grad"], steps)
+
+
+def _variant(jit_compile) -> str:
+    return "default" if jit_compile is None else str(bool(jit_compile)).lower()
 
 
 def _conv_grad(conv, x, dy, input_grad: bool):
@@ -158,14 +172,17 @@ def versions() -> dict:
 
 def serve(stdin=sys.stdin, stdout=sys.stdout) -> int:
     """Answer one JSON request per line with one JSON line: {"cmd": "hello"} (versions), "model" (name,
-    image_size, batch_size), "conv_layers" (layers, batch_size), "window" (phase: train|eval|fwd|grad, steps,
-    layer for fwd/grad), "quit". An exception becomes {"error": ...}."""
+    image_size, batch_size, jit_compile: null|false|true, keep), "conv_layers" (layers, batch_size), "window"
+    (phase: train|eval|fwd|grad, steps, layer for fwd/grad, jit_compile of the model to time), "quit". An
+    exception becomes {"error": ...}."""
     session = Session()
     handlers = {
         "hello": lambda r: {"backend": os.environ.get("KERAS_BACKEND", "tensorflow"), "versions": versions()},
-        "model": lambda r: session.model(r["model"], int(r["image_size"]), int(r["batch_size"])),
+        "model": lambda r: session.model(r["model"], int(r["image_size"]), int(r["batch_size"]),
+                                         r.get("jit_compile"), bool(r.get("keep", False))),
         "conv_layers": lambda r: session.conv_layers(r["layers"], int(r["batch_size"])),
-        "window": lambda r: session.window(r["phase"], int(r["steps"]), r.get("layer")),
+        "window": lambda r: session.window(r["phase"], int(r["steps"]), r.get("layer"),
+                                           r.get("jit_compile", "last")),
     }
     for line in stdin:
         request = json.loads(line)

@@ -17,6 +17,15 @@ PEER_SCRIPT = Path(__file__).with_name("keras_peer.py")  # a standalone script: 
 # TensorFlow lives in its own venv: installing it into .venv would change how tensorflow-datasets behaves.
 DEFAULT_TF_VENV = REPO_ROOT / ".venv-peer-tf"
 BACKENDS = ("jax", "tensorflow")
+# The jit_compile settings each backend's models are timed with: TensorFlow's default on CPU is False (graph mode
+# with oneDNN), True compiles with XLA; which is faster depends on the model and the CPU, so both run and each
+# figure compares with the faster. Keras on JAX always compiles with XLA (None: its default).
+JIT_SETTINGS = {"jax": (None,), "tensorflow": (False, True)}
+
+
+def setting_name(backend: str, jit_compile) -> str:
+    """'jax', 'tensorflow_jit_false', 'tensorflow_jit_true': a candidate's name in the bench's figures."""
+    return backend if jit_compile is None else f"{backend}_jit_{str(bool(jit_compile)).lower()}"
 
 
 class PeerError(RuntimeError):
@@ -50,7 +59,8 @@ class KerasPeer:
         self._proc = subprocess.Popen([python, str(PEER_SCRIPT), "--serve"], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env, cwd="/")
         self.hello = self.ask(cmd="hello")
-        self.model_info: dict = {}
+        self.model_info: dict = {}  # per jit_compile setting of the prepared model
+        self.settings = JIT_SETTINGS[backend]
 
     def ask(self, **request) -> dict:
         """Send one request, wait for its one-line JSON answer."""
@@ -72,16 +82,24 @@ class KerasPeer:
         return reply
 
     def prepare_model(self, name: str, image_size: int, batch_size: int) -> dict:
-        self.model_info = self.ask(cmd="model", model=name, image_size=image_size, batch_size=batch_size)
+        """Build the model once per jit_compile setting; {setting: the peer's facts (params, first-call s...)}."""
+        self.model_info = {}
+        for i, jit_compile in enumerate(self.settings):
+            self.model_info[jit_compile] = self.ask(cmd="model", model=name, image_size=image_size,
+                                                    batch_size=batch_size, jit_compile=jit_compile, keep=i > 0)
         return self.model_info
 
-    def window(self, phase: str, window_s: float, layer: int | None = None, step_s: float | None = None) -> Window:
-        """A timed window of the prepared model's `phase` (train|eval) or conv `layer`'s (fwd|grad), measured
-        inside the peer process; the number of steps fills about `window_s` seconds."""
-        steps = steps_for(step_s if step_s is not None else self.model_info[f"{phase}_step_s"], window_s)
+    def window(self, phase: str, window_s: float, layer: int | None = None, step_s: float | None = None,
+               jit_compile=None) -> Window:
+        """A timed window of the prepared model's `phase` (train|eval) with this jit_compile setting, or conv
+        `layer`'s (fwd|grad), measured inside the peer process; the number of steps fills about `window_s`."""
+        steps = steps_for(step_s if step_s is not None else self.model_info[jit_compile][f"{phase}_step_s"], window_s)
+        request = {"cmd": "window", "phase": phase, "steps": steps, "layer": layer}
+        if layer is None:
+            request["jit_compile"] = jit_compile
 
         def run() -> tuple[float, float]:
-            reply = self.ask(cmd="window", phase=phase, steps=steps, layer=layer)
+            reply = self.ask(**request)
             return reply["wall_s"], reply["cpu_s"]
 
         return run

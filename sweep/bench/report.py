@@ -78,8 +78,15 @@ def table(result: dict, epoch_images: int = 15_500) -> str:
         lines.append(f"{label}: {text}")
     spreads = result.get("ratio_spread", {})
     for key, ratio in result.get("ratios", {}).items():
-        if "px_b" not in key:
-            lines.append(f"{key}: {ratio:.2f}x" + _spread_text(spreads.get(key)))
+        setting = (spreads.get(key) or {}).get("peer_setting")
+        lines.append(f"{key}: {ratio:.2f}x" + (f" (vs {setting})" if setting else "") + _spread_text(spreads.get(key)))
+    for error in result.get("peer_errors", []):
+        lines.append(f"PEER ERROR, no figure: {error}")
+    tuned = result.get("autotune", {})
+    if tuned.get("signature_id"):
+        lines.append(f"autotune table {tuned['signature_id']}: " + "; ".join(
+            f"{key} train {c['train']['forms']}, inference {c['inference']['forms']}"
+            f"{' +YNNPACK' if c['inference'].get('ynnpack') else ''}" for key, c in tuned.get("programs", {}).items()))
     for model, entry in result.get("conv_layers", {}).get("models", {}).items():
         for phase, totals in entry["totals"].items():
             times = ", ".join(f"{k[:-3]} {v:.1f}" for k, v in totals.items() if k.endswith("_ms"))

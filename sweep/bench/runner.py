@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import re
 import time
 import traceback
 from typing import Callable
@@ -13,11 +14,10 @@ import jax
 
 from models.registry import MODEL_NAMES
 from sweep import runtime
-from sweep.bench import SECTIONS, peak, report, steps
+from sweep.bench import peak, report, steps
 
 DEVICES = ("cpu", "gpu")
 PEERS = ("keras",)
-# what --skip may leave out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +43,7 @@ class BenchOptions:
     pipeline_seconds: float = 5.0
     pipeline_images: int = 2000  # synthetic images the pipeline section streams (prepared once per size)
     peak_n: int | None = None  # matmul size for the peak (default 2048 on CPU, 4096 on GPU)
+    autotune_budget_s: float | None = None  # per model; None: $FUSION_SWEEP_AUTOTUNE or 60 s
     skip: tuple[str, ...] = ()  # any of SECTIONS ("steps": the per-model train/eval timings)
 
     @staticmethod
@@ -53,7 +54,7 @@ class BenchOptions:
         if device == "gpu":
             base.update(sizes=(256,), batch_sizes=(128, 32))
         if quick:
-            base.update(sizes=base.get("sizes", (64,))[:1] if device == "gpu" else (64,),
+            base.update(sizes=base.get("sizes", (64,))[:1] if device == "gpu" else (64, 128),
                         batch_sizes=base.get("batch_sizes", (32,))[:1] if device == "gpu" else (32,),
                         windows=3, window_s=1.0, conv_window_s=0.25, pipeline_seconds=2.0, pipeline_images=500,
                         peer_models=("resnet50v2",), compile_model="cnn", skip=("flops", "checkpoints"))
@@ -89,6 +90,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
         "timing": "per figure: median of interleaved windows (candidates take turns), with min/max/quartiles",
         "hardware": report.hardware(), "versions": runtime.versions(), "models": [],
     }
+    result["hardware"].update(jaxlib=result["versions"].get("jaxlib"), git_commit=runtime.git_commit())
 
     def save() -> None:
         result["targets"] = targets(result)
@@ -104,10 +106,18 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
     # The best window: on a shared box the median peak drops with other processes' load, and a model measured in
     # a quieter moment would then appear to beat the machine.
     result["peak"]["fraction_basis"] = "best_flops_per_s"
-    _first_size_with_peers(options, result, save, log)
+    if result["peak"].get("best_flops_per_s"):
+        result["hardware"]["matmul_peak_gflops"] = round(result["peak"]["best_flops_per_s"] / 1e9, 1)
+    if not gpu and "autotune" not in options.skip:
+        result["autotune"] = run_section("autotune", lambda: _autotune(options, log), log)
+        save()
+    _sizes_with_peers(options, result, save, log)
     _overheads(options, result, save, log)
-    for size in options.sizes[1:] if "steps" not in options.skip else ():
-        _measure_size(options, size, result, {}, save, log)
+    if options.peer is None:
+        for size in options.sizes[1:] if "steps" not in options.skip else ():
+            _measure_size(options, size, result, {}, save, log)
+    result["train_fraction_of_peak"] = {f"{r['model']}_{r['image_size']}px_b{r['batch_size']}":
+                                        r.get("train_fraction_of_peak") for r in result["models"] if "error" not in r}
     result["complete"] = True
     result["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     save()
@@ -126,9 +136,45 @@ def _precision(options: BenchOptions) -> str:
     return "bfloat16" if options.device == "gpu" else "float32"
 
 
-def _first_size_with_peers(options: BenchOptions, result: dict, save, log) -> None:
+def bench_programs(options: BenchOptions) -> list:
+    """The autotune programs of the bench: every model at every size and batch size it times."""
+    from sweep.bench.steps import build_bench_model
+    from sweep.engine.autotune import Program
+
+    return [Program(model=name, label=name, image_size=size, batch_size=batch, precision=_precision(options),
+                    build=lambda name=name, size=size: build_bench_model(name, size, precision=_precision(options)))
+            for name in options.models for size in options.sizes for batch in options.batch_sizes]
+
+
+def _autotune(options: BenchOptions, log) -> dict:
+    """This machine's table for the bench's programs (measured now only where missing), and what it chose."""
+    from sweep.engine import autotune
+
+    budget = autotune.env_budget() if options.autotune_budget_s is None else options.autotune_budget_s
+    programs = bench_programs(options)
+    table = autotune.ensure_table(programs, budget_s=budget, log=log) if budget > 0 else autotune.load_table()
+    if table is None:
+        return {"table": None, "note": "autotune off and no stored table: the built-in conv rules"}
+    chosen = {p.key: {phase: {k: v for k, v in table["programs"][p.key][phase].items() if k != "seconds"}
+                      for phase in autotune.PHASES} for p in programs if p.key in table["programs"]}
+    return {"table": str(autotune.table_path(table["signature"])), "signature_id": table["signature_id"],
+            "signature": table["signature"], "budget_s_per_model": budget, "programs": chosen,
+            "layers": {phase: {k: e["form"] for k, e in table["layers"][phase].items()} for phase in autotune.PHASES}}
+
+
+def _activate(options: BenchOptions, name: str, size: int, batch: int) -> None:
+    """Hand the stored autotune choice for this program to models/ (CPU; the built-in rules without a table)."""
+    if options.device == "gpu":
+        return
+    from sweep.engine import autotune
+
+    autotune.activate_cached(autotune.program_key(name, size, batch, _precision(options)))
+
+
+def _sizes_with_peers(options: BenchOptions, result: dict, save, log) -> None:
     """The models at the first size and (on CPU) the conv layers, the Keras peers (if asked for) serving their
-    windows in turn with ours; the peers are closed whatever happens."""
+    windows in turn with ours; with a peer, the larger sizes too (TensorFlow's alone: the ratios the targets
+    read); the peers are closed whatever happens."""
     peers, skipped = {}, {}
     if options.peer == "keras":
         from sweep.bench import peer
@@ -137,6 +183,9 @@ def _first_size_with_peers(options: BenchOptions, result: dict, save, log) -> No
     try:
         if "steps" not in options.skip:
             _measure_size(options, options.sizes[0], result, peers, save, log)
+            tensorflow = {b: p for b, p in peers.items() if b == "tensorflow"}
+            for size in options.sizes[1:] if options.peer == "keras" else ():
+                _measure_size(options, size, result, tensorflow, save, log)
         if options.peer == "keras":
             _collect_peers(result, peers, skipped)
             save()
@@ -158,6 +207,7 @@ def _measure_size(options: BenchOptions, size: int, result: dict, peers: dict, s
     peak_flops = result["peak"].get("best_flops_per_s") or result["peak"].get("flops_per_s")
     for batch in options.batch_sizes:
         for name in options.models:
+            _activate(options, name, size, batch)
             mine = {b: p for b, p in peers.items() if name in options.peer_models and batch == options.batch_sizes[0]}
             row = run_section(f"{name} {size}px batch {batch}" + (f" with keras {', '.join(mine)}" if mine else ""),
                               lambda: steps.measure_model(
@@ -174,19 +224,27 @@ def _measure_size(options: BenchOptions, size: int, result: dict, peers: dict, s
 
 def _collect_peers(result: dict, peers: dict, skipped: dict) -> None:
     """Move each row's peer figures into result["peers"] and its per-window ratios into result["ratios"]
-    ('<model>_<phase>_vs_keras_<backend>': median, as before) and result["ratio_spread"] (all windows)."""
+    ('<model>_<phase>_vs_keras_<backend>_<size>px_b<batch>' for every row; '<model>_<phase>_vs_keras_<backend>',
+    the headline, from the first size measured) and result["ratio_spread"] (all windows). A peer row that
+    failed (e.g. another trainable-parameter count) is listed in result["peer_errors"]."""
     result["peers"] = dict(skipped)
     for backend, peer in peers.items():
         result["peers"][f"keras_{backend}"] = {"python": peer.python, **peer.hello, "results": []}
-    ratios, spreads = {}, {}
+    ratios, spreads, errors = {}, {}, []
     for row in result["models"]:
         for backend, figures in row.pop("peers", {}).items():
             result["peers"][f"keras_{backend}"]["results"].append(figures)
+            if "error" in figures:
+                errors.append(f"{row['model']} {row['image_size']}px keras {backend}: {figures['error']}")
         for key, ratio in row.pop("peer_ratios", {}).items():
             name = f"{row['model']}_{key}"
-            ratios[name], spreads[name] = ratio["ratio"], ratio
-            ratios[f"{name}_{row['image_size']}px_b{row['batch_size']}"] = ratio["ratio"]
+            if name not in ratios:  # the headline: the first size (rows come in the order measured)
+                ratios[name], spreads[name] = ratio["ratio"], ratio
+            sized = f"{name}_{row['image_size']}px_b{row['batch_size']}"
+            ratios[sized], spreads[sized] = ratio["ratio"], ratio
     result["ratios"], result["ratio_spread"] = ratios, spreads
+    if errors:
+        result["peer_errors"] = errors
 
 
 def _overheads(options: BenchOptions, result: dict, save, log) -> None:
@@ -236,6 +294,7 @@ def _cpu_overheads(options: BenchOptions, result: dict, save, log) -> None:
     if "shap" not in options.skip:
         from sweep.bench.explain_cost import shap_cost
 
+        _activate(options, "cnn", size0, batch0)
         result["shap"] = run_section("shap overhead", lambda: shap_cost(
             "cnn", size0, images=options.shap_images, max_evals=options.shap_max_evals,
             windows=options.windows), log)
@@ -280,11 +339,24 @@ def pipeline_targets(result: dict) -> dict:
     return checks
 
 
+def size_targets(result: dict) -> dict:
+    """Issue 23: every per-size ratio of cnn and resnet50v2 against Keras on TensorFlow >= 1.0, and ResNet50V2's
+    train fraction of peak >= 0.40 at 128 px."""
+    checks = {f"{key} >= 1.0": value for key, value in result.get("ratios", {}).items()
+              if re.fullmatch(r"(cnn|resnet50v2)_(train|eval)_vs_keras_tensorflow_\d+px_b\d+", key)}
+    for key, value in result.get("train_fraction_of_peak", {}).items():
+        if key.startswith("resnet50v2_128px"):
+            checks[f"{key}_train_fraction_of_peak >= 0.4"] = value
+    return checks
+
+
 def targets(result: dict) -> dict:
-    """Issue 16's targets (and issue 14's pipeline targets), each with the measured value and whether it was met
-    (None: not measured), and whether the sections issue 16 requires are present (without an error)."""
+    """Issue 16's targets (and issue 14's pipeline and issue 23's per-size targets), each with the measured value
+    and whether it was met (None: not measured), whether the sections issue 16 requires are present (without an
+    error), and whether every peer model had our trainable-parameter count."""
     checks = {key: result.get(section, {}).get(field) for key, (section, field) in TARGETS.items()}
     checks.update(pipeline_targets(result))
+    checks.update(size_targets(result))
     out = {}
     for key, value in checks.items():
         limit = float(key.split()[-1])
@@ -293,4 +365,7 @@ def targets(result: dict) -> dict:
     for section in REQUIRED_SECTIONS:
         present = section in result and "error" not in result[section] and "skipped" not in result[section]
         out[f"{section} section present"] = {"value": present, "met": present}
+    if "peers" in result:
+        errors = result.get("peer_errors", [])
+        out["peer models have our trainable params"] = {"value": errors or True, "met": not errors}
     return out

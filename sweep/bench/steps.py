@@ -14,6 +14,22 @@ from sweep.bench.timing import interleave, local_window, ratio_windows, steps_fo
 from sweep.engine.steps import step_kit
 
 
+class ParamMismatch(ValueError):
+    """The peer built a model with another trainable parameter count than ours: its timing compares other work."""
+
+
+def check_same_params(model: str, ours: int, theirs: int | None, peer: str) -> None:
+    if theirs is None or int(theirs) != int(ours):
+        raise ParamMismatch(f"{model}: {peer} has {theirs} trainable parameters, ours {ours:,}; the figure would "
+                            f"compare different models")
+
+
+def _setting(backend: str, jit_compile) -> str:
+    from sweep.bench.peer import setting_name
+
+    return setting_name(backend, jit_compile)
+
+
 def build_bench_model(name: str, image_size: int, *, num_classes: int = 2, channels: int = 3, seed: int = 0,
                       precision: str = "float32"):
     """One of the seed's three models: cnn, resnet50v2 (Flatten/Dense(2048) head), fusion (FusionSpec()),
@@ -89,28 +105,47 @@ def measure_model(name: str, *, image_size: int, batch_size: int, window_s: floa
                   precision: str = "float32", peak_flops_per_s: float | None = None, peers: dict | None = None,
                   phases: tuple[str, ...] = ("train", "eval")) -> dict:
     """Compile and time one model's train and eval steps: images/s (median window, spread), CPU seconds, FLOP/s,
-    fraction of peak. With `peers` ({backend: KerasPeer}), each peer builds the same model and its windows
-    alternate with ours; then "peers" holds their figures and "peer_ratios" ours vs theirs per window."""
+    fraction of peak. With `peers` ({backend: KerasPeer}), each peer builds the same model (once per jit_compile
+    setting it runs) and its windows alternate with ours; then "peers" holds their figures and "peer_ratios" ours
+    vs theirs per window: per setting ('<phase>_vs_keras_tensorflow_jit_true') and, under the backend's name, the
+    ratio to its faster setting. A peer whose model has another trainable parameter count than ours gives no
+    figure: its entry holds the error (ParamMismatch's text)."""
     timer = ModelTimer(name, image_size=image_size, batch_size=batch_size, precision=precision, phases=phases)
     out = dict(timer.figures)
     ready = {}
     out_peers: dict = {}
     for backend, peer in (peers or {}).items():
         try:
-            out_peers[backend] = dict(peer.prepare_model(name, image_size, batch_size))
+            built = peer.prepare_model(name, image_size, batch_size)
+            out_peers[backend] = {"settings": {_setting(backend, jit): dict(info) for jit, info in built.items()}}
+            for info in built.values():
+                check_same_params(name, out["params"], info.get("trainable_params"), f"keras {backend}")
             ready[backend] = peer
         except Exception as err:  # noqa: BLE001 - one failed peer does not lose our figures
-            out_peers[backend] = {"error": str(err)}
+            out_peers.setdefault(backend, {})["error"] = f"{type(err).__name__}: {err}"
     ratios = {}
     for phase in phases:
         steps = steps_for(timer.step_s[phase], window_s)
         candidates = {"ours": local_window(timer.run(phase), steps)}
-        candidates.update({backend: peer.window(phase, window_s) for backend, peer in ready.items()})
+        for backend, peer in ready.items():
+            candidates.update({_setting(backend, jit): peer.window(phase, window_s, jit_compile=jit)
+                               for jit in peer.settings})
         samples = interleave(candidates, windows)
         out[phase] = summarize(samples["ours"], batch_size) | {"steps_per_window": steps}
-        for backend in ready:
-            out_peers[backend][phase] = summarize(samples[backend], batch_size)
-            ratios[f"{phase}_vs_keras_{backend}"] = ratio_windows(samples[backend], samples["ours"])
+        for backend, peer in ready.items():
+            by_setting = {}
+            for jit in peer.settings:
+                setting = _setting(backend, jit)
+                figures = summarize(samples[setting], batch_size)
+                out_peers[backend]["settings"][setting][phase] = figures
+                by_setting[setting] = (figures["seconds_per_step"], jit)
+                if len(peer.settings) > 1:
+                    ratios[f"{phase}_vs_keras_{setting}"] = ratio_windows(samples[setting], samples["ours"])
+            fastest = min(by_setting, key=lambda s: by_setting[s][0])
+            out_peers[backend][phase] = out_peers[backend]["settings"][fastest][phase] | {
+                "jit_compile": by_setting[fastest][1]}
+            ratios[f"{phase}_vs_keras_{backend}"] = ratio_windows(samples[fastest], samples["ours"]) | (
+                {"peer_setting": fastest} if len(peer.settings) > 1 else {})
     flops = out["train_flops_per_step"]
     if flops:
         out["train_flops_per_s"] = flops / out["train"]["seconds_per_step"]

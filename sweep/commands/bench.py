@@ -19,7 +19,11 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="under 5 minutes on 2 CPU cores: 64 px, batch 32, few windows")
+    parser.add_argument("--quick", action="store_true",
+                        help="under 15 minutes on 2 CPU cores: 64 and 128 px, batch 32, few windows")
+    parser.add_argument("--autotune", action="store_true",
+                        help="only (re)build this machine's autotune table for the bench's models, sizes and batch "
+                        "sizes (docs/autotune.md), print it and exit")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                         help="gpu: bfloat16, 256 px, no ray/shap/tensorflow_datasets imports")
     parser.add_argument("--out", default=None, help="JSON path (default runs/bench/<device>[-quick].json; the "
@@ -35,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default=None, help="comma-separated subset of cnn,resnet50v2,fusion")
     parser.add_argument("--windows", type=int, default=None, help="timed windows per measurement (median)")
     parser.add_argument("--skip", default="", help="comma-separated sections to skip: steps (the per-model "
-                        "train/eval timings),conv_layers,compile,pipeline,shap,ray,seeds,checkpoints,flops")
+                        "train/eval timings),conv_layers,compile,pipeline,shap,ray,seeds,checkpoints,flops,"
+                        "autotune (measure nothing, use a stored table if any)")
     parser.add_argument("--fast-flags", action="store_true",
                         help="apply sweep.bench.fast_cpu_flags() to XLA_FLAGS before JAX starts")
 
@@ -64,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
                                           skip=skip or None)
     if args.fast_flags:
         os.environ["XLA_FLAGS"] = fast_cpu_flags()
+    if args.autotune:
+        return rebuild_autotune(options)
     from sweep.bench.report import stdout_table, write_json
 
     # The persistent compile cache stays OFF here so compile_s is a real compile; the compile-cache section
@@ -74,4 +81,24 @@ def run(args: argparse.Namespace) -> int:
     path = write_json(out, result)
     stdout_table(result)
     print(f"wrote {path}")
+    if result.get("peer_errors"):
+        print(f"error: {len(result['peer_errors'])} peer figure(s) refused (another model): "
+              + "; ".join(result["peer_errors"]), file=sys.stderr)
+        return 1
+    return 0
+
+
+def rebuild_autotune(options) -> int:
+    """`bench --autotune`: measure the bench's programs again (whatever is stored), print the table."""
+    import jax
+
+    from sweep.bench.runner import bench_programs
+    from sweep.engine import autotune
+
+    if jax.default_backend() != "cpu":
+        raise UsageError(f"--autotune tunes CPU kernels; JAX computes on {jax.default_backend()!r} here")
+    budget = options.autotune_budget_s or autotune.env_budget() or autotune.BUDGET_S
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    table = autotune.ensure_table(bench_programs(options), budget_s=budget, rebuild=True, log=log)
+    print(autotune.describe(table))
     return 0

@@ -97,6 +97,13 @@ def run_training(config, out_dir: Path, *, overwrite: bool, progress: bool, prep
     return result, 0
 
 
+def tune_kernels(configs, num_classes: int) -> None:
+    """This machine's conv forms measured before training when not yet stored (docs/autotune.md)."""
+    from sweep.engine.autotune import tune_for_configs
+
+    tune_for_configs(configs, num_classes, log=lambda text: print(text, file=sys.stderr, flush=True))
+
+
 def print_summary(result, out_dir: Path) -> None:
     m = result.metrics
     print((out_dir / "classification_report.txt").read_text())
@@ -129,6 +136,7 @@ def run(args) -> int:
     check_data(config.data)
     setup_runtime(args)
     prepared = prepare_data(config.data, progress=not args.no_progress)
+    tune_kernels([config], len(prepared.classes))
     result, code = run_training(config, out_dir, overwrite=args.overwrite, progress=not args.no_progress,
                                 prepared=prepared)
     if code == 0:

@@ -12,10 +12,11 @@ import numpy as np
 from sweep import UsageError
 from sweep.configs.io import config_from_dict
 from sweep.configs.schema import TrainConfig
+from sweep.engine import autotune
 from sweep.engine.checkpoint import RunCheckpoints
 from sweep.engine.run_folder import CONFIG_FILE
 from sweep.engine.steps import make_predict_fn, split_model
-from sweep.engine.train import init_model
+from sweep.engine.model_init import init_model
 
 
 @dataclasses.dataclass
@@ -30,7 +31,9 @@ class LoadedRun:
     run_dir: Path
 
     def predict_fn(self, batch_size: int = 64) -> Callable[[np.ndarray], np.ndarray]:
-        """images (N,H,W,1) float in [0,1] -> probabilities (N,K); one compilation for any N."""
+        """images (N,H,W,1) float in [0,1] -> probabilities (N,K); one compilation for any N, with this machine's
+        autotuned kernel forms for the run's model when the table has them."""
+        autotune.activate_cached(autotune.config_program_key(self.config))
         return make_predict_fn(self.model, self.config.pipeline, batch_size)
 
 

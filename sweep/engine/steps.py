@@ -36,6 +36,7 @@ import optax
 
 from data.model_input import to_model_input  # jax only: the GPU path never loads grain, cv2 or TFDS
 from data.spec import PipelineSpec
+from models.conv_kernels import in_phase
 from models.inference_options import inference_compiler_options
 from sweep.configs.schema import OptimConfig
 from sweep.engine.checks import check_optim
@@ -142,7 +143,7 @@ def train_step_fn(graphdef, tx: optax.GradientTransformation, pipeline: Pipeline
                            _add_to_totals(state.totals, loss, correct, n_valid))
         return state, {"loss": loss, "accuracy": correct / jnp.maximum(n_valid, 1.0)}
 
-    return step
+    return in_phase("train", step)
 
 
 def make_train_step(graphdef, tx: optax.GradientTransformation, pipeline: PipelineSpec, *,
@@ -176,7 +177,7 @@ def eval_step_fn(graphdef, pipeline: PipelineSpec) -> Callable:
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
         return jnp.where(batch["valid"], ce, 0.0), jax.nn.softmax(logits, axis=-1)
 
-    return step
+    return in_phase("inference", step)
 
 
 def make_eval_step(graphdef, pipeline: PipelineSpec) -> Callable:
@@ -208,6 +209,7 @@ def make_predict_fn(model: nnx.Module, pipeline: PipelineSpec, batch_size: int) 
     graphdef, params, rest = split_model(model, train=False)
 
     @functools.partial(jax.jit, compiler_options=inference_compiler_options())
+    @functools.partial(in_phase, "inference")
     def probs(params, rest, images):
         logits = nnx.merge(graphdef, params, rest, copy=True)(to_model_input(images, pipeline))
         return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)

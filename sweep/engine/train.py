@@ -18,26 +18,25 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import flax.nnx as nnx
-import jax.numpy as jnp
 import numpy as np
 
 from data.builder import prepare
 from data.pipeline import class_weights, steps_per_epoch, train_batches
-from models.registry import build_model
 from sweep import UsageError
 from sweep.configs.io import config_to_dict
 from sweep.configs.naming import config_label, config_of
 from sweep.configs.schema import TrainConfig
+from sweep.engine import autotune
 from sweep.engine.checkpoint import RunCheckpoints
 from sweep.engine.checks import check_config
 from sweep.engine.evaluate import SplitPredictions, Weights, evaluate_splits
+from sweep.engine.model_init import init_model, load_init_weights
 from sweep.engine.outcome import ModelFacts, Result, diverged_result, finished_result
 from sweep.engine.progress import EpochProgress
 from sweep.engine.run_folder import prepare_folder, run_paths, write_config
 from sweep.engine.seed_run import RunProgress, SeedRun
 from sweep.engine.seeds import SEED_MODES, EpochTotals, SequentialSeeds, VmapSeeds, make_seed_steps
 from sweep.engine.steps import init_state, make_eval_step, make_optimizer, split_model
-from sweep.init_sources import SCRATCH, branch_scaling, weights_cache_dir
 
 __all__ = ["Result", "RunProgress", "SEED_MODES", "TrainingInterrupted", "check_config", "evaluate_final",
            "init_model", "model_label", "train_and_evaluate", "train_seeds"]
@@ -50,28 +49,6 @@ class TrainingInterrupted(KeyboardInterrupt):
         super().__init__(f"interrupted after {last_epoch} finished epoch(s)")
         self.last_epoch = last_epoch
         self.checkpoint_dir = checkpoint_dir
-
-
-def init_model(config: TrainConfig, num_classes: int, image_size: int):
-    """The model of `config` with fresh weights from config.seed (params) and config.seed + 1 (dropout)."""
-    spec = config.model
-    if config.model == "fusion":
-        spec = config.fusion.replace(num_classes=num_classes, image_size=image_size, channels=config.pipeline.channels)
-    return build_model(spec, num_classes=num_classes, image_size=image_size, channels=config.pipeline.channels,
-                       resnet_head=config.resnet_head, rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1),
-                       dtype=jnp.bfloat16 if config.precision == "bfloat16" else None,
-                       bn_momentum=config.bn_momentum,
-                       input_scaling=branch_scaling(config.init, config.pipeline.normalization))
-
-
-def load_init_weights(model, config: TrainConfig) -> None:
-    """Each backbone's starting weights from its source (config.init; scratch: as built), up to its cut."""
-    from models.pretrained import load_sources, source_path
-
-    if all(source == SCRATCH for source in config.init.values()):
-        return
-    cache = weights_cache_dir()
-    load_sources(model, {backbone: source_path(backbone, source, cache) for backbone, source in config.init.items()})
 
 
 def model_label(config: TrainConfig) -> str:
@@ -230,6 +207,7 @@ def train_seeds(config: TrainConfig, seeds: Sequence[int], *, out_dirs: Sequence
     for seed_config, out_dir, ckpt in folders:
         write_config(config_to_dict(seed_config), out_dir, ckpt)
         seed_runs.append(SeedRun(seed_config, out_dir, RunCheckpoints(ckpt) if ckpt is not None else None))
+    autotune.activate_cached(autotune.config_program_key(config))  # this machine's measured kernel forms, if any
     try:
         run = _build_run(seed_runs, prepared, progress, mode, on_step)
         if checkpoint_at is not None:

@@ -193,6 +193,7 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
         say(f"{backbone} starts from {record['source']}{where}{digest}; input scaling {record['input_scaling']}")
     fingerprint, counts = f"{prepared.fingerprint}/{prepared.path.name}", prepared.counts()
     _measure_confound(out, prepared, workers_sweep, say)
+    _tune_kernels(workers_sweep, trials, len(prepared.classes), say)
     if explain and sweep.explain_images > 0:
         _warm_up_explanations(sweep.train.data.image_size)
     started, resources, board = _start_ray(address, say, trials, sweep)
@@ -260,6 +261,23 @@ def _prepare_data(sweep: SweepConfig, say):
     say("data ready: " + ", ".join(f"{s} {sum(c.values())}" for s, c in counts.items()) + f" images ({prepared.path})")
     eval_sets.update(prepare_counterfactual_sets(spec, prepared))
     return sweep.replace(train=sweep.train.replace(data=spec), externals=externals), prepared, eval_sets
+
+
+def _tune_kernels(sweep: SweepConfig, trials: list[dict], num_classes: int, say) -> None:
+    """This machine's conv forms measured once, before any trial, for every configuration the trials train (in a
+    process pinned to a trial's core count; trials then read the stored table). A failure costs only speed."""
+    if sweep.gpus_per_trial:
+        return
+    from sweep.engine.autotune import tune_in_subprocess
+    from sweep.tune.space import train_config_for
+
+    cores = min(max(1, math.ceil(sweep.cpus_per_trial)), len(os.sched_getaffinity(0)))
+    try:
+        code = tune_in_subprocess([train_config_for(t, sweep.train) for t in trials], num_classes, cores, log=say)
+    except Exception as err:  # noqa: BLE001 - the trials fall back to the built-in rules
+        code = f"{type(err).__name__}: {err}"
+    if code:
+        say(f"autotune failed ({code}); trials use the built-in conv forms")
 
 
 def _measure_confound(out: Path, prepared, sweep: SweepConfig, say) -> None:

@@ -75,7 +75,7 @@ def test_tiny_run_has_every_figure_and_writes_json(tmp_path):
 
 def test_quick_options_are_smaller_than_full():
     quick, full = BenchOptions.for_device("cpu", True), BenchOptions.for_device("cpu", False)
-    assert quick.sizes == (64,) and full.sizes == (64, 128) and full.batch_sizes == (32, 16)
+    assert quick.sizes == full.sizes == (64, 128) and quick.batch_sizes == (32,) and full.batch_sizes == (32, 16)
     assert quick.windows < full.windows and quick.ray_trials == full.ray_trials == 8  # the issue's target: 8 trials
     assert BenchOptions.for_device("gpu", False).sizes == (256,)
     with pytest.raises(ValueError, match="device must be one of"):
@@ -118,6 +118,49 @@ def test_peers_windows_become_ratios_with_their_spread_and_the_peers_are_closed(
     assert all("peers" not in row for row in result["models"])
     assert all(fake.closed for fake in fakes.values())
     assert "[1.50-2.50] over 3 windows, CPU seconds 1.80x" in table(result)
+
+
+def test_with_a_peer_every_size_gets_tensorflow_ratios_and_the_headline_is_the_first_size(monkeypatch):
+    import sweep.bench.peak as peak
+    import sweep.bench.peer as peer
+    import sweep.bench.steps as steps
+
+    fakes = {"jax": FakePeer(), "tensorflow": FakePeer()}
+    monkeypatch.setattr(peak, "matmul_peak", lambda dtype, n: {"dtype": dtype, "n": n, "flops_per_s": 1e11})
+
+    def measure(name, **kwargs):
+        row = _fake_measure(name, **kwargs)
+        for key in row.get("peer_ratios", {}):
+            row["peer_ratios"][key] = dict(row["peer_ratios"][key], ratio=kwargs["image_size"] / 64)
+        return row
+
+    monkeypatch.setattr(steps, "measure_model", measure)
+    monkeypatch.setattr(peer, "open_peers", lambda python, log: (fakes, {}))
+    options = BenchOptions.for_device("cpu", True, models=("cnn",), peer="keras", peer_models=("cnn",),
+                                      skip=("conv_layers", "compile", "pipeline", "shap", "ray", "seeds", "checkpoints",
+                                            "flops"))
+    result = run_bench(options, log=lambda _: None)
+    ratios = result["ratios"]
+    assert ratios["cnn_train_vs_keras_tensorflow"] == 1.0  # the 64 px headline, not overwritten by 128 px
+    assert ratios["cnn_train_vs_keras_tensorflow_64px_b32"] == 1.0
+    assert ratios["cnn_train_vs_keras_tensorflow_128px_b32"] == 2.0
+    assert "cnn_train_vs_keras_jax_128px_b32" not in ratios  # the larger sizes: TensorFlow's peer alone
+    assert set(result["train_fraction_of_peak"]) == {"cnn_64px_b32", "cnn_128px_b32"}
+    assert result["targets"]["cnn_train_vs_keras_tensorflow_128px_b32 >= 1.0"] == {"value": 2.0, "met": True}
+
+
+def test_a_peer_with_another_trainable_param_count_gives_no_figure():
+    from sweep.bench.runner import _collect_peers, targets
+    from sweep.bench.steps import ParamMismatch, check_same_params
+
+    check_same_params("cnn", 1000, 1000, "keras tensorflow")
+    with pytest.raises(ParamMismatch, match="keras tensorflow has 999 trainable parameters, ours 1,000"):
+        check_same_params("cnn", 1000, 999, "keras tensorflow")
+    result = {"models": [{"model": "cnn", "image_size": 64, "batch_size": 32,
+                          "peers": {"tensorflow": {"error": "ParamMismatch: cnn: ..."}}, "peer_ratios": {}}]}
+    _collect_peers(result, {"tensorflow": FakePeer()}, {})
+    assert result["ratios"] == {} and result["peer_errors"] == ["cnn 64px keras tensorflow: ParamMismatch: cnn: ..."]
+    assert targets(result)["peer models have our trainable params"]["met"] is False
 
 
 def test_targets_are_issue_16s():
@@ -196,3 +239,26 @@ def test_checkpoint_traffic_of_a_sweep_trial_is_at_most_three_states_per_checkpo
     (row,) = result["models"]
     assert row["state_bytes"] == row["weights_bytes"] + row["optimizer_bytes"] > 0
     assert 1.0 <= row["states_per_checkpoint"] <= 3.0, row
+
+
+def test_bench_autotune_rebuilds_the_table_for_the_bench_programs_and_prints_it(monkeypatch, capsys):
+    from sweep.cli import main
+    from sweep.engine import autotune
+
+    seen = {}
+    signature = {"cpu_vendor": "V", "cpu_family": "1", "cpu_model_number": "2", "cpu_stepping": "3",
+                 "isa_flags": ["avx2"], "usable_cores": 2, "jaxlib": "x"}
+
+    def fake_ensure(programs, *, budget_s, rebuild, log):
+        seen.update(keys=[p.key for p in programs], rebuild=rebuild, budget_s=budget_s)
+        table = autotune._new_table(signature)
+        table["layers"]["train"]["b2_8x8x4_k3x3x4x4_s1_SAME_float32"] = {"form": "im2col", "seconds": {"xla": 2e-3,
+                                                                                                       "im2col": 1e-3}}
+        return table
+
+    monkeypatch.setattr(autotune, "ensure_table", fake_ensure)
+    monkeypatch.delenv("FUSION_SWEEP_AUTOTUNE", raising=False)
+    assert main(["bench", "--autotune", "--models", "cnn", "--sizes", "32,48", "--batch-sizes", "2"]) == 0
+    assert seen == {"keys": ["cnn@32px_b2_float32", "cnn@48px_b2_float32"], "rebuild": True, "budget_s": 60.0}
+    out = capsys.readouterr().out
+    assert "b2_8x8x4_k3x3x4x4_s1_SAME_float32" in out and "im2col" in out and "family 1 model 2" in out

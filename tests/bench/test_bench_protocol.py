@@ -58,10 +58,20 @@ def test_peer_client_times_windows_in_the_peer_process_and_reports_its_errors(fa
     peer = peer_module.KerasPeer("jax", sys.executable, timeout=60)
     try:
         assert peer.hello["backend"] == "fake"
-        assert peer.prepare_model("cnn", 64, 32)["model"] == "cnn"
+        assert peer.prepare_model("cnn", 64, 32)[None]["model"] == "cnn"  # Keras on JAX: its default setting
         assert peer.window("train", window_s=0.05)() == (0.02, 0.03)
         with pytest.raises(peer_module.PeerError, match="unknown command nope"):
             peer.ask(cmd="nope")
+    finally:
+        peer.close()
+
+
+def test_the_tensorflow_peer_builds_and_times_the_model_with_jit_compile_false_and_true(fake_server):
+    peer = peer_module.KerasPeer("tensorflow", sys.executable, timeout=60)
+    try:
+        assert set(peer.prepare_model("cnn", 64, 32)) == {False, True}
+        assert peer.window("train", window_s=0.05, jit_compile=True)() == (0.02, 0.03)
+        assert peer_module.setting_name("tensorflow", True) == "tensorflow_jit_true"
     finally:
         peer.close()
 

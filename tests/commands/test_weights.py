@@ -152,7 +152,7 @@ def test_a_run_config_loads_its_sources_into_the_model(keras_files):
     from models.spec import FusionSpec
     from sweep.configs.schema import TrainConfig
     from sweep.engine.outcome import init_columns
-    from sweep.engine.train import init_model, load_init_weights
+    from sweep.engine.model_init import init_model, load_init_weights
 
     path = keras_files / FILE_NAMES["legacy-notop"].format("resnet")
     config = TrainConfig(model="fusion", fusion=FusionSpec(cnn_cut="block1_drop", resnet_cut="conv2_block1_out",

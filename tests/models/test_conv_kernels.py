@@ -14,6 +14,9 @@ from models.registry import build_model
 SHAPES = [  # (size, channels, features, kernel, stride, padding): the seed models' kinds of conv
     (16, 3, 8, 3, 1, "SAME"), (12, 4, 6, 5, 1, "SAME"), (9, 8, 16, 3, 2, "VALID"), (11, 3, 8, 7, 2, "VALID"),
     (6, 16, 32, 3, 1, "SAME"), (8, 8, 16, 1, 1, "VALID"),
+    # SAME with stride 2 (no seed model has one; another backbone will): even and odd maps, odd and even kernels
+    (8, 4, 8, 3, 2, "SAME"), (7, 4, 8, 3, 2, "SAME"), (9, 3, 4, 7, 2, "SAME"), (6, 4, 4, 2, 2, "SAME"),
+    (5, 4, 8, 1, 2, "SAME"), (10, 4, 4, 5, 3, "SAME"),
 ]
 
 
@@ -41,6 +44,29 @@ def test_each_form_is_the_xla_convolution_and_its_gradients(form, size, channels
 
     for got, want in zip(jax.jit(run, static_argnums=0)(form), jax.jit(run, static_argnums=0)("xla")):
         _close(got, want)
+
+
+@pytest.mark.parametrize("size,kernel,stride", [(s, k, st) for s in (1, 2, 5, 8, 9) for k in (1, 2, 3, 7)
+                                                 for st in (2, 3)])
+def test_same_padding_is_xlas(size, kernel, stride):
+    """The im2col form pads as XLA's SAME does (odd pixel low/high), so the forward matches for every size."""
+    x = jax.random.normal(jax.random.key(2), (1, size, size, 2))
+    w = jax.random.normal(jax.random.key(3), (kernel, kernel, 2, 3))
+    _close(kernels.conv2d(x, w, stride=stride, padding="SAME", form="im2col"),
+           kernels.conv2d(x, w, stride=stride, padding="SAME", form="xla"))
+
+
+def test_a_chosen_form_wins_over_the_rule_for_its_phase_only():
+    key = kernels.layer_key((32, 64, 64, 16), (3, 3, 16, 16), 1, "SAME", jnp.float32)
+    assert kernels.form_for(64, 3, 1, "SAME", "cpu", key=key) == "xla/xla/im2col_per_image"  # the rule
+    with kernels.use_forms({"train": {key: "im2col"}, "inference": {key: "xla"}}):
+        assert kernels.form_for(64, 3, 1, "SAME", "cpu", key=key) == "im2col"
+        with kernels.program_phase("inference"):
+            assert kernels.form_for(64, 3, 1, "SAME", "cpu", key=key) == "xla"
+        other = kernels.layer_key((16, 64, 64, 16), (3, 3, 16, 16), 1, "SAME", jnp.float32)  # another batch
+        assert kernels.form_for(64, 3, 1, "SAME", "cpu", key=other) == "xla/xla/im2col_per_image"
+        assert kernels.form_for(64, 3, 1, "SAME", "gpu", key=key) == "xla"
+    assert kernels.form_for(64, 3, 1, "SAME", "cpu", key=key) == "xla/xla/im2col_per_image"
 
 
 def test_forms_are_every_plan_of_forward_dx_and_dw():
