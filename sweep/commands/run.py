@@ -16,6 +16,7 @@ from sweep.commands.common import (RUNS_ROOT, Shorthand, add_set_argument, add_s
 from sweep.configs.io import from_dict
 from sweep.configs.presets import PRESETS, get_preset
 from sweep.configs.schema import SweepConfig
+from sweep.configs.star import QUICK_AROUND, default_reference, parse_label, star_space
 
 DATA_FLAGS = under("train.", train_command.DATA_FLAGS, "--data-dir", "--data", "--image-size", "--num-images",
                    "--difficulty", "--subset")
@@ -41,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: start a local Ray on this machine)")
     parser.add_argument("--storage", default=None, help="Ray storage path for experiment state and checkpoints: "
                         "a shared dir, s3://bucket/path or gs://bucket/path (default: OUT/ray)")
+    parser.add_argument("--around", nargs="?", const="", default=None, metavar="LABEL",
+                        help="train a star design instead of the grid: the configuration LABEL (as the report prints "
+                        "it, e.g. cnn:block3_drop+rn:conv3_block4_2_relu/b64/h2048) and its one-factor neighbours "
+                        "(each parent's cut one and two steps shallower and deeper, the branch width halved and "
+                        "doubled), >= 3 seeds each; without LABEL the seed's fusion (quick: "
+                        f"{QUICK_AROUND}); `fusion-sweep analyze --effects` reads it")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted sweep in --out "
                         "(finished trials are not re-run)")
     for title, flags in (("data (override the preset)", DATA_FLAGS), ("training (override the preset)", TRAINING_FLAGS),
@@ -78,7 +85,22 @@ def manifest_sweep(path: str | Path) -> SweepConfig:
 def build_sweep(args) -> SweepConfig:
     """The preset (or the manifest's sweep) with every command-line override applied (validated before Ray)."""
     base = manifest_sweep(args.from_manifest) if args.from_manifest else get_preset(args.preset or "quick")
-    return with_externals(build_config(base, args, RUN_FLAGS), args.external)
+    return with_around(with_externals(build_config(base, args, RUN_FLAGS), args.external), args)
+
+
+def with_around(sweep: SweepConfig, args) -> SweepConfig:
+    """With --around (or `around` set by --set or a manifest): the sweep as a star design, its space holding the
+    cut lists the star steps along (a preset's grid gives way to the canonical lists unless cuts were given on the
+    command line or the space comes from a manifest). The label is checked here, before any work."""
+    if getattr(args, "around", None) is not None:
+        sweep = sweep.replace(around=args.around or default_reference(args.preset or sweep.name))
+    if sweep.around is None:
+        return sweep
+    reference = parse_label(sweep.around)
+    given = (getattr(args, "cnn_cuts", None) is not None or getattr(args, "resnet_cuts", None) is not None
+             or any(s.startswith(("space.cnn_cuts", "space.resnet_cuts")) for s in getattr(args, "set", []) or [])
+             or bool(getattr(args, "from_manifest", None)))
+    return sweep.replace(space=star_space(sweep.space, reference, given_cuts=given))
 
 
 def with_externals(sweep: SweepConfig, items: list[str]) -> SweepConfig:
@@ -141,7 +163,7 @@ def _check_mlflow(uri: str | None) -> None:
 # what a run writes at the top of --out; a fresh run removes a previous run's, so none of them is read as its own
 # (the explanations pick the Pareto front before the report rewrites pareto.csv)
 RUN_OUTPUTS = ("ray", "trials", "explanations", "plots", "trials.csv", "trials.parquet", "predictions.parquet",
-               "pareto.csv", "scaling.json", "shift.json", "report.md", "report.html", "manifest.json")
+               "pareto.csv", "scaling.json", "shift.json", "effects.json", "report.md", "report.html", "manifest.json")
 
 
 def _prepare_out(out: Path, resume: bool) -> None:
@@ -164,6 +186,16 @@ def default_out(args, sweep: SweepConfig) -> Path:
     return Path(args.out) if args.out else RUNS_ROOT / (args.preset or sweep.name)
 
 
+def _say_star(sweep: SweepConfig, trials: list[dict]) -> None:
+    from sweep.tune.space import star_of
+
+    design = star_of(sweep)
+    print(f"star design around {sweep.around}: the reference and {len(design.neighbours)} one-factor neighbours, "
+          f"{len(trials)} configurations x {sweep.seeds} seeds", flush=True)
+    for why in design.skipped:
+        print(f"  skipped: {why}", flush=True)
+
+
 def run(args) -> int:
     from sweep.tune.driver import run_sweep
     from sweep.tune.space import expand
@@ -171,6 +203,8 @@ def run(args) -> int:
     start = time.time()
     sweep = build_sweep(args)
     trials = expand(sweep)  # validates the space before anything expensive
+    if sweep.around is not None:
+        _say_star(sweep, trials)
     sweep = _check_data(sweep)
     _check_mlflow(args.mlflow)
     out = default_out(args, sweep)
