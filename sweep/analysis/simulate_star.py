@@ -39,6 +39,9 @@ class StarWorld:
     seed_sd: float = 0.12
     noisy_seed_factor: float = 1.0   # one neighbour per design gets this many times seed_sd (5: the world)
     scatter_sd: float = 0.13
+    # configuration x patient interaction: a configuration suits some patients better than another does, the case
+    # in which films of one patient move a paired difference together (0: the effects are the same for everyone)
+    interaction_sd: float = 0.0
     reference_accuracy: tuple[float, float] = (0.68, 0.85)
     zero_share: float = 0.4          # share of neighbours whose true effect is exactly zero
     collapsed: tuple[int, int] = (0, 1)
@@ -55,7 +58,8 @@ def simulate_star(world: StarWorld, rng: np.random.Generator):
     import pandas as pd
 
     configs = neighbours_of_seed_fusion()
-    total_sd = float(np.sqrt(world.film_sd ** 2 + world.patient_sd ** 2 + world.seed_sd ** 2))
+    total_sd = float(np.sqrt(world.film_sd ** 2 + world.patient_sd ** 2 + world.seed_sd ** 2
+                             + world.interaction_sd ** 2))
     base = rng.uniform(*world.reference_accuracy)
     wanted = np.array([0.0] + [0.0 if rng.random() < world.zero_share else rng.choice(EFFECT_MENU)
                                for _ in configs[1:]])
@@ -68,6 +72,8 @@ def simulate_star(world: StarWorld, rng: np.random.Generator):
     logits = np.repeat(offsets, world.seeds) + rng.normal(0, 1, len(configs) * world.seeds) * np.repeat(seed_sd,
                                                                                                      world.seeds)
     codes = draw_patients(rng, world.n_patients, world.films)
+    interaction = rng.normal(0, world.interaction_sd, (len(configs), world.n_patients))[:, codes]
+    logits = logits[:, None] + np.repeat(interaction, world.seeds, axis=0)
     correct = clustered_correctness(rng, logits, codes, film_sd=world.film_sd, patient_sd=world.patient_sd)
     patient_class = rng.random(world.n_patients) < 0.5
     labels = np.where(patient_class[codes], CLASSES[0], CLASSES[1])
