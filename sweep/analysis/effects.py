@@ -172,6 +172,12 @@ def effects(trials, predictions, *, reference: str | None = None, around: str | 
     if chosen.correct is None:
         raise InputError("effects need per-image test predictions (predictions.parquet), which this folder lacks")
     configs = fusion_configs(chosen.used)
+    # the sweep's own lists count every configuration that was scored, also one whose seeds all collapsed
+    scored = fusion_configs(chosen.rows[~chosen.rows["trial_id"].isin(chosen.failed)])
+    if reference is None and around is not None:
+        asked = config_label(parse_label(around))
+        if asked in scored and asked not in configs:
+            raise InputError(f"every seed of the reference {asked} collapsed: no effects to estimate")
     label = choose_reference(configs, reference, around)
     if not label:
         raise InputError("no fusion configuration with test metrics: no effects to estimate")
@@ -184,7 +190,7 @@ def effects(trials, predictions, *, reference: str | None = None, around: str | 
     correct = {lab: chosen.correct.loc[ids[lab]].to_numpy(float) for lab in ids}
     codes = patient_codes(chosen.correct.columns, _patient_map(predictions))
     order = sorted(neighbours, key=lambda lab: (FACTORS.index(neighbours[lab]), _steps(ref, configs[lab],
-                                                                                        neighbours[lab], configs)))
+                                                                                        neighbours[lab], scored)))
     rng = np.random.default_rng(seed)
     measured = paired_deltas(correct, codes, label, order, n_boot=n_boot, rng=rng, level=level)
     adjusted = holm([m["p"] for m in measured])
@@ -192,16 +198,17 @@ def effects(trials, predictions, *, reference: str | None = None, around: str | 
     for lab, m, p_holm in zip(order, measured, adjusted):
         factor = neighbours[lab]
         rows.append({"factor": factor, "from": _level_value(ref[factor]), "to": _level_value(configs[lab][factor]),
-                     "steps": _steps(ref, configs[lab], factor, configs), "n_seeds": len(ids[lab]),
+                     "steps": _steps(ref, configs[lab], factor, scored), "n_seeds": len(ids[lab]),
                      "delta": round(m["delta"], 3), "lo": round(m["lo"], 3), "hi": round(m["hi"], 3),
                      "level": level, "p_holm": round(float(p_holm), 4), "config": lab, "se": round(m["se"], 3),
                      "p": round(m["p"], 4)})
-    star_labels = set(ids)
+    unestimated = sorted(set(one_factor_neighbours(ref, scored)) - set(neighbours))  # every seed collapsed
+    star_labels = {*ids, *unestimated}
     collapsed = chosen.rows[chosen.rows["collapsed"]]
     n_collapsed = sum(config_label(r) in star_labels for r in collapsed.to_dict("records"))
     return {"reference": label, "effects": rows, "reference_accuracy": round(100 * correct[label].mean(), 3),
             "reference_n_seeds": len(ids[label]), "n_images": int(len(codes)), "n_patients": int(codes.max() + 1),
-            "n_collapsed": int(n_collapsed), "level": level, "n_boot": n_boot,
+            "n_collapsed": int(n_collapsed), "unestimated": unestimated, "level": level, "n_boot": n_boot,
             "method": "paired cluster bootstrap over patients x seeds within each configuration; normal interval "
                       "from the bootstrap standard error; Holm over the family"}
 

@@ -94,6 +94,8 @@ def markdown(result: dict, *, lead: bool) -> list[str]:
               f"Intervals: {result['method']} (docs/effects.md). "
               + (f"{result['n_collapsed']} collapsed trial(s) of these configurations are left out. "
                  if result["n_collapsed"] else "No trial of these configurations collapsed. ")
+              + (f"No effect for {', '.join(result['unestimated'])}: every seed collapsed. "
+                 if result.get("unestimated") else "")
               + (f"Not trained: {'; '.join(result['skipped'])}." if result.get("skipped") else ""), ""]
     return lines
 

@@ -71,7 +71,8 @@ def run_effects(args, trials, predictions) -> int:
     result["sentences"] = sentences(result)
     print(f"around {result['reference']} ({result['reference_accuracy']:.1f}% over {result['reference_n_seeds']} "
           f"seeds; {result['n_images']} test images of {result['n_patients']} patients; "
-          f"{result['n_collapsed']} collapsed trial(s) left out)")
+          f"{result['n_collapsed']} collapsed trial(s) left out"
+          + (f"; every seed collapsed for {', '.join(result['unestimated'])}" if result["unestimated"] else "") + ")")
     for sentence in result["sentences"]:
         print(f"- {sentence}")
     print()
