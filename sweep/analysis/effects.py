@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from sweep import UsageError
 from sweep.analysis.clusters import bootstrap_weights, patient_codes
 from sweep.analysis.inputs import InputError, select
 from sweep.configs.naming import config_label
@@ -25,12 +26,16 @@ PRIOR_DF = 4.0  # how many degrees of freedom the pooled seed variance counts fo
 
 
 def fusion_configs(rows) -> dict[str, dict]:
-    """label -> parsed configuration of every fusion row (parents have no factors to step along)."""
+    """label -> parsed configuration of every fusion row (parents have no factors to step along, nor has a row whose
+    cuts or widths no star could name)."""
     labels = {}
     for row in rows.to_dict("records"):
         if row.get("model") == "fusion":
             label = config_label(row)
-            labels.setdefault(label, parse_label(label))
+            try:
+                labels.setdefault(label, parse_label(label))
+            except UsageError:
+                continue
     return labels
 
 
