@@ -89,6 +89,7 @@ def simulate_star(world: StarWorld, rng: np.random.Generator):
                        **configs[c], "seed": s, "image_size": 64, "params": 1000 + c, "test_n": len(codes),
                        "test_accuracy": float(np.mean(preds[t] == labels))})
     trials = pd.DataFrame(trials)
+    trials.attrs["noisy_config"] = config_label(configs[noisy])  # the neighbour whose seeds vary noisy_seed_factor x
     image_ids = np.array([f"sim/{i:04d}.png" for i in range(len(codes))])
     n = len(codes)
     predictions = pd.DataFrame({"trial_id": np.repeat(trials["trial_id"].to_numpy(), n), "split": "test",
@@ -106,7 +107,7 @@ def calibration(world: StarWorld, designs: int, *, seed: int = 0, n_boot: int = 
     from sweep.analysis.effects import effects
 
     rng = np.random.default_rng(seed)
-    covered, zero_flags, large_flags, widths = [], [], [], []
+    covered, zero_flags, large_flags, widths, noisy_covered = [], [], [], [], []
     for i in range(designs):
         trials, predictions, truth = simulate_star(world, rng)
         if not patients:
@@ -116,6 +117,8 @@ def calibration(world: StarWorld, designs: int, *, seed: int = 0, n_boot: int = 
         for row in result["effects"]:
             true = truth[row["config"]]
             covered.append(row["lo"] <= true <= row["hi"])
+            if row["config"] == trials.attrs["noisy_config"]:
+                noisy_covered.append(covered[-1])
             widths.append(row["hi"] - row["lo"])
             flagged = row["p_holm"] < 0.05
             if true == 0:
@@ -125,7 +128,7 @@ def calibration(world: StarWorld, designs: int, *, seed: int = 0, n_boot: int = 
     return {"designs": designs, "effects": len(covered), "coverage": float(np.mean(covered)),
             "zero_flagged": float(np.mean(zero_flags)), "n_zero": len(zero_flags),
             "large_flagged": float(np.mean(large_flags)), "n_large": len(large_flags),
-            "median_width": float(np.median(widths))}
+            "median_width": float(np.median(widths)), "noisy_config_coverage": float(np.mean(noisy_covered))}
 
 
 def main(argv: list[str] | None = None) -> int:
