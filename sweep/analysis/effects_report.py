@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import base64
 import html
+import io
+import json
 from pathlib import Path
 
 from matplotlib.figure import Figure  # drawn headless, without pyplot's global state
@@ -120,8 +122,6 @@ def forest_plot(result: dict, path: Path) -> Path:
                  f"{result['reference_n_seeds']} seeds, {result['n_patients']} test patients)", fontsize=9)
     ax.grid(axis="x", color="0.9")
     fig.tight_layout()
-    import io
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return write_bytes_atomic(path, buffer.getvalue())
@@ -129,8 +129,6 @@ def forest_plot(result: dict, path: Path) -> Path:
 
 def html_section(results_dir: Path) -> str:
     """report.html's effects section from effects.json and plots/effects.png ('' when the folder has none)."""
-    import json
-
     path = Path(results_dir) / "effects.json"
     if not path.is_file():
         return ""
