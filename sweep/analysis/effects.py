@@ -133,8 +133,10 @@ def _seed_draws(accuracies: np.ndarray, variance: float, n_boot: int, rng: np.ra
 def seed_variances(groups: list[np.ndarray]) -> np.ndarray:
     """Per configuration, the variance of one seed's accuracy beyond the per-image noise the patient bootstrap
     already carries: the spread of seed accuracies less the image-by-seed residual mean square / n (a two-way
-    layout per configuration), pulled toward the pooled value (PRIOR_DF pseudo degrees of freedom; pooled on the
-    scale (m(1-m))^2, since a logit-scale seed effect moves a configuration at 90% less than one at 65%)."""
+    layout per configuration), pulled up toward the pooled value (PRIOR_DF pseudo degrees of freedom; pooled on the
+    scale (m(1-m))^2, since a logit-scale seed effect moves a configuration at 90% less than one at 65%) but never
+    below the configuration's own estimate: three seeds give a noisy variance, and one configuration whose seeds
+    vary far more than the others' must keep its wide interval."""
     excess, dfs, means = [], [], []
     for y in groups:
         s, n = y.shape
@@ -151,7 +153,7 @@ def seed_variances(groups: list[np.ndarray]) -> np.ndarray:
     excess, dfs, means = np.array(excess), np.array(dfs), np.array(means)
     scale = np.maximum(means * (1 - means), 0.02) ** 2
     pooled = float(np.sum(excess / scale * dfs) / dfs.sum()) if dfs.sum() > 0 else 0.0
-    return (dfs * excess + PRIOR_DF * pooled * scale) / (dfs + PRIOR_DF)
+    return np.maximum(excess, (dfs * excess + PRIOR_DF * pooled * scale) / (dfs + PRIOR_DF))
 
 
 def _normal_sf(x: float) -> float:
