@@ -9,6 +9,7 @@ import pandas as pd
 
 from sweep.analysis import verdict_md
 from sweep.analysis.answer import analyze
+from sweep.analysis.effects_report import effects_outputs
 from sweep.analysis.html import build_html
 from sweep.analysis.html.points import baselines
 from sweep.analysis.init_text import starting_weights
@@ -77,7 +78,9 @@ def build_report(results_dir: str | Path, *, bootstrap: int = 1000) -> dict[str,
                 show_paper=_is_paper_data(manifest),
                 title=f"{manifest.get('name', results_dir.name)}: test accuracy vs {size}")
     under_shift = shift_outputs(results_dir, trials, manifest, scaling)
-    text = render(results_dir, trials, configs, scaling, manifest, why_none, under_shift)
+    effects_written, effects_lines = effects_outputs(results_dir, trials, predictions, manifest)
+    written.update(effects_written)
+    text = render(results_dir, trials, configs, scaling, manifest, why_none, under_shift, effects_lines)
     written["report"] = write_text_atomic(results_dir / "report.md", text)
     written["html"] = build_html(results_dir)
     return written
@@ -157,11 +160,15 @@ def no_test_metrics_line(trials) -> str:
 
 
 def render(results_dir: Path, trials, configs, scaling: dict, manifest: dict, why_none: str | None,
-           under_shift: list[str] | None = None) -> str:
+           under_shift: list[str] | None = None, effects_lines: list[str] | None = None) -> str:
     """report.md: the answer first (verdict, the configurations not distinguishable from the best, collapsed
-    trials), then the figures and tables, then the fits in detail."""
+    trials), then the figures and tables, then the fits in detail. A star design (`run --around`) leads with its
+    partial effects; elsewhere they follow the answer as a secondary analysis."""
     lines = [f"# Sweep report: {(manifest.get('sweep_config') or {}).get('name', results_dir.name)}", ""]
-    lines += _provenance(trials, manifest) + ["", "## The answer", ""]
+    lines += _provenance(trials, manifest) + [""]
+    lead = bool(manifest.get("around"))
+    lines += (effects_lines or []) if lead else []
+    lines += ["## The answer" + (" about size (secondary for a star design)" if lead else ""), ""]
     main = scaling.get("test", {}).get("params")
     if main is None:
         lines += [f"No scaling analysis: {why_none or 'no trial has a size and test metrics'}.", ""]
@@ -169,6 +176,7 @@ def render(results_dir: Path, trials, configs, scaling: dict, manifest: dict, wh
         lines += [f"**{main['verdict_text']}**", "", "### Configurations not distinguishable from the best", ""]
         lines += verdict_md.best_table(main) + ["", "### Collapsed trials", ""]
         lines += verdict_md.collapsed_lines(main, trials) + [""]
+    lines += [] if lead else (effects_lines or [])
     if len(configs):
         lines += ["## Accuracy against size", "",
                   "Each dot is one trial (hollow: collapsed); bars span a configuration's non-collapsed seeds; the "

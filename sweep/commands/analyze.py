@@ -25,13 +25,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "sweep has it, else the median configuration)")
     parser.add_argument("--json", metavar="PATH", help="also write the analyze object (results contract) here")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the bootstraps (default 0)")
+    parser.add_argument("--effects", action="store_true",
+                        help="partial effects instead of the size curve: every configuration that differs from a "
+                             "reference in one factor (a parent's cut, a width) against it, paired on the same "
+                             "patients; --json writes effects.json (results contract)")
+    parser.add_argument("--reference", metavar="LABEL", default=None,
+                        help="with --effects: the reference configuration as the report labels it, e.g. "
+                             "cnn:block3_drop+rn:conv3_block4_2_relu/b64/h2048 (default: the `run --around` "
+                             "reference, else the configuration with the most one-factor neighbours)")
 
 
 def run(args: argparse.Namespace) -> int:
     from sweep.analysis.answer import analyze
     from sweep.analysis.inputs import read_tables
 
+    if args.reference is not None and not args.effects:
+        from sweep import UsageError
+
+        raise UsageError("--reference is for --effects (the configuration the partial effects are measured from)")
     trials, predictions = read_tables(args.results)    # bad input raises InputError: one line, exit 2
+    if args.effects:
+        return run_effects(args, trials, predictions)
     result = analyze(trials, predictions, size=args.size, split=args.split, at=args.at, seed=args.seed)
     print(result["verdict_text"])
     print()
@@ -43,6 +57,33 @@ def run(args: argparse.Namespace) -> int:
 
         path = write_json_atomic(Path(args.json), result)
         print(f"\nwrote {path}")
+    return 0
+
+
+def run_effects(args, trials, predictions) -> int:
+    """`analyze --effects`: the sentences and a table of the partial effects; --json writes the effects object."""
+    from sweep.analysis.effects import effects
+    from sweep.analysis.effects_report import FACTOR_WORDS, sentences
+    from sweep.tune.results import read_manifest
+
+    result = effects(trials, predictions, reference=args.reference, around=read_manifest(args.results).get("around"),
+                     seed=args.seed)
+    result["sentences"] = sentences(result)
+    print(f"around {result['reference']} ({result['reference_accuracy']:.1f}% over {result['reference_n_seeds']} "
+          f"seeds; {result['n_images']} test images of {result['n_patients']} patients; "
+          f"{result['n_collapsed']} collapsed trial(s) left out"
+          + (f"; every seed collapsed for {', '.join(result['unestimated'])}" if result["unestimated"] else "") + ")")
+    for sentence in result["sentences"]:
+        print(f"- {sentence}")
+    print()
+    print(f"{'factor':<15} {'to':<22} {'steps':>5} {'seeds':>5} {'change':>7} {'90% interval':>16} {'Holm p':>7}")
+    for r in result["effects"]:
+        print(f"{FACTOR_WORDS[r['factor']]:<15} {str(r['to'])[:22]:<22} {r['steps']:>+5d} {r['n_seeds']:>5} "
+              f"{r['delta']:>+7.1f} {r['lo']:>+7.1f} to {r['hi']:<+6.1f} {r['p_holm']:>7.3f}")
+    if args.json:
+        from sweep.files import write_json_atomic
+
+        print(f"\nwrote {write_json_atomic(Path(args.json), result)}")
     return 0
 
 

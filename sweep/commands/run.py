@@ -17,6 +17,7 @@ from sweep.commands.common import (RUNS_ROOT, Shorthand, add_init_argument, add_
 from sweep.configs.io import from_dict
 from sweep.configs.presets import PRESETS, get_preset
 from sweep.configs.schema import SweepConfig
+from sweep.configs.star import QUICK_AROUND, default_reference, parse_label, star_space
 from sweep.runtime import git_state
 
 DATA_FLAGS = under("train.", train_command.DATA_FLAGS, "--data-dir", "--data", "--image-size", "--num-images",
@@ -43,6 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: start a local Ray on this machine)")
     parser.add_argument("--storage", default=None, help="Ray storage path for experiment state and checkpoints: "
                         "a shared dir, s3://bucket/path or gs://bucket/path (default: OUT/ray)")
+    parser.add_argument("--around", nargs="?", const="", default=None, metavar="LABEL",
+                        help="train a star design instead of the grid: the configuration LABEL (as the report prints "
+                        "it, e.g. cnn:block3_drop+rn:conv3_block4_2_relu/b64/h2048) and its one-factor neighbours "
+                        "(each parent's cut one and two steps shallower and deeper, the branch width halved and "
+                        "doubled), >= 3 seeds each; without LABEL the seed's fusion (quick: "
+                        f"{QUICK_AROUND}); `fusion-sweep analyze --effects` reads it")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted sweep in --out "
                         "(finished trials are not re-run)")
     for title, flags in (("data (override the preset)", DATA_FLAGS), ("training (override the preset)", TRAINING_FLAGS),
@@ -85,7 +92,22 @@ def build_sweep(args) -> SweepConfig:
     base = manifest_sweep(args.from_manifest) if args.from_manifest else get_preset(args.preset or "quick")
     sweep = build_config(base, args, RUN_FLAGS)
     sweep = sweep.replace(train=sweep.train.replace(init=parse_init(getattr(args, "init", []) or [], sweep.train.init)))
-    return with_externals(sweep, args.external)
+    return with_around(with_externals(sweep, args.external), args)
+
+
+def with_around(sweep: SweepConfig, args) -> SweepConfig:
+    """With --around (or `around` set by --set or a manifest): the sweep as a star design, its space holding the
+    cut lists the star steps along (a preset's grid gives way to the canonical lists unless cuts were given on the
+    command line or the space comes from a manifest). The label is checked here, before any work."""
+    if getattr(args, "around", None) is not None:
+        sweep = sweep.replace(around=args.around or default_reference(args.preset or sweep.name))
+    if sweep.around is None:
+        return sweep
+    reference = parse_label(sweep.around)
+    given = (getattr(args, "cnn_cuts", None) is not None or getattr(args, "resnet_cuts", None) is not None
+             or any(s.startswith(("space.cnn_cuts", "space.resnet_cuts")) for s in getattr(args, "set", []) or [])
+             or bool(getattr(args, "from_manifest", None)))
+    return sweep.replace(space=star_space(sweep.space, reference, given_cuts=given))
 
 
 def with_externals(sweep: SweepConfig, items: list[str]) -> SweepConfig:
@@ -155,7 +177,7 @@ def _check_address(address: str | None) -> None:
 # what a run writes at the top of --out; a fresh run removes a previous run's, so none of them is read as its own
 # (the explanations pick the Pareto front before the report rewrites pareto.csv)
 RUN_OUTPUTS = ("ray", "trials", "explanations", "plots", "trials.csv", "trials.parquet", "predictions.parquet",
-               "pareto.csv", "scaling.json", "shift.json", "report.md", "report.html", "manifest.json")
+               "pareto.csv", "scaling.json", "shift.json", "effects.json", "report.md", "report.html", "manifest.json")
 
 
 def _prepare_out(out: Path, resume: bool) -> None:
@@ -178,6 +200,16 @@ def default_out(args, sweep: SweepConfig) -> Path:
     return Path(args.out) if args.out else RUNS_ROOT / (args.preset or sweep.name)
 
 
+def _say_star(sweep: SweepConfig, trials: list[dict]) -> None:
+    from sweep.tune.space import star_of
+
+    design = star_of(sweep)
+    print(f"star design around {sweep.around}: the reference and {len(design.neighbours)} one-factor neighbours, "
+          f"{len(trials)} configurations x {sweep.seeds} seeds", flush=True)
+    for why in design.skipped:
+        print(f"  skipped: {why}", flush=True)
+
+
 def run(args) -> int:
     from sweep.engine.checks import check_config
     from sweep.init_sources import check_init
@@ -192,6 +224,8 @@ def run(args) -> int:
     trials = expand(sweep)  # validates the space before anything expensive
     check_config(sweep.train)  # a trial would find the same bad value only after data and Ray had started
     check_init(sweep.train.init, trials)  # the weights files: present, the right hash, layers that fit
+    if sweep.around is not None:
+        _say_star(sweep, trials)
     out = default_out(args, sweep)
     if args.resume:
         check_resumable(out, args.storage)

@@ -99,6 +99,9 @@ class SweepConfig:
     # evaluation-only sets every trial's selected weights are scored on (trials.csv's ext_<NAME>_* columns);
     # NAME matches [a-z0-9_]+. `fusion-sweep run --external NAME=DIR` adds folders.
     externals: dict[str, ExternalSpec] = dataclasses.field(default_factory=dict)
+    # a star design instead of the grid: this configuration label and its one-factor neighbours along the space's
+    # cut lists (sweep.configs.star); `fusion-sweep run --around LABEL` sets it
+    around: str | None = None
 
     def replace(self, **changes) -> "SweepConfig":
         return dataclasses.replace(self, **changes)

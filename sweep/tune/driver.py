@@ -207,12 +207,21 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
              "extra": {"name": sweep.name, "trials_total": row_count(trials), "ray_trials": len(trials),
                        "ray_experiment": recorded_experiment(storage), "resumed": resume, "data_counts": counts,
                        "eval_sets": describe(eval_sets, sweep.externals, sweep.train.data.classes),
-                       "init": init}}
+                       "init": init, **star_facts(sweep)}}
     mlflow_step = (lambda frame: record_mlflow(out, frame, mlflow, mlflow_experiment or sweep.name, say)) \
         if mlflow else None
     return finish_sweep(grid, sweep, out, facts=facts, explain=explain, start=start, say=say, mlflow=mlflow_step,
                         score_stopped=sweep.score_stopped,
                         prune=None if "://" in storage_for(str(out), storage) else experiment_path(str(out), storage))
+
+
+def star_facts(sweep: SweepConfig) -> dict:
+    """What manifest.json records of a star design: its reference (`around`) and the neighbours a list cut off."""
+    if sweep.around is None:
+        return {}
+    from sweep.tune.space import star_of
+
+    return {"around": sweep.around, "around_skipped": list(star_of(sweep).skipped)}
 
 
 def _warm_up_explanations(image_size: int) -> threading.Thread:

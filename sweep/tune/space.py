@@ -11,6 +11,7 @@ from models.spec import FusionSpec
 from sweep import UsageError
 from sweep.configs.naming import SEED_FUSION
 from sweep.configs.schema import SearchSpace, SweepConfig, TrainConfig
+from sweep.configs.star import MIN_SEEDS, Star, parse_label, star
 
 MAX_WIDTH = FusionSpec().branch_width  # the seed's Dense width: the widest a sweep tries
 SCHEDULERS = ("fifo", "asha", "hyperband")
@@ -76,6 +77,11 @@ def validate_sweep(sweep: SweepConfig) -> None:
         raise UsageError(f"explain_images must be >= 0 (0: no explanations), got {sweep.explain_images}")
     if sweep.explain_images and sweep.explain_max_evals < 3:
         raise UsageError(f"explain_max_evals must be >= 3, got {sweep.explain_max_evals}")
+    if sweep.around is not None:
+        parse_label(sweep.around)
+        if sweep.seeds < MIN_SEEDS:
+            raise UsageError(f"a star design (--around) needs at least {MIN_SEEDS} seeds per configuration to "
+                             f"estimate effects, got seeds={sweep.seeds}")
 
 
 def fusion_configs(space: SearchSpace) -> list[dict[str, Any]]:
@@ -106,7 +112,9 @@ def _cost_rank(config: dict[str, Any]) -> tuple:
 
 def configurations(sweep: SweepConfig) -> list[dict[str, Any]]:
     """The configurations (without seeds) a sweep trains: the grid, or a seeded random subset of it,
-    always with the seed's own fusion and, if asked, both parents."""
+    always with the seed's own fusion and, if asked, both parents; with `around`, the star around that label."""
+    if sweep.around is not None:
+        return sorted(star_of(sweep).configurations, key=_cost_rank)
     grid = fusion_configs(sweep.space)
     if sweep.search == "random" and sweep.num_samples < len(grid):
         grid = random.Random(0).sample(grid, sweep.num_samples)
@@ -116,6 +124,11 @@ def configurations(sweep: SweepConfig) -> list[dict[str, Any]]:
     if sweep.space.include_parents:  # the ResNet50V2 parent first: the costliest trial of a CPU sweep
         grid = sorted(parent_configs(), key=lambda c: c["model"] != "resnet50v2") + grid
     return grid
+
+
+def star_of(sweep: SweepConfig) -> Star:
+    """The star design of a sweep with `around` set, stepping along its space's cut lists."""
+    return star(parse_label(sweep.around), sweep.space.cnn_cuts, sweep.space.resnet_cuts)
 
 
 def expand(sweep: SweepConfig) -> list[dict[str, Any]]:

@@ -8,7 +8,8 @@ import pytest
 
 
 @pytest.mark.parametrize("module", ["sweep.analysis", "sweep.analysis.report", "sweep.analysis.plots",
-                                    "sweep.analysis.answer", "sweep.analysis.tables", "sweep.commands.analyze", "models"])
+                                    "sweep.analysis.answer", "sweep.analysis.tables", "sweep.commands.analyze", "models",
+                                    "sweep.analysis.effects_report", "sweep.analysis.simulate_star"])
 def test_importing_loads_no_jax_flax_or_ray(module):
     code = (f"import sys, {module}; "
             "print(sorted(m for m in ('jax', 'flax', 'ray') if m in sys.modules))")

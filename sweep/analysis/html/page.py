@@ -12,6 +12,7 @@ from bokeh.models import CustomJS, Div, RadioButtonGroup
 from bokeh.resources import INLINE
 from jinja2 import Template
 
+from sweep.analysis.effects_report import html_section as effects_html
 from sweep.analysis.html.contract import ReportTables, load_tables
 from sweep.analysis.init_text import starting_weights
 from sweep.analysis.html.explain_browser import browser_data, model_table
@@ -24,7 +25,7 @@ from sweep.files import write_text_atomic
 
 HERE = Path(__file__).parent
 SWITCH_LABELS = {"params": "params", "flops": "FLOPs", "latency_ms": "latency"}
-FILES = ("report.md", "trials.csv", "trials.parquet", "predictions.parquet", "pareto.csv", "scaling.json",
+FILES = ("report.md", "effects.json", "trials.csv", "trials.parquet", "predictions.parquet", "pareto.csv", "scaling.json",
          "shift.json", "manifest.json", "explanations/summary.csv", "explanations/models.csv")
 # the size switch: every switched source takes its x from the chosen size column; band and verdict follow
 SWITCH_JS = """
@@ -58,6 +59,7 @@ def build_html(results_dir: str | Path, out: str | Path | None = None) -> Path:
              for _, r in tables.trials.iterrows()}
     payload = {"trials": table_data(tables.trials, tables.external_sets, tables.counterfactual_sets)}
     variables.update(explanation_section(tables, names, payload))
+    variables["effects_html"] = effects_html(tables.results_dir)
     variables.update(
         has_size=bool(len(points)), has_shift=any(r.name == "shift_figure" for r in roots),
         shift_notes=[] if tables.external_sets else
