@@ -20,7 +20,7 @@ FORM_WORDS = {"constant": "a constant", "linear": "a line in size", "log_linear"
 
 
 def analyze(trials, predictions=None, *, size: str = "params", split: str = "test", at: float | None = None,
-            seed: int = 0, n_boot: int = 1000, leave_one_out: bool = True) -> dict:
+            seed: int = 0, n_boot: int = 1000, leave_one_out: bool = True, stability: bool = True) -> dict:
     """The analyze object; raises inputs.InputError on input that cannot be analysed."""
     if at is not None and not (math.isfinite(at) and at > 0):
         raise inputs.InputError(f"--at must be a positive size, got {at!r}")
@@ -33,7 +33,7 @@ def analyze(trials, predictions=None, *, size: str = "params", split: str = "tes
     fusion = every.subset(is_fusion) if is_fusion.any() else every
     rng = np.random.default_rng(seed)
     result = {"size": size, "split": split, **_counts(trial_set, fusion, is_fusion.any())}
-    result.update(_scaling(fusion, _seed_size(trial_set, size), at, rng, n_boot, leave_one_out))
+    result.update(_scaling(fusion, _seed_size(trial_set, size), at, rng, n_boot, leave_one_out, stability))
     result["verdict_text"] = sentence(result, trial_set.split, per_image=fusion.per_image)
     result["against_best"] = compare.against_best(every, labels)
     result["per_image"] = bool(every.per_image)
@@ -60,11 +60,11 @@ def _seed_size(trial_set, size: str) -> float | None:
     return float(sizes.mean()) if sizes.notna().any() else None
 
 
-def _scaling(fusion, seed_size, at, rng, n_boot: int, leave_one_out: bool) -> dict:
+def _scaling(fusion, seed_size, at, rng, n_boot: int, leave_one_out: bool, stable: bool) -> dict:
     missing = scaling.sufficiency(fusion)
     empty_halving = {"at": None, "estimate": None, "lo": None, "hi": None, "level": scaling.LEVEL}
     out = {"missing": missing, "forms": {}, "best_form": None, "carrier": None, "p_constant": None,
-           "per_halving": empty_halving, "curve": []}
+           "per_halving": empty_halving, "curve": [], "stability": None}
     if len(np.unique(fusion.sizes)) < 3:
         out["verdict"] = "insufficient_data"
         return out
@@ -77,6 +77,8 @@ def _scaling(fusion, seed_size, at, rng, n_boot: int, leave_one_out: bool) -> di
     out["best_form"] = min(eligible, key=lambda f: eligible[f]["aicc"])
     out["p_constant"] = fitted["p_constant"]
     out["verdict"], out["carrier"] = scaling.verdict(missing, fitted["p_constant"], fitted["forms"])
+    if stable and not missing:
+        out["stability"] = scaling.stability(fusion, geometric, out["verdict"], rng, max(200, n_boot // 4))
     # Intervals are cut to what is possible (a change within +-100 points, an accuracy within 0-100): the truth
     # lies there, so coverage is kept, and a descriptive fit to 3 points no longer reads "-932 points".
     change = np.clip(100 * np.array([averaged[k][0] for k in ("estimate", "lo", "hi")]), -100, 100)

@@ -15,6 +15,10 @@ import numpy as np
 
 from sweep.analysis import forms
 
+LOCAL_WINDOW = 1.2    # ln-size half-width of the local fit (about half a decade each way)
+LOCAL_MIN = 3         # configurations the local fit takes at least
+LOCAL_SHARE = 0.5     # the local fit's share of the per-halving mixture; the global forms share the rest
+
 
 def form_draws(grid: forms.Grid, means, cov, target, rng, n_boot: int):
     """(draws (n_boot, R), AICc, AIC) of one form's targets target (D, R, k)."""
@@ -67,4 +71,25 @@ def model_averaged(grids: dict, means, cov, targets: dict, rng, *, n_boot: int =
     pooled = np.concatenate(draws)
     draw_weights = np.repeat(weights / n_boot, n_boot)
     lo, median, hi = weighted_quantiles(pooled, draw_weights, [(1 - level) / 2, 0.5, (1 + level) / 2])
-    return {"estimate": median, "lo": lo, "hi": hi, "weights": dict(zip(forms.AVERAGED, weights.tolist()))}
+    return {"estimate": median, "lo": lo, "hi": hi, "weights": dict(zip(forms.AVERAGED, weights.tolist())),
+            "draws": pooled, "draw_weights": draw_weights}
+
+
+def local_halving_draws(sizes, means, cov, tau: float, at: float, rng, n_boot: int) -> tuple[np.ndarray, int]:
+    """(draws (n_boot,), configurations used) of the per-halving change from a line in log size fitted by GLS
+    (covariance cov + tau^2 I) to the configurations within LOCAL_WINDOW of `at` in ln size (the LOCAL_MIN
+    nearest when fewer are): an estimate that assumes no global form, only that accuracy is about straight in log
+    size near `at`. Its confidence distribution is Student t with the sweep's residual degrees of freedom."""
+    u = np.log(np.asarray(sizes, float) / at)
+    near = np.abs(u) <= LOCAL_WINDOW
+    if near.sum() < LOCAL_MIN or len(np.unique(u[near])) < 2:
+        near = np.zeros(len(u), bool)
+        near[np.argsort(np.abs(u), kind="stable")[:LOCAL_MIN]] = True
+    x = np.stack([np.ones(near.sum()), u[near]], axis=1)
+    v = cov[np.ix_(near, near)] + tau ** 2 * np.eye(near.sum())
+    v_inv = np.linalg.inv(v + 1e-12 * np.eye(len(v)))
+    g_inv = np.linalg.inv(x.T @ v_inv @ x)
+    slope = (g_inv @ x.T @ v_inv @ np.asarray(means)[near])[1]
+    se = np.sqrt(max(g_inv[1, 1], 1e-30))
+    df = max(len(u) - 3, 2)
+    return -np.log(2) * (slope + se * rng.standard_t(df, n_boot)), int(near.sum())
