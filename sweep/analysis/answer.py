@@ -14,6 +14,8 @@ from sweep.analysis import compare, evidence, inputs, scaling
 from sweep.configs.naming import config_label, is_seed_fusion
 from sweep.files import json_safe
 
+PRIMARY = ("params", "test")   # the one primary question: test accuracy against parameters; the rest are secondary
+FRAGILE = 0.8                   # below this share of leave-one-configuration-out refits keeping it, a verdict is fragile
 AXIS_WORDS = {"params": "parameters", "flops": "FLOPs", "latency_ms": "latency"}
 FORM_WORDS = {"constant": "a constant", "linear": "a line in size", "log_linear": "a line in log size",
               "power_law": "a saturating power law"}
@@ -32,7 +34,8 @@ def analyze(trials, predictions=None, *, size: str = "params", split: str = "tes
     is_fusion = np.array([c["model"] == "fusion" for c in every.configs])
     fusion = every.subset(is_fusion) if is_fusion.any() else every
     rng = np.random.default_rng(seed)
-    result = {"size": size, "split": split, **_counts(trial_set, fusion, is_fusion.any())}
+    result = {"size": size, "split": split, "primary": size == PRIMARY[0] and split == PRIMARY[1],
+              **_counts(trial_set, fusion, is_fusion.any())}
     result.update(_scaling(fusion, _seed_size(trial_set, size), at, rng, n_boot, leave_one_out, stability))
     result["verdict_text"] = sentence(result, trial_set.split, per_image=fusion.per_image)
     result["against_best"] = compare.against_best(every, labels)
@@ -131,4 +134,38 @@ def sentence(result: dict, split: str, *, per_image: bool) -> str:
             how = f"nonlinearly: a constant is rejected (p = {{p:.3f}}) and {FORM_WORDS[result['carrier']]} " \
                   f"beats a line by {gain:.1f} AICc"
         head = f"{what.capitalize()} depends on {AXIS_WORDS[size]}, " + how.format(p=p)
-    return f"{head}, over {basis}: {change}."
+    return f"{head}, over {basis}: {change}." + _stability_text(result)
+
+
+def _stability_text(result: dict) -> str:
+    share, n = result.get("stability"), result.get("n_configs") or 0
+    if share is None:
+        return ""
+    kept = int(round(share * n))
+    if share < FRAGILE:
+        return (f" The verdict is fragile: only {kept} of {n} refits leaving one configuration out keep it "
+                f"(one configuration can make or break it).")
+    return f" {kept} of {n} refits leaving one configuration out keep this verdict."
+
+
+def label_family(objects: dict) -> dict:
+    """Mark the primary analysis (params on test) and give every secondary one (other size axes, external splits)
+    a Holm-adjusted p of its constant test over all the secondaries (`p_holm`; the primary's is its own p), with
+    a sentence saying so. objects: {split: {size: analyze object}} (scaling.json), changed in place and returned."""
+    from sweep.analysis.compare import holm
+
+    secondary = [(split, size) for split, axes in objects.items() for size, result in axes.items()
+                 if not result.get("primary") and result.get("p_constant") is not None]
+    adjusted = holm(np.array([objects[sp][sz]["p_constant"] for sp, sz in secondary])) if secondary else []
+    for (split, size), p in zip(secondary, adjusted):
+        result = objects[split][size]
+        result["p_holm"] = float(p)
+        result["verdict_text"] += (f" Secondary analysis: Holm-adjusted p = {p:.3f} over the {len(secondary)} "
+                                   "secondary analyses" + (" (the trend does not survive the adjustment)."
+                                                          if result["verdict"] in ("linear", "nonlinear") and
+                                                          p >= scaling.ALPHA else "."))
+    for axes in objects.values():
+        for result in axes.values():
+            if result.get("primary"):
+                result["p_holm"] = result.get("p_constant")
+    return objects

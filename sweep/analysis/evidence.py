@@ -57,8 +57,7 @@ def build(trials: TrialSet, size: str) -> Evidence:
     if not groups:
         return Evidence([], sizes, sizes, sizes.astype(int), np.zeros((0, 0)), trials.correct is not None, [])
     if trials.correct is not None:
-        codes = trials.codes if trials.codes is not None else np.arange(trials.correct.shape[1])
-        means, cov, seeds = _from_predictions([trials.correct.loc[i].to_numpy(float) for i in ids], codes)
+        means, cov, seeds = _from_predictions([trials.correct.loc[i].to_numpy(float) for i in ids], trials.codes)
     else:
         means, cov, seeds = _from_accuracies([g[trials.accuracy].to_numpy(float) for g in groups],
                                              np.array([float(g[trials.n_column].mean()) for g in groups]))
@@ -67,9 +66,11 @@ def build(trials: TrialSet, size: str) -> Evidence:
                     cov[np.ix_(order, order)], trials.correct is not None, [ids[i] for i in order])
 
 
-def _from_predictions(groups: list[np.ndarray], codes: np.ndarray):
-    """groups[c]: (S_c, n) 0/1 correctness of configuration c's seeds on the same n images; codes: patient per image."""
+def _from_predictions(groups: list[np.ndarray], codes: np.ndarray | None = None):
+    """groups[c]: (S_c, n) 0/1 correctness of configuration c's seeds on the same n images; codes: patient per image
+    (None: each image its own patient)."""
     n = groups[0].shape[1]
+    codes = np.arange(n) if codes is None else codes
     image_means = np.stack([g.mean(axis=0) for g in groups])
     shared = clusters.mean_cov(image_means, codes)
     excess, dfs = [], []

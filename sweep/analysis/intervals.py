@@ -1,13 +1,14 @@
-"""Intervals that carry image noise, seed noise, the between-configuration scatter and doubt about the form.
+"""Intervals that carry patient and seed noise, the between-configuration scatter and doubt about the form.
 
 Each sloped form gets a confidence distribution for its targets (the per-halving change, the curve) from a
 studentized parametric bootstrap: replicates of the configuration means are drawn from the form's fit with
-the full covariance Sigma + tau^2 I (images shared by every configuration, seeds, configurations off the
+the full covariance Sigma + tau^2 I (patients shared by every configuration, seeds, configurations off the
 curve), the form is refitted to each (exponent and tau included), and the errors, divided by their standard
 errors, give the distribution of the pivot. The forms' distributions are then mixed with AICc weights (a
 model-averaged tail-area interval, Turek & Fletcher 2012), so that where the data cannot tell a log-linear
-from a saturating curve the interval spans both. The log-linear is left out of the mix: it is the power law's
-b -> 0 limit (forms.AVERAGED says why).
+from a saturating curve the interval spans both. For the per-halving change a local line in log size around
+the reference size (local_halving_draws) joins the mix: every global form misplaces the slope of a truth that
+none of them is (a knee in log size), and its own bootstrap cannot see it.
 """
 from __future__ import annotations
 

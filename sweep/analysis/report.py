@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from sweep.analysis import verdict_md
-from sweep.analysis.answer import analyze
+from sweep.analysis.answer import analyze, label_family
 from sweep.analysis.html import build_html
 from sweep.analysis.html.points import baselines
 from sweep.analysis.inputs import InputError, collapsed_flags, read_predictions, stopped_by_scheduler
@@ -23,6 +23,9 @@ from sweep.tune.results import read_manifest, read_trials
 
 SIZES = ("params", "flops", "latency_ms")
 AXIS_TITLES = {"params": "parameters", "flops": "FLOPs", "latency_ms": "latency"}
+PRIMARY_LINE = ("The primary analysis is test accuracy against parameters; the other size axes (FLOPs, latency) "
+                "and external splits are secondary, each with a Holm-adjusted p over the secondary analyses "
+                "(below).")
 
 
 def _fmt(value, spec: str = ".3f") -> str:
@@ -51,7 +54,7 @@ def scaling_objects(trials, predictions, *, n_boot: int) -> tuple[dict, str | No
             except InputError as err:
                 if split == "test":
                     return {}, str(err)
-    return out, None
+    return label_family(out), None
 
 
 def build_report(results_dir: str | Path, *, bootstrap: int = 1000) -> dict[str, Path]:
@@ -165,7 +168,8 @@ def render(results_dir: Path, trials, configs, scaling: dict, manifest: dict, wh
     if main is None:
         lines += [f"No scaling analysis: {why_none or 'no trial has a size and test metrics'}.", ""]
     else:
-        lines += [f"**{main['verdict_text']}**", "", "### Configurations not distinguishable from the best", ""]
+        lines += [PRIMARY_LINE, "", f"**{main['verdict_text']}**", "",
+                  "### Configurations not distinguishable from the best", ""]
         lines += verdict_md.best_table(main) + ["", "### Collapsed trials", ""]
         lines += verdict_md.collapsed_lines(main, trials) + [""]
     if len(configs):
@@ -222,7 +226,10 @@ def _scaling_details(scaling: dict) -> list[str]:
     for split, axes in scaling.items():
         for size, result in axes.items():
             where = "" if split == "test" else f" on {split}"
-            lines += [f"### Against {AXIS_TITLES[size]}{where}", "", result["verdict_text"], ""]
+            said = ("The primary analysis: its verdict is the answer at the top of this report." if result.get("primary")
+                    else result["verdict_text"])   # the primary sentence is said once, in the answer
+            role = "primary" if result.get("primary") else "secondary"
+            lines += [f"### Against {AXIS_TITLES[size]}{where} ({role})", "", said, ""]
             lines += verdict_md.forms_table(result) + [""]
     return lines
 

@@ -9,7 +9,10 @@ Rule (documented in README "How the verdict is made"):
 3. Otherwise linear, unless a curved form (log-linear, or a power law not at a parameter bound) has an AICc
    lower than the line's by more than NONLINEAR_MARGIN: then nonlinear. The line is the seed's question, so
    a curve must earn its place; a power law at its exponent's bound never decides.
-The per-halving change and the curve are model-averaged over the line and the power law (intervals.py).
+4. stability: the share of leave-one-configuration-out refits that keep the verdict (below 80%: "fragile").
+The curve is model-averaged over the line, the log-linear and the power law (intervals.py); the per-halving
+change mixes that average with a local line in log size around the reference size (local_halving), so that it
+holds where configurations scatter and the truth is none of the forms.
 """
 from __future__ import annotations
 

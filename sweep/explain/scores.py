@@ -1,5 +1,5 @@
 """Pure-numpy scores of one attribution map (where its mass falls: border, marker, lesion, lungs), the share a
-uniform map would have there, intervals over images, and how two maps agree."""
+uniform map would have there, intervals over patients (their films together), and how two maps agree."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ from scipy.stats import spearmanr
 
 BORDER_FRACTION = 0.10  # the outer band whose attribution share is border_share
 UNIFORM_BORDER_SHARE = 1 - (1 - 2 * BORDER_FRACTION) ** 2  # a map spread evenly puts 0.36 in that band
-LEVEL = 0.9  # intervals over images
+LEVEL = 0.9  # intervals over patients
 N_BOOT = 2000
 MIN_IMAGES = 4  # fewer usable values give no interval (a bootstrap of two or three values is far too narrow)
 
