@@ -15,7 +15,7 @@ from sweep.configs.naming import config_label, is_seed_fusion
 from sweep.files import json_safe
 
 PRIMARY = ("params", "test")   # the one primary question: test accuracy against parameters; the rest are secondary
-FRAGILE = 0.8                   # below this share of leave-one-configuration-out refits keeping it, a verdict is fragile
+FRAGILE = 0.8                   # a verdict fewer leave-one-configuration-out refits keep is fragile
 AXIS_WORDS = {"params": "parameters", "flops": "FLOPs", "latency_ms": "latency"}
 FORM_WORDS = {"constant": "a constant", "linear": "a line in size", "log_linear": "a line in log size",
               "power_law": "a saturating power law"}

@@ -6,8 +6,9 @@ predictions the covariance is estimated from them: for configurations c and c', 
 the means of their seed-averaged correctness with patients as the clusters (the shared-image part: films of one
 patient are hard or easy together; clusters.mean_cov, which is (1/n) times the covariance over images when every
 patient has one film), plus on the diagonal the seed variance left after the image-by-seed interaction is taken
-out (a two-way ANOVA per configuration, pulled toward the pooled value because three seeds give a noisy variance). Without predictions only the seed spread of accuracies is
-known and the image dependence is not modelled.
+out (a two-way ANOVA per configuration, pulled up toward the pooled value because three seeds give a noisy
+variance). Without predictions only the seed spread of accuracies is known and the image dependence is not
+modelled.
 """
 from __future__ import annotations
 
