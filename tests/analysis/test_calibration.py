@@ -68,3 +68,15 @@ def test_the_realistic_world_meets_issue_22s_targets_within_binomial_tolerance()
         assert r["coverage"] >= 0.72, name
     overall = sum(r["coverage"] for r in rates.values()) / len(rates)
     assert 0.82 <= overall <= 0.98
+
+
+def test_calibrate_command_writes_the_table_docs_quote(tmp_path, capsys):
+    from sweep.cli import main
+
+    out = tmp_path / "table.md"
+    assert main(["calibrate", "--truth", "constant", "knee", "--sweeps", "2", "--bootstrap", "60", "--n-configs", "6",
+                 "--out", str(out)]) == 0
+    table = out.read_text()
+    assert "| constant |" in table and "| knee |" in table and "coverage at 6 configs" in table
+    assert "fusion-sweep calibrate" in table
+    assert main(["calibrate", "--sweeps", "0"]) == 2
