@@ -101,8 +101,7 @@ def verdict_sentence(scaling: dict | None, split: str, size: str) -> str:
         return f"No scaling fit against {SIZE_AXES[size]} in scaling.json."
     # the sentence already holds the per-halving change and the collapsed count: said once, in its own words
     text = analyze.get("verdict_text") or f"Verdict: {analyze.get('verdict', 'none given')}."
-    role = "Primary analysis" if analyze.get("primary") else "Secondary analysis" if "primary" in analyze else ""
-    return f"{role}: {text}" if role else text
+    return f"Primary analysis: {text}" if analyze.get("primary") else text   # a secondary's sentence says so itself
 
 
 def _finite(value) -> bool:
