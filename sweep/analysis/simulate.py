@@ -335,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, truth in truths.items():
         start = time.time()
         rates = calibration(truth, design, args.sweeps, seed=args.seed, per_image=not args.no_predictions)
+        rates.pop("runs")
         rows.append({"truth": name, "design": args.design, "per_image": not args.no_predictions, **rates,
                      "seconds": round(time.time() - start)})
         print(json.dumps(rows[-1]), flush=True)
