@@ -76,7 +76,8 @@ def _fingerprint(images: list[FolderImage], root: Path, data: DataSpec) -> str:
     return h.hexdigest()[:16]
 
 
-def _load_folder(images: list[FolderImage], image_size: int, name: str) -> dict[str, np.ndarray]:
+def _load_folder(images: list[FolderImage], image_size: int, name: str,
+                 patients: dict[str, str] | None = None) -> dict[str, np.ndarray]:
     from data.images import resize_image
     from data.radiography import decode_grey
 
@@ -87,8 +88,11 @@ def _load_folder(images: list[FolderImage], image_size: int, name: str) -> dict[
         except ValueError as err:
             raise ValueError(f"external set {name!r}: {err} ({f.path})") from None
     ids = np.array([f.image_id for f in images], dtype=str)
+    # the patient of each image from the folder's metadata.csv (films of one patient are resampled together);
+    # an image it does not name is its own patient
+    groups = np.array([(patients or {}).get(i) or i for i in ids], dtype=str)
     return {"images": np.stack(pixels), "labels": np.array([f.label for f in images], np.int32), "ids": ids,
-            "groups": ids}
+            "groups": groups}
 
 
 def plan(name: str, spec: ExternalSpec, data: DataSpec) -> tuple[str, Callable[[], dict]]:
@@ -97,9 +101,13 @@ def plan(name: str, spec: ExternalSpec, data: DataSpec) -> tuple[str, Callable[[
     if spec.source == "radiography":
         if not spec.data_dir:
             raise ValueError(f"external set {name!r} needs a folder (NAME=DIR)")
+        from data.metadata import image_patients
+
         images = scan_folder(spec.data_dir, data.classes, name)
-        key = {"source": "radiography", "files": _fingerprint(images, Path(spec.data_dir).expanduser(), data)}
-        return cache_key(key, data), lambda: _load_folder(images, data.image_size, name)
+        patients = image_patients(spec.data_dir)
+        key = {"source": "radiography", "files": _fingerprint(images, Path(spec.data_dir).expanduser(), data),
+               "patients": hashlib.sha256(json.dumps(sorted(patients.items())).encode()).hexdigest()[:16]}
+        return cache_key(key, data), lambda: _load_folder(images, data.image_size, name, patients)
     if spec.source == "synthetic":
         from data.sites import check_site
         from data.synthetic import draw_site

@@ -39,3 +39,13 @@ def image_sources(data_dir: str | os.PathLike | None) -> dict[str, str]:
     if column is None or "file" not in fields:
         return {}
     return {Path(r["file"]).as_posix(): r[column] for r in rows if r.get("file") and r.get(column)}
+
+
+def image_patients(data_dir: str | os.PathLike | None) -> dict[str, str]:
+    """image_id (the `file` column, posix) -> patient_id, for rows that name both; {} without a patient_id column."""
+    if not data_dir:
+        return {}
+    fields, rows = read_rows(data_dir)
+    if "file" not in fields or "patient_id" not in fields:
+        return {}
+    return {Path(r["file"]).as_posix(): r["patient_id"] for r in rows if r.get("file") and r.get("patient_id")}

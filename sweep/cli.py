@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("sweep.commands.run", "run a sweep of fusion models with Ray Tune (the main job)"),
     "report": ("sweep.commands.report", "rebuild plots and report.md of a sweep from its tables"),
     "analyze": ("sweep.commands.analyze", "the scaling verdict of a sweep: forms, per-halving change, best configs"),
+    "calibrate": ("sweep.commands.calibrate", "remake the scaling verdict's calibration table from simulated sweeps"),
     "explain": ("sweep.commands.explain", "SHAP explanations and shortcut scores for a sweep's models"),
     "train": ("sweep.commands.train", "train and evaluate one model"),
     "reproduce": ("sweep.commands.reproduce", "train the seed paper's three models beside its numbers"),

@@ -14,13 +14,15 @@ from sweep.analysis import compare, evidence, inputs, scaling
 from sweep.configs.naming import config_label, is_seed_fusion
 from sweep.files import json_safe
 
+PRIMARY = ("params", "test")   # the one primary question: test accuracy against parameters; the rest are secondary
+FRAGILE = 0.8                   # a verdict fewer leave-one-configuration-out refits keep is fragile
 AXIS_WORDS = {"params": "parameters", "flops": "FLOPs", "latency_ms": "latency"}
 FORM_WORDS = {"constant": "a constant", "linear": "a line in size", "log_linear": "a line in log size",
               "power_law": "a saturating power law"}
 
 
 def analyze(trials, predictions=None, *, size: str = "params", split: str = "test", at: float | None = None,
-            seed: int = 0, n_boot: int = 1000, leave_one_out: bool = True) -> dict:
+            seed: int = 0, n_boot: int = 1000, leave_one_out: bool = True, stability: bool = True) -> dict:
     """The analyze object; raises inputs.InputError on input that cannot be analysed."""
     if at is not None and not (math.isfinite(at) and at > 0):
         raise inputs.InputError(f"--at must be a positive size, got {at!r}")
@@ -32,8 +34,9 @@ def analyze(trials, predictions=None, *, size: str = "params", split: str = "tes
     is_fusion = np.array([c["model"] == "fusion" for c in every.configs])
     fusion = every.subset(is_fusion) if is_fusion.any() else every
     rng = np.random.default_rng(seed)
-    result = {"size": size, "split": split, **_counts(trial_set, fusion, is_fusion.any())}
-    result.update(_scaling(fusion, _seed_size(trial_set, size), at, rng, n_boot, leave_one_out))
+    result = {"size": size, "split": split, "primary": size == PRIMARY[0] and split == PRIMARY[1],
+              **_counts(trial_set, fusion, is_fusion.any())}
+    result.update(_scaling(fusion, _seed_size(trial_set, size), at, rng, n_boot, leave_one_out, stability))
     result["verdict_text"] = sentence(result, trial_set.split, per_image=fusion.per_image)
     result["against_best"] = compare.against_best(every, labels)
     result["per_image"] = bool(every.per_image)
@@ -60,11 +63,11 @@ def _seed_size(trial_set, size: str) -> float | None:
     return float(sizes.mean()) if sizes.notna().any() else None
 
 
-def _scaling(fusion, seed_size, at, rng, n_boot: int, leave_one_out: bool) -> dict:
+def _scaling(fusion, seed_size, at, rng, n_boot: int, leave_one_out: bool, stable: bool) -> dict:
     missing = scaling.sufficiency(fusion)
     empty_halving = {"at": None, "estimate": None, "lo": None, "hi": None, "level": scaling.LEVEL}
     out = {"missing": missing, "forms": {}, "best_form": None, "carrier": None, "p_constant": None,
-           "per_halving": empty_halving, "curve": []}
+           "per_halving": empty_halving, "curve": [], "stability": None}
     if len(np.unique(fusion.sizes)) < 3:
         out["verdict"] = "insufficient_data"
         return out
@@ -77,6 +80,8 @@ def _scaling(fusion, seed_size, at, rng, n_boot: int, leave_one_out: bool) -> di
     out["best_form"] = min(eligible, key=lambda f: eligible[f]["aicc"])
     out["p_constant"] = fitted["p_constant"]
     out["verdict"], out["carrier"] = scaling.verdict(missing, fitted["p_constant"], fitted["forms"])
+    if stable and not missing:
+        out["stability"] = scaling.stability(fusion, geometric, out["verdict"], rng, max(200, n_boot // 4))
     # Intervals are cut to what is possible (a change within +-100 points, an accuracy within 0-100): the truth
     # lies there, so coverage is kept, and a descriptive fit to 3 points no longer reads "-932 points".
     change = np.clip(100 * np.array([averaged[k][0] for k in ("estimate", "lo", "hi")]), -100, 100)
@@ -129,4 +134,38 @@ def sentence(result: dict, split: str, *, per_image: bool) -> str:
             how = f"nonlinearly: a constant is rejected (p = {{p:.3f}}) and {FORM_WORDS[result['carrier']]} " \
                   f"beats a line by {gain:.1f} AICc"
         head = f"{what.capitalize()} depends on {AXIS_WORDS[size]}, " + how.format(p=p)
-    return f"{head}, over {basis}: {change}."
+    return f"{head}, over {basis}: {change}." + _stability_text(result)
+
+
+def _stability_text(result: dict) -> str:
+    share, n = result.get("stability"), result.get("n_configs") or 0
+    if share is None:
+        return ""
+    kept = int(round(share * n))
+    if share < FRAGILE:
+        return (f" The verdict is fragile: only {kept} of {n} refits leaving one configuration out keep it "
+                f"(one configuration can make or break it).")
+    return f" {kept} of {n} refits leaving one configuration out keep this verdict."
+
+
+def label_family(objects: dict) -> dict:
+    """Mark the primary analysis (params on test) and give every secondary one (other size axes, external splits)
+    a Holm-adjusted p of its constant test over all the secondaries (`p_holm`; the primary's is its own p), with
+    a sentence saying so. objects: {split: {size: analyze object}} (scaling.json), changed in place and returned."""
+    from sweep.analysis.compare import holm
+
+    secondary = [(split, size) for split, axes in objects.items() for size, result in axes.items()
+                 if not result.get("primary") and result.get("p_constant") is not None]
+    adjusted = holm(np.array([objects[sp][sz]["p_constant"] for sp, sz in secondary])) if secondary else []
+    for (split, size), p in zip(secondary, adjusted):
+        result = objects[split][size]
+        result["p_holm"] = float(p)
+        result["verdict_text"] += (f" Secondary analysis: Holm-adjusted p = {p:.3f} over the {len(secondary)} "
+                                   "secondary analyses" + (" (the trend does not survive the adjustment)."
+                                                          if result["verdict"] in ("linear", "nonlinear") and
+                                                          p >= scaling.ALPHA else "."))
+    for axes in objects.values():
+        for result in axes.values():
+            if result.get("primary"):
+                result["p_holm"] = result.get("p_constant")
+    return objects

@@ -44,10 +44,10 @@ def against_best(evidence: Evidence, labels: list[str]) -> list[dict]:
     adjusted = holm(np.array([upper_tail(g / s) for g, s in zip(gaps, se)])) if others else np.array([])
     rows = []
     for i in [best, *others]:
-        sd = math.sqrt(max(cov[i, i], 0.0))
+        lo, hi = logit_interval(means[i], math.sqrt(max(cov[i, i], 0.0)))
         row = {"config": labels[i], **{k: _plain(v) for k, v in evidence.configs[i].items()},
                "size": float(evidence.sizes[i]), "seeds": int(evidence.seeds[i]),
-               "accuracy": 100 * means[i], "lo": 100 * (means[i] - Z90 * sd), "hi": 100 * (means[i] + Z90 * sd),
+               "accuracy": 100 * means[i], "lo": 100 * lo, "hi": 100 * hi,
                "gap": 0.0, "gap_lo": 0.0, "gap_hi": 0.0, "p_holm": None, "distinguishable": False, "best": i == best}
         if i != best:
             j = others.index(i)
@@ -55,6 +55,14 @@ def against_best(evidence: Evidence, labels: list[str]) -> list[dict]:
                        p_holm=float(adjusted[j]), distinguishable=bool(adjusted[j] < ALPHA))
         rows.append(row)
     return sorted(rows, key=lambda r: (r["distinguishable"], -r["accuracy"]))
+
+
+def logit_interval(mean: float, sd: float, z: float = Z90) -> tuple[float, float]:
+    """90% interval of an accuracy (fraction) with standard error sd, made on the logit scale (delta method) so that
+    it stays inside 0-1: a symmetric interval around 95% with a 4-point sd would run past 100%."""
+    m = min(max(mean, 1e-4), 1 - 1e-4)
+    centre, half = math.log(m / (1 - m)), z * sd / (m * (1 - m))
+    return 1 / (1 + math.exp(-(centre - half))), 1 / (1 + math.exp(-(centre + half)))
 
 
 def _plain(value):

@@ -2,11 +2,13 @@
 
 Every trial is scored on the same test images and each configuration has a few seeds, so the configuration
 means are correlated (an easy image is easy for all of them) and each carries seed noise. With per-image
-predictions the covariance is estimated from them: for configurations c and c', (1/n) times the covariance over
-images of their seed-averaged correctness (the shared-image part), plus on the diagonal the seed variance left
-after the image-by-seed interaction is taken out (a two-way ANOVA per configuration, pulled toward the pooled
-value because three seeds give a noisy variance). Without predictions only the seed spread of accuracies is
-known and the image dependence is not modelled.
+predictions the covariance is estimated from them: for configurations c and c', the cluster-robust covariance of
+the means of their seed-averaged correctness with patients as the clusters (the shared-image part: films of one
+patient are hard or easy together; clusters.mean_cov, which is (1/n) times the covariance over images when every
+patient has one film), plus on the diagonal the seed variance left after the image-by-seed interaction is taken
+out (a two-way ANOVA per configuration, pulled up toward the pooled value because three seeds give a noisy
+variance). Without predictions only the seed spread of accuracies is known and the image dependence is not
+modelled.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import dataclasses
 
 import numpy as np
 
+from sweep.analysis import clusters
 from sweep.analysis.inputs import TrialSet
 from sweep.analysis.tables import by_configuration
 from sweep.configs.naming import CONFIG_KEYS
@@ -55,7 +58,7 @@ def build(trials: TrialSet, size: str) -> Evidence:
     if not groups:
         return Evidence([], sizes, sizes, sizes.astype(int), np.zeros((0, 0)), trials.correct is not None, [])
     if trials.correct is not None:
-        means, cov, seeds = _from_predictions([trials.correct.loc[i].to_numpy(float) for i in ids])
+        means, cov, seeds = _from_predictions([trials.correct.loc[i].to_numpy(float) for i in ids], trials.codes)
     else:
         means, cov, seeds = _from_accuracies([g[trials.accuracy].to_numpy(float) for g in groups],
                                              np.array([float(g[trials.n_column].mean()) for g in groups]))
@@ -64,11 +67,13 @@ def build(trials: TrialSet, size: str) -> Evidence:
                     cov[np.ix_(order, order)], trials.correct is not None, [ids[i] for i in order])
 
 
-def _from_predictions(groups: list[np.ndarray]):
-    """groups[c]: (S_c, n) 0/1 correctness of configuration c's seeds on the same n images."""
+def _from_predictions(groups: list[np.ndarray], codes: np.ndarray | None = None):
+    """groups[c]: (S_c, n) 0/1 correctness of configuration c's seeds on the same n images; codes: patient per image
+    (None: each image its own patient)."""
     n = groups[0].shape[1]
+    codes = np.arange(n) if codes is None else codes
     image_means = np.stack([g.mean(axis=0) for g in groups])
-    shared = np.atleast_2d(np.cov(image_means)) / n if len(groups) > 1 else np.array([[image_means.var(ddof=1) / n]])
+    shared = clusters.mean_cov(image_means, codes)
     excess, dfs = [], []
     for g in groups:
         s = g.shape[0]
@@ -104,6 +109,9 @@ def _seed_scale(means: np.ndarray) -> np.ndarray:
 
 
 def _shrunk(values: np.ndarray, dfs: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Each configuration's seed variance pulled toward the pooled one at its scale (PRIOR_DF pseudo df)."""
+    """Each configuration's seed variance pulled up toward the pooled one at its scale (PRIOR_DF pseudo df), never
+    down: three seeds often read a small variance by chance (the pull protects against that), but a configuration
+    whose own seeds spread far more than the others' is an unstable one (issue 22's world has one per sweep, seed
+    sd 5x the rest), and pulling it down made it an outlier the constant test took for a trend."""
     pooled = float(np.sum(values / scale * dfs) / dfs.sum()) if dfs.sum() > 0 else 0.0
-    return np.maximum((dfs * values + PRIOR_DF * pooled * scale) / (dfs + PRIOR_DF), 0.0)
+    return np.maximum(np.maximum((dfs * values + PRIOR_DF * pooled * scale) / (dfs + PRIOR_DF), values), 0.0)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from sweep import UsageError
+from sweep.analysis import clusters
 from sweep.configs.naming import CONFIG_KEYS
 
 IDENTITY = ("trial_id", *CONFIG_KEYS, "seed")
@@ -37,6 +38,7 @@ class TrialSet:
     failed: list[str]             # trial ids without the metric or ended in error
     collapse_source: str          # "predictions", "trials.csv", "recalls" or "unknown"
     correct: object = None        # DataFrame trial_id x image_id of 0/1 for the used trials, or None
+    codes: object = None          # patient code (clusters.patient_codes) per column of `correct`, or None
 
     @property
     def collapsed(self):
@@ -110,9 +112,21 @@ def select(trials, predictions, size: str, split: str = "test") -> TrialSet:
     used = rows[scored & ~rows["collapsed"]]
     failed = rows.loc[~scored, "trial_id"].tolist()
     correct = _correctness(predictions, rows, rows[scored], split, accuracy, n_column)
+    codes = None
     if correct is not None:
         correct = correct.loc[used["trial_id"]]
-    return TrialSet(split, accuracy, n_column, rows, used, failed, source, correct)
+        codes = clusters.patient_codes(correct.columns, patients_of(predictions, split))
+    return TrialSet(split, accuracy, n_column, rows, used, failed, source, correct, codes)
+
+
+def patients_of(predictions, split: str):
+    """image_id -> patient_id of a split's predictions (a Series), or None when the column is absent (predictions
+    written before patient_id existed: each image is then its own patient)."""
+    if predictions is None or "patient_id" not in predictions.columns:
+        return None
+    part = predictions.loc[predictions["split"] == split, ["image_id", "patient_id"]]
+    part = part.dropna(subset=["patient_id"]).drop_duplicates("image_id")
+    return part.set_index(part["image_id"].astype(str))["patient_id"].astype(str)
 
 
 def _with_test_n(trials):

@@ -1,19 +1,24 @@
-"""Intervals that carry image noise, seed noise, the between-configuration scatter and doubt about the form.
+"""Intervals that carry patient and seed noise, the between-configuration scatter and doubt about the form.
 
 Each sloped form gets a confidence distribution for its targets (the per-halving change, the curve) from a
 studentized parametric bootstrap: replicates of the configuration means are drawn from the form's fit with
-the full covariance Sigma + tau^2 I (images shared by every configuration, seeds, configurations off the
+the full covariance Sigma + tau^2 I (patients shared by every configuration, seeds, configurations off the
 curve), the form is refitted to each (exponent and tau included), and the errors, divided by their standard
 errors, give the distribution of the pivot. The forms' distributions are then mixed with AICc weights (a
 model-averaged tail-area interval, Turek & Fletcher 2012), so that where the data cannot tell a log-linear
-from a saturating curve the interval spans both. The log-linear is left out of the mix: it is the power law's
-b -> 0 limit (forms.AVERAGED says why).
+from a saturating curve the interval spans both. For the per-halving change a local line in log size around
+the reference size (local_halving_draws) joins the mix: every global form misplaces the slope of a truth that
+none of them is (a knee in log size), and its own bootstrap cannot see it.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from sweep.analysis import forms
+
+LOCAL_WINDOW = 1.2    # ln-size half-width of the local fit (about half a decade each way)
+LOCAL_MIN = 3         # configurations the local fit takes at least
+LOCAL_SHARE = 0.5     # the local fit's share of the per-halving mixture; the global forms share the rest
 
 
 def form_draws(grid: forms.Grid, means, cov, target, rng, n_boot: int):
@@ -67,4 +72,25 @@ def model_averaged(grids: dict, means, cov, targets: dict, rng, *, n_boot: int =
     pooled = np.concatenate(draws)
     draw_weights = np.repeat(weights / n_boot, n_boot)
     lo, median, hi = weighted_quantiles(pooled, draw_weights, [(1 - level) / 2, 0.5, (1 + level) / 2])
-    return {"estimate": median, "lo": lo, "hi": hi, "weights": dict(zip(forms.AVERAGED, weights.tolist()))}
+    return {"estimate": median, "lo": lo, "hi": hi, "weights": dict(zip(forms.AVERAGED, weights.tolist())),
+            "draws": pooled, "draw_weights": draw_weights}
+
+
+def local_halving_draws(sizes, means, cov, tau: float, at: float, rng, n_boot: int) -> tuple[np.ndarray, int]:
+    """(draws (n_boot,), configurations used) of the per-halving change from a line in log size fitted by GLS
+    (covariance cov + tau^2 I) to the configurations within LOCAL_WINDOW of `at` in ln size (the LOCAL_MIN
+    nearest when fewer are): an estimate that assumes no global form, only that accuracy is about straight in log
+    size near `at`. Its confidence distribution is Student t with the sweep's residual degrees of freedom."""
+    u = np.log(np.asarray(sizes, float) / at)
+    near = np.abs(u) <= LOCAL_WINDOW
+    if near.sum() < LOCAL_MIN or len(np.unique(u[near])) < 2:
+        near = np.zeros(len(u), bool)
+        near[np.argsort(np.abs(u), kind="stable")[:LOCAL_MIN]] = True
+    x = np.stack([np.ones(near.sum()), u[near]], axis=1)
+    v = cov[np.ix_(near, near)] + tau ** 2 * np.eye(near.sum())
+    v_inv = np.linalg.inv(v + 1e-12 * np.eye(len(v)))
+    g_inv = np.linalg.inv(x.T @ v_inv @ x)
+    slope = (g_inv @ x.T @ v_inv @ np.asarray(means)[near])[1]
+    se = np.sqrt(max(g_inv[1, 1], 1e-30))
+    df = max(len(u) - 3, 2)
+    return -np.log(2) * (slope + se * rng.standard_t(df, n_boot)), int(near.sum())

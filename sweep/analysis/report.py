@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from sweep.analysis import verdict_md
-from sweep.analysis.answer import analyze
+from sweep.analysis.answer import analyze, label_family
 from sweep.analysis.effects_report import effects_outputs
 from sweep.analysis.html import build_html
 from sweep.analysis.html.points import baselines
@@ -25,6 +25,12 @@ from sweep.tune.results import read_manifest, read_trials
 
 SIZES = ("params", "flops", "latency_ms")
 AXIS_TITLES = {"params": "parameters", "flops": "FLOPs", "latency_ms": "latency"}
+PRIMARY_LINE = ("The primary analysis is test accuracy against parameters; the other size axes (FLOPs, latency) "
+                "and external splits are secondary, each with a Holm-adjusted p over the secondary analyses "
+                "(below).")
+STAR_PRIMARY_LINE = ("This sweep is a star design (`run --around`): its primary analysis is the partial effects above; "
+                     "test accuracy against parameters, the other size axes and the external splits are secondary "
+                     "(Holm-adjusted p over the secondary analyses below).")
 
 
 def _fmt(value, spec: str = ".3f") -> str:
@@ -53,7 +59,7 @@ def scaling_objects(trials, predictions, *, n_boot: int) -> tuple[dict, str | No
             except InputError as err:
                 if split == "test":
                     return {}, str(err)
-    return out, None
+    return label_family(out), None
 
 
 def build_report(results_dir: str | Path, *, bootstrap: int = 1000) -> dict[str, Path]:
@@ -173,7 +179,8 @@ def render(results_dir: Path, trials, configs, scaling: dict, manifest: dict, wh
     if main is None:
         lines += [f"No scaling analysis: {why_none or 'no trial has a size and test metrics'}.", ""]
     else:
-        lines += [f"**{main['verdict_text']}**", "", "### Configurations not distinguishable from the best", ""]
+        lines += [STAR_PRIMARY_LINE if lead else PRIMARY_LINE, "", f"**{main['verdict_text']}**", "",
+                  "### Configurations not distinguishable from the best", ""]
         lines += verdict_md.best_table(main) + ["", "### Collapsed trials", ""]
         lines += verdict_md.collapsed_lines(main, trials) + [""]
     lines += [] if lead else (effects_lines or [])
@@ -232,7 +239,10 @@ def _scaling_details(scaling: dict) -> list[str]:
     for split, axes in scaling.items():
         for size, result in axes.items():
             where = "" if split == "test" else f" on {split}"
-            lines += [f"### Against {AXIS_TITLES[size]}{where}", "", result["verdict_text"], ""]
+            said = ("The primary analysis: its verdict is the answer at the top of this report." if result.get("primary")
+                    else result["verdict_text"])   # the primary sentence is said once, in the answer
+            role = "primary" if result.get("primary") else "secondary"
+            lines += [f"### Against {AXIS_TITLES[size]}{where} ({role})", "", said, ""]
             lines += verdict_md.forms_table(result) + [""]
     return lines
 

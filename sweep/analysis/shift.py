@@ -2,8 +2,9 @@
 accuracy per (source, class) of the test images.
 
 A gap is a configuration's mean accuracy over its seeds on an external set minus the same on the in-source test
-split. The two sets share no images, so its interval resamples images within each set (the same draw for every
-seed, since the seeds score the same images) and seeds (runs) of the configuration, from predictions.parquet.
+split. The two sets share no images, so its interval resamples patients within each set (the same draw for every
+seed, since the seeds score the same images; each image its own patient where predictions.parquet names none)
+and seeds (runs) of the configuration, from predictions.parquet.
 Collapsed trials and trials without the split's metric are left out and counted.
 """
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from sweep.analysis import clusters
+from sweep.analysis.inputs import patients_of
 from sweep.analysis.tables import by_configuration
 from sweep.configs.naming import CONFIG_KEYS, config_label
 
@@ -67,11 +70,16 @@ def correctness(predictions, split: str, trial_ids) -> pd.DataFrame | None:
     return table.loc[list(trial_ids)]
 
 
-def _image_means(matrix: np.ndarray, rng, n_boot: int) -> np.ndarray:
-    """(B, S) per-seed means of `matrix` (S seeds x N images) over B resamples of its images (shared by the seeds)."""
-    n = matrix.shape[1]
-    weights = np.stack([np.bincount(rng.integers(n, size=n), minlength=n) for _ in range(n_boot)]) / n
-    return weights @ matrix.T
+def _image_means(matrix: np.ndarray, rng, n_boot: int, codes=None) -> np.ndarray:
+    """(B, S) per-seed means of `matrix` (S seeds x N images) over B resamples of its patients (shared by the
+    seeds); codes: patient code per image (clusters.patient_codes), None for one patient per image."""
+    codes = np.arange(matrix.shape[1]) if codes is None else np.asarray(codes)
+    return clusters.weighted_means(matrix, clusters.bootstrap_weights(codes, n_boot, rng))
+
+
+def patient_codes(predictions, split: str, image_ids) -> np.ndarray:
+    """Patient code per image of a split (predictions.parquet's patient_id; each image its own without it)."""
+    return clusters.patient_codes(image_ids, patients_of(predictions, split))
 
 
 def _interval(values: np.ndarray) -> tuple[float, float]:
@@ -80,22 +88,24 @@ def _interval(values: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def gap_interval(test: np.ndarray, external: np.ndarray, *, seed: int = 0, n_boot: int = N_BOOT) -> tuple[float, float]:
+def gap_interval(test: np.ndarray, external: np.ndarray, *, seed: int = 0, n_boot: int = N_BOOT,
+                 test_codes=None, external_codes=None) -> tuple[float, float]:
     """90% percentile interval of mean_seeds(external accuracy) - mean_seeds(test accuracy).
 
-    test: (S, Nt) and external: (S, Ne) 0/1 correctness of the same S seeds. Each replicate draws images with
-    replacement within each set (one draw shared by all seeds) and seeds with replacement."""
+    test: (S, Nt) and external: (S, Ne) 0/1 correctness of the same S seeds; *_codes: patient per image (None: one
+    each). Each replicate draws patients with replacement within each set (one draw shared by all seeds) and
+    seeds with replacement."""
     rng = np.random.default_rng(seed)
-    acc_t, acc_e = _image_means(test, rng, n_boot), _image_means(external, rng, n_boot)
+    acc_t, acc_e = _image_means(test, rng, n_boot, test_codes), _image_means(external, rng, n_boot, external_codes)
     seeds = rng.integers(test.shape[0], size=(n_boot, test.shape[0]))
     return _interval(np.take_along_axis(acc_e, seeds, 1).mean(1) - np.take_along_axis(acc_t, seeds, 1).mean(1))
 
 
-def paired_interval(difference: np.ndarray, *, seed: int = 0, n_boot: int = N_BOOT) -> tuple[float, float]:
+def paired_interval(difference: np.ndarray, *, seed: int = 0, n_boot: int = N_BOOT, codes=None) -> tuple[float, float]:
     """90% interval of the mean over seeds and images of a per-image paired difference (S seeds x N images):
-    images resampled (one draw for all seeds), then seeds."""
+    patients resampled (one draw for all seeds; codes: patient per image, None: one each), then seeds."""
     rng = np.random.default_rng(seed)
-    means = _image_means(difference, rng, n_boot)
+    means = _image_means(difference, rng, n_boot, codes)
     seeds = rng.integers(difference.shape[0], size=(n_boot, difference.shape[0]))
     return _interval(np.take_along_axis(means, seeds, 1).mean(1))
 
@@ -133,7 +143,9 @@ def gaps(trials, predictions, name: str) -> list[dict]:
         test_right, ext_right = correctness(predictions, "test", ids), correctness(predictions, f"ext:{name}", ids)
         lo = hi = None
         if test_right is not None and ext_right is not None:
-            lo, hi = gap_interval(test_right.to_numpy(), ext_right.to_numpy())
+            lo, hi = gap_interval(test_right.to_numpy(), ext_right.to_numpy(),
+                                  test_codes=patient_codes(predictions, "test", test_right.columns),
+                                  external_codes=patient_codes(predictions, f"ext:{name}", ext_right.columns))
         entry.update(in_source=in_source, external=external, gap=external - in_source, lo=lo, hi=hi)
         for metric in ("balanced_accuracy", "auc"):
             if f"ext_{name}_{metric}" in used and f"test_{metric}" in used:
@@ -162,7 +174,8 @@ def reliance(trials, predictions, name: str) -> list[dict]:
             copies = correctness(predictions, f"cf:{name}", ids)
             test = correctness(predictions, "test", ids)
             if copies is not None and test is not None and set(copies.columns) <= set(test.columns):
-                entry["lo"], entry["hi"] = paired_interval(test[copies.columns].to_numpy() - copies.to_numpy())
+                entry["lo"], entry["hi"] = paired_interval(test[copies.columns].to_numpy() - copies.to_numpy(),
+                                                           codes=patient_codes(predictions, "test", copies.columns))
         out.append(entry)
     return out
 

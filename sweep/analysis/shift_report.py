@@ -106,7 +106,8 @@ def section(shift_data: dict, trials, explain_models: pd.DataFrame | None = None
     lines = ["## Under shift", "",
              "In-source accuracy is measured on held-out patients of the sources the models were trained on. A model "
              "that recognises the source instead of the disease keeps that accuracy in-source and loses it on "
-             "images from elsewhere. Accuracies are fractions correct; intervals are 90%."]
+             "images from elsewhere. Accuracies are fractions correct; intervals are 90%, resampling patients within "
+             "each set and seeds."]
     if plot:
         lines += ["", f"![in-source and external accuracy against size]({plot})"]
     return lines + [""] + body

@@ -18,6 +18,8 @@ import numpy as np
 
 SEED_FUSION_PARAMS = 10_437_570   # the seed's fusion at 256 px (see models/spec.py and DESIGN.md)
 SIZE_RANGE = (1e5, 1e8)
+WORLD_SPAN = (1e6, 1e8)   # two decades of size, the seed's fusion near the middle
+KINDS = ("constant", "linear", "log_linear", "power_law", "knee")
 CLASSES = ("COVID", "Normal")
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(80)
 _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
@@ -27,29 +29,35 @@ _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
 class Truth:
     """Population accuracy against size N (fractions).
 
-    constant: `low` everywhere. linear: `low` at SIZE_RANGE[0] to `high` at SIZE_RANGE[1], linear in N.
+    constant: `low` everywhere. linear: `low` at span[0] to `high` at span[1], linear in N.
     log_linear: the same ends, linear in ln N. power_law (saturating, error = floor + a*N^-b):
-    accuracy = high - (high - low) * (N / SIZE_RANGE[0])^-exponent.
+    accuracy = high - (high - low) * (N / span[0])^-exponent. knee: a logistic step in ln N from `low` to
+    `high`, centred at the span's geometric middle, `width` (ln units) its scale: none of the fitted forms.
     """
 
     kind: str
     low: float = 0.80
     high: float = 0.80
     exponent: float = 0.5
+    span: tuple[float, float] = SIZE_RANGE
+    width: float = 0.5
 
     def __post_init__(self):
-        if self.kind not in ("constant", "linear", "log_linear", "power_law"):
-            raise ValueError(f"unknown truth kind {self.kind!r}; choose constant, linear, log_linear or power_law")
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown truth kind {self.kind!r}; choose from {', '.join(KINDS)}")
 
     def accuracy(self, size) -> np.ndarray:
         n = np.asarray(size, float)
-        lo, hi = SIZE_RANGE
+        lo, hi = self.span
         if self.kind == "constant":
             return np.full_like(n, self.low)
         if self.kind == "linear":
             return self.low + (self.high - self.low) * (n - lo) / (hi - lo)
         if self.kind == "log_linear":
             return self.low + (self.high - self.low) * np.log(n / lo) / np.log(hi / lo)
+        if self.kind == "knee":
+            middle = (np.log(lo) + np.log(hi)) / 2
+            return self.low + (self.high - self.low) / (1 + np.exp(-(np.log(n) - middle) / self.width))
         return self.high - (self.high - self.low) * np.power(n / lo, -self.exponent)
 
     def per_halving(self, at: float) -> float:
@@ -144,6 +152,68 @@ def simulate_sweep(truth: Truth, design: Design, rng: np.random.Generator):
     return trials, _prediction_frame(trials["trial_id"].to_numpy(), image_ids, labels, np.stack(preds), rng)
 
 
+@dataclasses.dataclass(frozen=True)
+class World:
+    """Sweeps shaped like real ones (issue 22): patients with 1-4 films, configurations off the curve, one unstable
+    configuration, 6, 8 or 12 configurations over two decades of size. Effects are logit-scale sds."""
+
+    n_configs: tuple[int, ...] = (6, 8, 12)   # one drawn per sweep
+    seeds: int = 3
+    n_patients: int = 170
+    films: tuple[int, int] = (1, 4)
+    film_sd: float = 0.5
+    patient_sd: float = 0.7
+    seed_sd: float = 0.12
+    unstable: float = 5.0                      # one configuration per sweep has seed sd seed_sd * unstable
+    config_sd: float = 0.13                    # scatter of configurations around the curve
+    span: tuple[float, float] = WORLD_SPAN
+    collapsed: tuple[int, int] = (1, 2)
+
+
+def simulate_world_sweep(truth: Truth, world: World, rng: np.random.Generator, n_configs: int | None = None):
+    """(trials, predictions) of one sweep in `world` (predictions with patient_id), in the results contract.
+
+    Sizes: one log-uniform draw per equal stratum of world.span. The logit offset of each size is solved so that
+    the mean over patients, films, seeds and configuration scatter is exactly truth.accuracy(size)."""
+    import pandas as pd
+
+    from sweep.analysis.world import clustered_correctness, draw_patients
+
+    n_configs = int(n_configs or rng.choice(world.n_configs))
+    edges = np.linspace(*np.log(world.span), n_configs + 1)
+    sizes = np.sort(np.exp(rng.uniform(edges[:-1], edges[1:])).round())
+    seed_sds = np.full(n_configs, world.seed_sd)
+    seed_sds[rng.integers(n_configs)] *= world.unstable
+    total_sd = float(np.sqrt(world.film_sd ** 2 + world.patient_sd ** 2 + world.seed_sd ** 2 + world.config_sd ** 2))
+    offsets = logit_offsets(truth.accuracy(sizes), total_sd)
+    config_logit = offsets + rng.normal(0, world.config_sd, n_configs)
+    trial_logits = (config_logit[:, None] + rng.normal(0, 1, (n_configs, world.seeds)) * seed_sds[:, None]).ravel()
+    codes = draw_patients(rng, world.n_patients, world.films)
+    correct = clustered_correctness(rng, trial_logits, codes, film_sd=world.film_sd, patient_sd=world.patient_sd)
+    patient_class = rng.permutation(np.arange(world.n_patients) % 2)   # classes balanced by patient
+    labels = np.array(CLASSES)[patient_class[codes]]
+    other = np.array(CLASSES)[1 - patient_class[codes]]
+    preds = np.where(correct.astype(bool), labels, other)
+    n_trials = preds.shape[0]
+    n_collapsed = min(int(rng.integers(world.collapsed[0], world.collapsed[1] + 1)), n_trials)
+    for t in rng.choice(n_trials, size=n_collapsed, replace=False):
+        preds[t] = np.where(rng.random(codes.size) < 0.995, CLASSES[int(rng.integers(2))], preds[t])
+    film = np.arange(codes.size) - np.searchsorted(codes, codes)   # index of each film within its patient
+    image_ids = np.array([f"sim/p{p:03d}-{k}.png" for p, k in zip(codes, film)])
+    trials = []
+    for c, (size, keys) in enumerate(zip(sizes, config_keys(n_configs, sizes))):
+        size_columns = _size_columns(size, rng)
+        for s in range(world.seeds):
+            t = c * world.seeds + s
+            trials.append({"trial_id": f"sim{c:02d}-s{s}", "status": "TERMINATED", "train_status": "completed",
+                           **keys, "seed": s, "image_size": 64, **size_columns, "test_n": int(codes.size),
+                           "test_accuracy": float(np.mean(preds[t] == labels))})
+    trials = pd.DataFrame(trials)
+    frame = _prediction_frame(trials["trial_id"].to_numpy(), image_ids, labels, preds, rng)
+    frame["patient_id"] = np.tile(np.array([f"p{p:03d}" for p in codes]), n_trials)
+    return trials, frame
+
+
 def _size_columns(params: float, rng: np.random.Generator) -> dict:
     flops = params ** 0.8 * 40 * rng.lognormal(0, 0.2)
     return {"params": int(params), "flops": float(flops), "latency_ms": float(flops / 5e7 * rng.lognormal(0, 0.1))}
@@ -186,31 +256,57 @@ TRUTHS = {
 }
 
 
-def calibration(truth: Truth, design: Design, sweeps: int, *, seed: int = 0, n_boot: int = 1000,
-                per_image: bool = True) -> dict:
-    """Run `sweeps` simulated sweeps through the analysis: verdict counts, interval coverage and width (points).
-    per_image=False analyses trials.csv alone, as for a sweep that wrote no predictions."""
+# the truths of issue 22's world: curves between ~0.62 and ~0.90 over two decades of size
+WORLD_TRUTHS = {
+    "constant": Truth("constant", low=0.78, span=WORLD_SPAN),
+    "linear": Truth("linear", low=0.66, high=0.88, span=WORLD_SPAN),
+    "log_linear": Truth("log_linear", low=0.66, high=0.88, span=WORLD_SPAN),
+    "saturating": Truth("power_law", low=0.62, high=0.91, exponent=0.5, span=WORLD_SPAN),
+    "knee": Truth("knee", low=0.64, high=0.88, width=0.5, span=WORLD_SPAN),
+}
+
+
+def one_sweep(truth: Truth, design, rng: np.random.Generator):
+    """(trials, predictions) of one simulated sweep of a Design or a World."""
+    if isinstance(design, World):
+        return simulate_world_sweep(truth, design, rng)
+    return simulate_sweep(truth, design, rng)
+
+
+def calibration(truth: Truth, design, sweeps: int, *, seed: int = 0, n_boot: int = 1000,
+                per_image: bool = True, stability: bool = False) -> dict:
+    """Run `sweeps` simulated sweeps (a Design or a World) through the analysis: verdict counts, interval coverage
+    and width (points), and per sweep what was found (`runs`). per_image=False analyses trials.csv alone, as for a
+    sweep that wrote no predictions."""
     from sweep.analysis.answer import analyze
 
     rng = np.random.default_rng(seed)
-    verdicts, covered, widths, errors = [], [], [], []
+    runs = []
     for i in range(sweeps):
-        trials, predictions = simulate_sweep(truth, design, rng)
+        trials, predictions = one_sweep(truth, design, rng)
         if not per_image:
             trials = trials.assign(collapsed=_collapsed_column(predictions, trials))
         result = analyze(trials, predictions if per_image else None, seed=seed * 100_003 + i, n_boot=n_boot,
-                         leave_one_out=False)
+                         leave_one_out=False, stability=stability)
         halving = result["per_halving"]
         true = truth.per_halving(halving["at"])
-        verdicts.append(result["verdict"])
-        covered.append(halving["lo"] <= true <= halving["hi"])
-        widths.append(halving["hi"] - halving["lo"])
-        errors.append(halving["estimate"] - true)
+        runs.append({"n_configs": int(trials[["params"]].drop_duplicates().shape[0]), "verdict": result["verdict"],
+                     "covered": bool(halving["lo"] <= true <= halving["hi"]), "width": halving["hi"] - halving["lo"],
+                     "error": halving["estimate"] - true, "stability": result.get("stability")})
+    return summarize_runs(runs, truth.verdict)
+
+
+def summarize_runs(runs: list[dict], right_verdict: str) -> dict:
+    """Rates over simulated sweeps: verdict counts, right/wrong shares, coverage, median width, mean error."""
+    verdicts = [r["verdict"] for r in runs]
+    sweeps = len(runs)
     counts = {v: verdicts.count(v) for v in ("no_relation", "linear", "nonlinear", "insufficient_data")}
-    wrong = sum(n for v, n in counts.items() if v not in (truth.verdict, "insufficient_data"))
-    return {"sweeps": sweeps, "counts": counts, "right": counts[truth.verdict] / sweeps, "wrong": wrong / sweeps,
-            "coverage": float(np.mean(covered)), "median_width": float(np.median(widths)),
-            "mean_error": float(np.mean(errors))}
+    wrong = sum(n for v, n in counts.items() if v not in (right_verdict, "insufficient_data"))
+    related = counts["linear"] + counts["nonlinear"]
+    return {"sweeps": sweeps, "counts": counts, "right": counts[right_verdict] / sweeps, "wrong": wrong / sweeps,
+            "related": related / sweeps, "coverage": float(np.mean([r["covered"] for r in runs])),
+            "median_width": float(np.median([r["width"] for r in runs])),
+            "mean_error": float(np.mean([r["error"] for r in runs])), "runs": runs}
 
 
 def _collapsed_column(predictions, trials):
@@ -239,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, truth in truths.items():
         start = time.time()
         rates = calibration(truth, design, args.sweeps, seed=args.seed, per_image=not args.no_predictions)
+        rates.pop("runs")
         rows.append({"truth": name, "design": args.design, "per_image": not args.no_predictions, **rates,
                      "seconds": round(time.time() - start)})
         print(json.dumps(rows[-1]), flush=True)

@@ -60,7 +60,8 @@ def finished_result(seed: "SeedRun", classes: Sequence[str], facts: ModelFacts, 
     metrics = final_metrics(seed, status, weights_epoch, test, classes, facts)
     ids = {name: split.ids for name, split in splits.items()}
     metrics.update(split_metrics(scored, ids, classes))  # ext_<NAME>_*, cf_<NAME>_*, shortcut_reliance
-    predictions = predictions_frame(scored, ids, classes)
+    groups = {name: getattr(split, "groups", None) for name, split in splits.items()}   # the split's patients
+    predictions = predictions_frame(scored, ids, classes, groups)
     if seed.out_dir is not None:
         write_predictions(seed.out_dir, predictions)
         write_run_outputs(seed.out_dir, metrics, classification_report_text(test.labels, test.probs, classes),

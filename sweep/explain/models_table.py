@@ -1,4 +1,4 @@
-"""explanations/models.csv: one row per explained model, each share with a 90% interval over images, the value a
+"""explanations/models.csv: one row per explained model, each share with a 90% interval over patients, the value a
 reference map would have, and the 'possible shortcut' flag.
 
 A flag needs the interval to clear an absolute reference, never only the other models: a model is flagged on
@@ -60,16 +60,19 @@ def flag_reasons(row: dict) -> list[str]:
     return reasons
 
 
-def model_row(trial_id: str, rows: Sequence[dict], *, config: str = "", seed=None) -> dict:
-    """The models.csv row of one explained model from its summary rows (one per image)."""
+def model_row(trial_id: str, rows: Sequence[dict], *, config: str = "", seed=None, patient_of=None) -> dict:
+    """The models.csv row of one explained model from its summary rows (one per image); patient_of maps image_id
+    to patient (the test split's groups), so that intervals resample patients (None: each image its own)."""
     usable = [r for r in rows if not r.get("nan_map")]
     out = {"trial_id": trial_id, "config": config, "seed": seed, "n_images": len(rows),
            "n_nan": len(rows) - len(usable),
            "accuracy": float(np.mean([int(r["label"]) == int(r["pred"]) for r in rows])) if rows else float("nan")}
     refs = references(usable)
     for key in SCORES:
+        groups = None if patient_of is None else [patient_of.get(str(r.get("image_id")), str(r.get("image_id")))
+                                                  for r in usable]
         mean, lo, hi, n = scores.bootstrap_mean([float(r[key]) if _finite(r.get(key)) else float("nan")
-                                                 for r in usable])
+                                                 for r in usable], groups=groups)
         out.update({key: mean, f"{key}_lo": lo, f"{key}_hi": hi, f"{key}_n": n})
         if key in refs:
             out[f"{key}_reference"], out[f"{key}_reference_is"] = refs[key]

@@ -129,7 +129,8 @@ class ExplainSummary:
 
 
 def _choose(results_dir: Path, trials, out_dir: Path, images: int, seed: int, log):
-    """(run dirs to explain, {trial: why not}, the loaded first run, its data spec, the sample). Fails before any
+    """(run dirs to explain, {trial: why not}, the loaded first run, its data spec, the sample, image id -> patient
+    group of the test split). Fails before any
     SHAP work when a trial has no checkpoint, every chosen trial collapsed, or the test split is too small."""
     collapsed = collapsed_trials(results_dir)
     asked = select_trials(results_dir, trials)  # as asked; then without the collapsed trials
@@ -145,7 +146,8 @@ def _choose(results_dir: Path, trials, out_dir: Path, images: int, seed: int, lo
     spec = first.config.data
     test = prepare(spec).split("test")
     rows = sweep_sample(out_dir, test.ids, test.labels, int(images), seed)  # raises before any SHAP work if too many
-    return dirs, not_explained, first, spec, build_sample(spec, test, rows)
+    patient_of = dict(zip(np.asarray(test.ids).astype(str), np.asarray(test.groups).astype(str)))
+    return dirs, not_explained, first, spec, build_sample(spec, test, rows), patient_of
 
 
 def _explain_model(run_dir: Path, trial_id: str, loaded, sample: Sample, settings: dict) -> tuple[list[dict], dict]:
@@ -198,7 +200,7 @@ def explain_results(results_dir: str | Path, *, trials: str | Sequence[str] = "p
     if int(images) < 1 or int(max_evals) < 3:
         raise ValueError(f"need images >= 1 and max_evals >= 3, got images={images}, max_evals={max_evals}")
     out_dir = Path(out_dir) if out_dir else results_dir / "explanations"
-    dirs, not_explained, first, spec, sample = _choose(results_dir, trials, out_dir, images, seed, log)
+    dirs, not_explained, first, spec, sample, patient_of = _choose(results_dir, trials, out_dir, images, seed, log)
     synthetic = spec.source == "synthetic"
     names = _trial_names(results_dir)
     titles = {t: (f"{names[t][0]} seed {names[t][1]}".strip() if t in names else t)
@@ -213,7 +215,8 @@ def explain_results(results_dir: str | Path, *, trials: str | Sequence[str] = "p
         rows += trial_rows
         forward[trial_id] = trial_rows[0].get("forward_seconds_per_image", float("nan"))
         label, model_seed = names.get(trial_id, (trial_id, ""))
-        models.append(models_table.model_row(trial_id, trial_rows, config=label, seed=model_seed))
+        models.append(models_table.model_row(trial_id, trial_rows, config=label, seed=model_seed,
+                                             patient_of=patient_of))
 
     agreement = agreement_rows(maps)
     grid = _write_pictures(out_dir, sample, maps, titles) if synthetic else None

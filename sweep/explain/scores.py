@@ -1,5 +1,5 @@
 """Pure-numpy scores of one attribution map (where its mass falls: border, marker, lesion, lungs), the share a
-uniform map would have there, intervals over images, and how two maps agree."""
+uniform map would have there, intervals over patients (their films together), and how two maps agree."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ from scipy.stats import spearmanr
 
 BORDER_FRACTION = 0.10  # the outer band whose attribution share is border_share
 UNIFORM_BORDER_SHARE = 1 - (1 - 2 * BORDER_FRACTION) ** 2  # a map spread evenly puts 0.36 in that band
-LEVEL = 0.9  # intervals over images
+LEVEL = 0.9  # intervals over patients
 N_BOOT = 2000
 MIN_IMAGES = 4  # fewer usable values give no interval (a bootstrap of two or three values is far too narrow)
 
@@ -109,16 +109,24 @@ def usable(values: np.ndarray) -> bool:
     return bool(np.all(np.isfinite(v)) and np.any(v != 0))
 
 
-def bootstrap_mean(values, *, level: float = LEVEL, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float, float, int]:
-    """(mean, lo, hi, n) of the finite `values` (one per image), the interval from resampling images; the interval is
-    NaN with fewer than MIN_IMAGES values, all NaN with none."""
-    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], np.float64)
+def bootstrap_mean(values, *, level: float = LEVEL, n_boot: int = N_BOOT, seed: int = 0,
+                   groups=None) -> tuple[float, float, float, int]:
+    """(mean, lo, hi, n) of the finite `values` (one per image), the interval from resampling patients (`groups`: one
+    patient id per value; None: each image its own patient); the interval is NaN with fewer than MIN_IMAGES values,
+    all NaN with none."""
+    values = list(values)
+    keep = [i for i, v in enumerate(values) if v is not None and np.isfinite(v)]
+    x = np.asarray([values[i] for i in keep], np.float64)
     if x.size == 0:
         return float("nan"), float("nan"), float("nan"), 0
     if x.size < MIN_IMAGES:
         return float(x.mean()), float("nan"), float("nan"), int(x.size)
     rng = np.random.default_rng(seed)
-    means = x[rng.integers(x.size, size=(n_boot, x.size))].mean(axis=1)
+    # patients drawn with replacement, each film counted as often as its patient (films of one patient together)
+    _, codes = np.unique(np.asarray([str(groups[i]) for i in keep]) if groups is not None else np.arange(x.size),
+                         return_inverse=True)
+    drawn = rng.multinomial(codes.max() + 1, np.full(codes.max() + 1, 1 / (codes.max() + 1)), size=n_boot)[:, codes]
+    means = drawn @ x / drawn.sum(axis=1)
     tail = (1 - level) / 2
     lo, hi = np.quantile(means, [tail, 1 - tail])
     return float(x.mean()), float(lo), float(hi), int(x.size)

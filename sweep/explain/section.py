@@ -76,7 +76,7 @@ def _intro(synthetic: bool, images: int, max_evals: int, masker: str, class_mode
             f"SHAP Partition explainer, masker `{masker}`, {max_evals} evaluations per image, {images} class-balanced "
             f"test images chosen once for the sweep (the same for every model), attributing the "
             f"{'true' if class_mode == 'true' else 'predicted'} class. Each share is the mean over the images with a "
-            "90% bootstrap interval over images. " + "; ".join(words[s] for s in shares)
+            "90% bootstrap interval over patients (films of one patient resampled together). " + "; ".join(words[s] for s in shares)
             + (". **pointing** = how often the map's maximum lies inside the lesion mask" if synthetic else "") + ".",
             ""]
 

@@ -93,7 +93,7 @@ def _score_row(row: dict, run_dir: Path, cache: dict) -> pd.DataFrame | None:
             continue  # the confusion matrix and class list stay in the run folder's files
         column = key[len("test_"):] if key.startswith(("test_recall_", "test_precision_")) else key
         row[column] = value
-    frame = predictions_frame(scored, {"test": split.ids}, loaded.classes)
+    frame = predictions_frame(scored, {"test": split.ids}, loaded.classes, {"test": getattr(split, "groups", None)})
     write_predictions(run_dir, frame)
     frame.insert(0, "trial_id", row["trial_id"])
     return frame

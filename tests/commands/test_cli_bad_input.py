@@ -79,6 +79,10 @@ CASES = [
     ("bench --skip nope", "nope"),
     ("bench --models nope", "nope"),
     ("bench --sizes x", "--sizes"),
+    # calibrate: the simulated worlds
+    ("calibrate --truth nope", "invalid choice"),
+    ("calibrate --sweeps 0", "--sweeps"),
+    ("calibrate --n-configs 7", "invalid choice"),
     # weights: the cache of pretrained files
     ("weights fetch nope", "nope"),
     ("weights add {missing}/w.h5 --as resnet50v2:imagenet", "w.h5"),

@@ -92,3 +92,15 @@ def test_an_undecodable_image_is_refused_naming_the_file(tmp_path):
     key, build = external.plan("other", ExternalSpec(data_dir=str(folder)), DATA)
     with pytest.raises(ValueError, match=r"external set 'other': unreadable image 'Normal/images/broken.png'"):
         build()
+
+
+def test_films_of_one_patient_share_a_group_from_metadata_csv(tmp_path):
+    folder = write_kaggle_folder(tmp_path / "other", n=6)
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
+    rows = [f"{f},{'p1' if i < 2 else ''}" for i, f in enumerate(files)]     # two films of p1; the rest unnamed
+    (folder / "metadata.csv").write_text("file,patient_id\n" + "\n".join(rows) + "\n")
+    stored = external.load(external.prepare_sets({"other": ExternalSpec(data_dir=str(folder))}, DATA,
+                                                 tmp_path / "cache")["other"])
+    group = dict(zip(stored.ids, stored.groups))
+    assert group[files[0]] == group[files[1]] == "p1"
+    assert all(group[f] == f for f in files[2:])   # without a patient, an image is its own

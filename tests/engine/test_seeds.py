@@ -63,8 +63,10 @@ def test_each_seed_has_its_own_folder_metrics_and_predictions_and_equals_its_run
         assert result.out_dir == folder and (folder / "metrics.json").is_file() and (folder / "checkpoints").is_dir()
         assert result.metrics["test_n"] == len(test) and result.metrics["collapsed"] in (True, False)
         frame = pd.read_parquet(folder / "predictions.parquet")
-        assert list(frame.columns) == ["split", "image_id", "label", "pred", "prob_COVID", "prob_Normal"]
+        assert list(frame.columns) == ["split", "image_id", "patient_id", "label", "pred", "prob_COVID",
+                                       "prob_Normal"]
         assert (frame["split"] == "test").all() and list(frame["image_id"]) == list(test.ids)
+        assert list(frame["patient_id"]) == [str(g) for g in test.groups]   # the split's patient groups
         assert list(frame["label"]) == [("COVID", "Normal")[y] for y in test.labels]
         accuracy = float((frame["label"] == frame["pred"]).mean())
         assert accuracy == pytest.approx(result.metrics["test_accuracy"])

@@ -88,9 +88,9 @@ def size_panel(tables: ReportTables, points, split: str = "test"):
                   styles={"background": "#f4f8f4", "border-left": "4px solid #27ae60", "padding": "6px 10px"})
     caption = Div(sizing_mode="stretch_width", text=(
         "Small marks: one seed each (hollow: collapsed, left out of means and fits). Large marks: a "
-        "configuration's mean over its other seeds with a 90% t-interval (none for a single seed). Dashed: chance "
-        "and the majority-class rate. Green: the fitted scaling curve with its interval (scaling.json). Hover a "
-        "mark for its numbers; click a legend entry to hide it."))
+        "configuration's mean over its other seeds with a 90% interval (Student t on the logit scale, inside "
+        "0-100; none for a single seed). Dashed: chance and the majority-class rate. Green: the fitted scaling "
+        "curve with its interval (scaling.json). Hover a mark for its numbers; click a legend entry to hide it."))
     panel = column(Div(text="<b>size axis</b>"), switch, verdict, fig, caption, sizing_mode="stretch_width",
                    name="size_panel")
     switched = [sources["seeds"], sources["means"], sources["labels"]]

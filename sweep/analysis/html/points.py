@@ -81,15 +81,18 @@ def config_means(points: pd.DataFrame, split: str) -> pd.DataFrame:
 
 
 def mean_interval(values: np.ndarray, level: float = INTERVAL_LEVEL) -> tuple[float, float, float]:
-    """Mean and Student-t interval of the mean over seeds; (mean, nan, nan) for a single seed."""
+    """Mean (points) and a Student-t interval over seeds made on the logit scale, so that it stays inside 0-100
+    (a t interval over 2 seeds in points ran to 35-108%); (mean, nan, nan) for a single seed."""
     from scipy import stats
 
     values = values[np.isfinite(values)]
     mean = float(values.mean())
     if len(values) < 2:
         return mean, math.nan, math.nan
-    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
+    logits = np.log(np.clip(values, 0.05, 99.95) / (100 - np.clip(values, 0.05, 99.95)))
+    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * logits.std(ddof=1) / math.sqrt(len(values))
+    lo, hi = (100 / (1 + np.exp(-(logits.mean() + sign * half))) for sign in (-1, 1))
+    return mean, min(float(lo), mean), max(float(hi), mean)
 
 
 def baselines(trials: pd.DataFrame, classes: list[str]) -> dict[str, float]:

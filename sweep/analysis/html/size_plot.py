@@ -99,15 +99,9 @@ def verdict_sentence(scaling: dict | None, split: str, size: str) -> str:
     analyze = ((scaling or {}).get(split) or {}).get(size)
     if not analyze:
         return f"No scaling fit against {SIZE_AXES[size]} in scaling.json."
+    # the sentence already holds the per-halving change and the collapsed count: said once, in its own words
     text = analyze.get("verdict_text") or f"Verdict: {analyze.get('verdict', 'none given')}."
-    half = analyze.get("per_halving") or {}
-    if _finite(half.get("estimate")) and _finite(half.get("at")):
-        text += (f" Halving the size at {half['at']:,.4g} changes accuracy by {half['estimate']:+.1f} points"
-                 + (f" ({100 * half.get('level', 0.9):.0f}% interval {half['lo']:+.1f} to {half['hi']:+.1f})."
-                    if _finite(half.get("lo")) and _finite(half.get("hi")) else "."))
-    if analyze.get("n_collapsed"):
-        text += f" {analyze['n_collapsed']} collapsed trial(s) left out of the fit."
-    return text
+    return f"Primary analysis: {text}" if analyze.get("primary") else text   # a secondary's sentence says so itself
 
 
 def _finite(value) -> bool:
