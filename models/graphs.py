@@ -100,9 +100,10 @@ def resnet50v2_graph() -> tuple[Layer, ...]:
     return tuple(layers)
 
 
-def head_graph(head: str, num_classes: int) -> tuple[Layer, ...]:
-    """The seed's head on post_relu: Flatten (or GAP) -> Dense 2048 relu -> Dropout .5 -> Dense classes (logits)."""
-    pool = Layer("flatten", "flatten", ("post_relu",)) if head == "flatten" else Layer("avg_pool", "gap", ("post_relu",))
+def head_graph(head: str, num_classes: int, on: str = "post_relu") -> tuple[Layer, ...]:
+    """The seed's head on `on` (ResNet50V2's post_relu): Flatten (or GAP) -> Dense 2048 relu -> Dropout .5 ->
+    Dense classes (logits)."""
+    pool = Layer("flatten", "flatten", (on,)) if head == "flatten" else Layer("avg_pool", "gap", (on,))
     return (
         pool,
         Layer("dense", "dense", (pool.name,), features=2048, activation="relu"),

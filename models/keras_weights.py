@@ -35,13 +35,18 @@ import h5py
 import jax
 import numpy as np
 
+from models.backbone_net import BackboneNet
+from models.backbones import backbone
 from models.cnn import TorresCNN
 from models.graphs import cnn_graph, head_graph, resnet50v2_graph
+from models.keras_layers import DepthwiseConv, Normalization, SeparableConv
 from models.resnet_v2 import ResNet50V2
 
 # Keras 3 H5IOStore key base for each nnx module type / cuts.Layer kind (keras.src.utils.naming.to_snake_case).
-_CLASS_KEY = {nnx.Conv: "conv2d", nnx.BatchNorm: "batch_normalization", nnx.Linear: "dense"}
-_KIND_KEY = {"conv": "conv2d", "bn": "batch_normalization", "dense": "dense"}
+_CLASS_KEY = {nnx.Conv: "conv2d", nnx.BatchNorm: "batch_normalization", nnx.Linear: "dense",
+              DepthwiseConv: "depthwise_conv2d", SeparableConv: "separable_conv2d", Normalization: "normalization"}
+_KIND_KEY = {"conv": "conv2d", "bn": "batch_normalization", "dense": "dense", "dwconv": "depthwise_conv2d",
+             "sepconv": "separable_conv2d", "norm": "normalization"}
 _KERAS3_WEIGHTS_IN_ARCHIVE = "model.weights.h5"
 
 
@@ -145,14 +150,16 @@ def load_keras_weights(model: nnx.Module, path: str | os.PathLike, *, strict: bo
 
 def _module_slots(module: nnx.Module) -> list[tuple[str, nnx.Variable]]:
     """The module's variables in Keras order, with their Keras names."""
+    if hasattr(module, "keras_slots"):  # models.keras_layers: DepthwiseConv, SeparableConv, Normalization
+        return module.keras_slots()
     if isinstance(module, nnx.BatchNorm):
         slots = [("gamma", module.scale), ("beta", module.bias), ("moving_mean", module.mean),
                  ("moving_variance", module.var)]
     elif isinstance(module, (nnx.Conv, nnx.Linear)):
         slots = [("kernel", module.kernel), ("bias", module.bias)]
     else:
-        raise TypeError(f"keras_layers() holds a {type(module).__name__}; only nnx.Conv, nnx.BatchNorm and "
-                        "nnx.Linear can take Keras weights")
+        raise TypeError(f"keras_layers() holds a {type(module).__name__}; only nnx.Conv, nnx.BatchNorm, "
+                        "nnx.Linear and models.keras_layers' modules can take Keras weights")
     return [(name, var) for name, var in slots if var is not None]
 
 
@@ -340,6 +347,8 @@ def _full_graph_kinds(model: nnx.Module) -> dict[str, str] | None:
         graph = resnet50v2_graph() + head_graph("flatten", 2)
     elif isinstance(model, TorresCNN):
         graph = cnn_graph()
+    elif isinstance(model, BackboneNet):  # keras.applications files come without the top
+        graph = backbone(model.name).graph()
     else:
         return None
     return {layer.name: _KIND_KEY[layer.kind] for layer in graph if layer.kind in _KIND_KEY}
