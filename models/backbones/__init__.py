@@ -42,6 +42,7 @@ class Backbone:
 
     name: str
     keras_app: str  # the keras.applications function that builds it
+    keras_module: str  # keras.applications.<module> holding its preprocess_input
     graph: Callable[[], tuple[Layer, ...]]
     output: str  # the include_top=False output layer
     input_scaling: InputScaling
@@ -50,16 +51,16 @@ class Backbone:
 
 
 BACKBONES: dict[str, Backbone] = {b.name: b for b in (
-    Backbone("resnet50v2", "ResNet50V2", resnet50v2_graph, "post_relu", TF_SCALING, 32,
+    Backbone("resnet50v2", "ResNet50V2", "resnet_v2", resnet50v2_graph, "post_relu", TF_SCALING, 32,
              ("conv2_block3_out", "conv3_block4_out", "conv4_block6_out", "post_relu")),
-    Backbone("xception", "Xception", xception_graph, "block14_sepconv2_act", TF_SCALING, 71,
+    Backbone("xception", "Xception", "xception", xception_graph, "block14_sepconv2_act", TF_SCALING, 71,
              ("block1_conv2_act", "add", "add_1", "add_2", "add_6", "add_10", "add_11", "block14_sepconv2_act")),
-    Backbone("densenet121", "DenseNet121", densenet_graph, "relu", TORCH_SCALING, 32,
+    Backbone("densenet121", "DenseNet121", "densenet", densenet_graph, "relu", TORCH_SCALING, 32,
              ("conv1_relu", "pool2_pool", "pool3_pool", "pool4_pool", "relu")),
-    Backbone("mobilenetv2", "MobileNetV2", mobilenet_v2_graph, "out_relu", TF_SCALING, 32,
+    Backbone("mobilenetv2", "MobileNetV2", "mobilenet_v2", mobilenet_v2_graph, "out_relu", TF_SCALING, 32,
              ("Conv1_relu", "block_2_add", "block_5_add", "block_9_add", "block_12_add", "block_15_add",
               "out_relu")),
-    Backbone("efficientnetb0", "EfficientNetB0", efficientnet_graph, "top_activation", NO_SCALING, 32,
+    Backbone("efficientnetb0", "EfficientNetB0", "efficientnet", efficientnet_graph, "top_activation", NO_SCALING, 32,
              ("stem_activation", "block2b_add", "block3b_add", "block4c_add", "block5c_add", "block6d_add",
               "top_activation")),
 )}

@@ -21,25 +21,23 @@ def _sep(name: str, x: str, filters: int) -> list[Layer]:
             Layer(f"{name}_bn", "bn", (name,))]
 
 
-def _residual(auto: _Namer, x: str, filters: int) -> tuple[list[Layer], str]:
-    conv, bn = auto("conv2d"), auto("batch_normalization")
-    return [Layer(conv, "conv", (x,), features=filters, stride=2, padding="SAME", use_bias=False),
-            Layer(bn, "bn", (conv,))], bn
-
-
 def _entry_block(auto: _Namer, block: int, x: str, filters: tuple[int, int], act_first: bool) -> list[Layer]:
-    """Two separable convs, a 3x3/2 max-pool and a strided 1x1 shortcut (blocks 2, 3, 4 and 13)."""
-    residual, shortcut = _residual(auto, x, filters[1])
+    """Two separable convs, a 3x3/2 max-pool and a strided 1x1 conv + BN shortcut (blocks 2, 3, 4 and 13), in
+    Keras's model.layers order (by depth: the shortcut's conv after the main path's last BN)."""
+    conv, bn = auto("conv2d"), auto("batch_normalization")  # Keras creates (so names) the shortcut first
     p = f"block{block}_"
-    layers = list(residual)
+    layers = []
     if act_first:
         layers.append(Layer(p + "sepconv1_act", "relu", (x,)))
-        x = p + "sepconv1_act"
-    layers += _sep(p + "sepconv1", x, filters[0])
+    layers += _sep(p + "sepconv1", p + "sepconv1_act" if act_first else x, filters[0])
     layers.append(Layer(p + "sepconv2_act", "relu", (p + "sepconv1_bn",)))
     layers += _sep(p + "sepconv2", p + "sepconv2_act", filters[1])
-    layers.append(Layer(p + "pool", "maxpool", (p + "sepconv2_bn",), kernel=3, stride=2, padding="SAME"))
-    layers.append(Layer(auto("add"), "add", (p + "pool", shortcut)))
+    layers += [
+        Layer(conv, "conv", (x,), features=filters[1], stride=2, padding="SAME", use_bias=False),
+        Layer(p + "pool", "maxpool", (p + "sepconv2_bn",), kernel=3, stride=2, padding="SAME"),
+        Layer(bn, "bn", (conv,)),
+        Layer(auto("add"), "add", (p + "pool", bn)),
+    ]
     return layers
 
 
