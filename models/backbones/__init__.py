@@ -56,7 +56,8 @@ BACKBONES: dict[str, Backbone] = {b.name: b for b in (
     Backbone("xception", "Xception", "xception", xception_graph, "block14_sepconv2_act", TF_SCALING, 71,
              ("block1_conv2_act", "add", "add_1", "add_2", "add_6", "add_10", "add_11", "block14_sepconv2_act")),
     Backbone("densenet121", "DenseNet121", "densenet", densenet_graph, "relu", TORCH_SCALING, 32,
-             ("conv1_relu", "pool2_pool", "pool3_pool", "pool4_pool", "relu")),
+             # + the middle of the 24-block stage 4, which holds 40% of the layers
+             ("conv1_relu", "pool2_pool", "pool3_pool", "conv4_block12_concat", "pool4_pool", "relu")),
     Backbone("mobilenetv2", "MobileNetV2", "mobilenet_v2", mobilenet_v2_graph, "out_relu", TF_SCALING, 32,
              ("Conv1_relu", "block_2_add", "block_5_add", "block_9_add", "block_12_add", "block_15_add",
               "out_relu")),
@@ -78,3 +79,29 @@ def backbone_param_count(name: str, *, image_size: int = 224, channels: int = 3)
     info = backbone(name)
     graph = needed_layers(info.graph(), info.output)
     return cumulative_params(graph, infer_shapes(graph, image_size, channels, name), info.output, channels)
+
+
+CNN_STAGES = tuple(f"block{i}_drop" for i in range(1, 6))  # the seed CNN's five conv blocks
+
+
+def graph_of(name: str, num_classes: int = 2) -> tuple[Layer, ...]:
+    """The cuttable graph of any backbone: the seed's CNN (with its head) or a BACKBONES entry."""
+    if name == "cnn":
+        from models.graphs import cnn_graph
+
+        return cnn_graph(num_classes)
+    return backbone(name).graph()
+
+
+def default_cuts(name: str) -> tuple[str, ...]:
+    """A backbone's default cuts: its stage outputs nearest 1/4, 1/2 and 3/4 of its depth (in layers)."""
+    names = [layer.name for layer in graph_of(name)]
+    stages = CNN_STAGES if name == "cnn" else backbone(name).stages
+    last = len(names) - 1
+    depth = {stage: names.index(stage) / last for stage in stages}
+    cuts = []
+    for target in (0.25, 0.5, 0.75):
+        cut = min(stages, key=lambda stage: abs(depth[stage] - target))
+        if cut not in cuts:
+            cuts.append(cut)
+    return tuple(cuts)

@@ -150,3 +150,46 @@ def test_outputs_equal_keras_applications_for_the_same_weights(keras, tmp_path, 
 
 def test_every_backbone_but_resnet50v2_has_a_keras_case():
     assert {case.values[0] for case in KERAS_CASES} == set(KERAS_BACKBONES) and "resnet50v2" in BACKBONES
+
+
+# ---------------------------------------------------------------- fusing any two backbones
+
+def test_any_two_backbones_fuse_with_the_params_their_graphs_count():
+    from models.fusion import FusionNet
+    from models.graphs import param_count
+    from models.profile import output_shape
+    from models.spec import FusionSpec
+
+    spec = FusionSpec.of("xception", "mobilenetv2", "add_1", "block_5_add", image_size=96, branch_width=8,
+                         head_width=16)
+    assert spec.label == "xception:add_1+mobilenetv2:block_5_add/b8/h16"
+    assert (spec.cnn_branch_activation, spec.resnet_branch_activation) == ("linear", "linear")
+    model = nnx.eval_shape(lambda: FusionNet(spec, rngs=nnx.Rngs(0)))
+    assert tuple(count_params(model))[::2] == param_count(spec)
+    assert output_shape(model, (2, 96, 96, 3)) == (2, 2)
+    assert FusionSpec().label == "cnn:block3_drop+rn:conv3_block4_2_relu/b2048/h2048"  # the seed pair's form
+
+
+def test_the_same_backbone_twice_is_named_a_and_b():
+    from models.fusion import FusionNet
+    from models.spec import FusionSpec
+
+    spec = FusionSpec.of("mobilenetv2", "mobilenetv2", "block_2_add", "block_5_add", image_size=32,
+                         branch_width=4, head_width=4)
+    model = nnx.eval_shape(lambda: FusionNet(spec, rngs=nnx.Rngs(0)))
+    layers = model.keras_layers()
+    assert {"a/Conv1", "b/Conv1", "b/block_5_project", "a_branch", "b_branch"} <= set(layers)
+    assert "a/block_5_project" not in layers
+    with pytest.raises(ValueError, match="backbone_b must be one of cnn, resnet50v2, xception"):
+        FusionNet(FusionSpec.of("cnn", "xcepton", "block1_drop", "add"), rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("name", ["cnn", *BACKBONES])
+def test_default_cuts_are_stage_outputs_spread_over_the_depth(name):
+    from models.backbones import default_cuts, graph_of
+
+    names = [layer.name for layer in graph_of(name)]
+    cuts = default_cuts(name)
+    assert len(cuts) == 3 and len(set(cuts)) == 3
+    depths = [names.index(cut) / (len(names) - 1) for cut in cuts]
+    assert depths == sorted(depths) and depths[0] < 0.5 < depths[-1]
