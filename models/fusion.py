@@ -37,15 +37,21 @@ def check_spec(spec: FusionSpec) -> None:
         raise ValueError(f"dropout must be in [0, 1), got {spec.dropout!r}")
     check_num_classes(spec.num_classes)
     check_image(spec.image_size, spec.channels)
+    check_branches(spec)
+    for model, cut in ((spec.backbone_a, spec.cnn_cut), (spec.backbone_b, spec.resnet_cut)):
+        if cut is not None:  # both branches checked before either is built
+            infer_shapes(needed_layers(graph_of(model, spec.num_classes), cut), spec.image_size, spec.channels, model)
+
+
+def check_branches(spec: FusionSpec) -> None:
+    """ValueError for an unknown backbone name or a cut that is not one of its layers (sizes aside)."""
     valid = ("cnn", *BACKBONES)
     for field in ("backbone_a", "backbone_b"):
         if getattr(spec, field) not in valid:
             raise ValueError(f"{field} must be one of {', '.join(valid)}; got {getattr(spec, field)!r}")
     for model, cut in ((spec.backbone_a, spec.cnn_cut), (spec.backbone_b, spec.resnet_cut)):
-        if cut is not None:  # both branches checked before either is built
-            graph = graph_of(model, spec.num_classes)
-            check_cut(cut, [layer.name for layer in graph], model)
-            infer_shapes(needed_layers(graph, cut), spec.image_size, spec.channels, model)
+        if cut is not None:
+            check_cut(cut, [layer.name for layer in graph_of(model, spec.num_classes)], model)
 
 
 def _activate(x: jax.Array, activation: str) -> jax.Array:

@@ -23,7 +23,7 @@ import numpy as np
 
 from data.builder import prepare
 from data.pipeline import class_weights, steps_per_epoch, train_batches
-from models.registry import MODEL_NAMES, build_model
+from models.registry import BUILDABLE_NAMES, build_model
 from sweep import UsageError
 from sweep.configs.io import config_to_dict
 from sweep.configs.naming import config_label, config_of
@@ -65,8 +65,15 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 def check_config(config: TrainConfig) -> None:
     """Fail fast with a UsageError naming the value and the valid choices, on configs that cannot work."""
-    if config.model not in MODEL_NAMES:
-        raise UsageError(f"unknown model {config.model!r}; choose one of: {', '.join(MODEL_NAMES)}")
+    if config.model not in BUILDABLE_NAMES:
+        raise UsageError(f"unknown model {config.model!r}; choose one of: {', '.join(BUILDABLE_NAMES)}")
+    if config.model == "fusion":
+        from models.fusion import check_branches
+
+        try:
+            check_branches(config.fusion)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
     check_optim(config.optim)
     if config.precision not in PRECISIONS:
         raise UsageError(f"unknown precision {config.precision!r}; choose one of: {', '.join(PRECISIONS)}")
