@@ -133,8 +133,9 @@ def test_outputs_equal_keras_applications_for_the_same_weights(keras, tmp_path, 
     pixels = np.random.default_rng(1).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
     preprocess = getattr(keras.applications, info.keras_module).preprocess_input
     expected = np.asarray(source(preprocess(pixels.copy()), training=False))
-    path = tmp_path / f"{name}.weights.h5"
+    path, legacy = tmp_path / f"{name}.weights.h5", tmp_path / f"{name}.h5"
     source.save_weights(path)
+    source.save(legacy)  # legacy HDF5 (the layout of keras.applications' imagenet files: depthwise_kernel:0, ...)
 
     model = BackboneNet(name, head=None, image_size=size, rngs=nnx.Rngs(0))
     report = load_keras_weights(model, path)
@@ -143,9 +144,16 @@ def test_outputs_equal_keras_applications_for_the_same_weights(keras, tmp_path, 
     scaling = info.input_scaling
     x = pixels * np.float32(scaling.scale) + np.float32(scaling.offset)
     graphdef, state = nnx.split(model)
-    got = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))(state, jnp.asarray(x))
+    forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
+    got = forward(state, jnp.asarray(x))
     assert got.shape == expected.shape
     np.testing.assert_allclose(np.asarray(got), expected, atol=1e-4 * np.abs(expected).max())
+
+    fresh = BackboneNet(name, head=None, image_size=size, rngs=nnx.Rngs(1))
+    assert load_keras_weights(fresh, legacy).format == "legacy-h5"
+    fresh.eval()
+    np.testing.assert_allclose(np.asarray(forward(nnx.state(fresh), jnp.asarray(x))), expected,
+                               atol=1e-4 * np.abs(expected).max())
 
 
 def test_every_backbone_but_resnet50v2_has_a_keras_case():
