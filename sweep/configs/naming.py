@@ -29,7 +29,7 @@ def config_label(config: Mapping[str, Any]) -> str:
 def backbones_of(config: Mapping[str, Any]) -> tuple[str, str]:
     """The fused pair of a configuration row: its backbone_a/backbone_b (fusions of other pairs), else the seed's."""
     a, b = config.get("backbone_a"), config.get("backbone_b")
-    if a is None or (isinstance(a, float) and math.isnan(a)):
+    if a is None or str(a) in ("", "nan", "<NA>", "None"):  # a seed-pair row of a table read back (NaN, pd.NA)
         return SEED_BACKBONES
     return str(a), str(b)
 
