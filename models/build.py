@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from models.conv_kernels import conv2d, form_for, layer_key
-from models.cuts import WEIGHTED_KINDS, Layer
+from models.cuts import WEIGHTED_KINDS, Layer, pad_amounts
+from models.keras_layers import DepthwiseConv, Normalization, SeparableConv
 
 
 def build_layer(layer: Layer, in_channels: int, rngs: nnx.Rngs, dtype=None) -> nnx.Module | None:
@@ -20,11 +21,20 @@ def build_layer(layer: Layer, in_channels: int, rngs: nnx.Rngs, dtype=None) -> n
             padding=layer.padding, use_bias=layer.use_bias, kernel_init=glorot, dtype=dtype, rngs=rngs,
         )
     if layer.kind == "bn":
-        return nnx.BatchNorm(in_channels, momentum=0.99, epsilon=layer.epsilon, dtype=dtype, rngs=rngs)
+        return nnx.BatchNorm(in_channels, momentum=layer.momentum, epsilon=layer.epsilon, dtype=dtype, rngs=rngs)
     if layer.kind == "dense":
         return nnx.Linear(in_channels, layer.features, use_bias=layer.use_bias, kernel_init=glorot, dtype=dtype, rngs=rngs)
+    if layer.kind == "dwconv":
+        return DepthwiseConv(in_channels, layer.kernel, stride=layer.stride, padding=layer.padding,
+                             use_bias=layer.use_bias, dtype=dtype, rngs=rngs)
+    if layer.kind == "sepconv":
+        return SeparableConv(in_channels, layer.features, layer.kernel, stride=layer.stride, padding=layer.padding,
+                             use_bias=layer.use_bias, dtype=dtype, rngs=rngs)
+    if layer.kind == "norm":
+        return Normalization(in_channels, epsilon=layer.epsilon, dtype=dtype)
     if layer.kind == "dropout":
-        return nnx.Dropout(layer.rate, rngs=rngs)
+        # per_sample: Keras' noise_shape (None, 1, 1, 1), one draw per image (EfficientNet's stochastic depth)
+        return nnx.Dropout(layer.rate, broadcast_dims=(1, 2, 3) if layer.per_sample else (), rngs=rngs)
     return None
 
 
@@ -86,6 +96,31 @@ def scale_input(x: jax.Array, scaling: str) -> jax.Array:
     return x * 2.0 - 1.0 if scaling == "symmetric" else x
 
 
+def activate(x: jax.Array, activation: str) -> jax.Array:
+    """A Keras activation by name (swish is Keras' x * sigmoid(x))."""
+    if activation == "relu":
+        return jax.nn.relu(x)
+    if activation == "relu6":
+        return jnp.clip(x, 0.0, 6.0)
+    if activation == "swish":
+        return jax.nn.silu(x)
+    if activation == "sigmoid":
+        return jax.nn.sigmoid(x)
+    return x
+
+
+def pool(x: jax.Array, layer: Layer) -> jax.Array:
+    """Keras MaxPooling2D / AveragePooling2D (SAME max-pools pad with -inf, as Keras' do)."""
+    window, strides = (layer.kernel, layer.kernel), (layer.stride, layer.stride)
+    if layer.kind == "maxpool":
+        if layer.padding == "SAME":
+            return nnx.max_pool(x, window, strides=strides, padding="SAME")
+        return max_pool(x, layer.kernel, layer.stride)
+    if layer.padding != "VALID":
+        raise NotImplementedError("AveragePooling2D with padding='same' (no backbone uses it)")
+    return nnx.avg_pool(x, window, strides=strides, padding="VALID")
+
+
 def run_layers(owner: nnx.Module, layers: Sequence[Layer], x: jax.Array, *, keep_all: bool = False):
     """Run the graph on x (B, H, W, C); returns the last layer's output (keep_all: every layer's, by name).
     The Python here runs at trace time only."""
@@ -97,21 +132,28 @@ def run_layers(owner: nnx.Module, layers: Sequence[Layer], x: jax.Array, *, keep
         if kind == "input":
             y = h
         elif kind == "conv":
-            y = apply_conv(getattr(owner, layer.name), h, layer)
-        elif kind in ("bn", "dropout"):
+            y = activate(apply_conv(getattr(owner, layer.name), h, layer), layer.activation)
+        elif kind in ("bn", "dropout", "dwconv", "sepconv", "norm"):
             y = getattr(owner, layer.name)(h)
         elif kind == "dense":
-            y = getattr(owner, layer.name)(h)
-            y = jax.nn.relu(y) if layer.activation == "relu" else y
-        elif kind == "relu":
-            y = jax.nn.relu(h)
+            y = activate(getattr(owner, layer.name)(h), layer.activation)
+        elif kind in ("relu", "relu6", "swish"):
+            y = activate(h, kind)
         elif kind == "pad":
-            p = layer.pad
-            y = jnp.pad(h, ((0, 0), (p, p), (p, p), (0, 0)))
-        elif kind == "maxpool":
-            y = max_pool(h, layer.kernel, layer.stride)
+            before, after = pad_amounts(layer, h.shape[1])
+            y = jnp.pad(h, ((0, 0), (before, after), (before, after), (0, 0)))
+        elif kind in ("maxpool", "avgpool"):
+            y = pool(h, layer)
         elif kind == "add":
             y = args[0] + args[1]
+        elif kind == "multiply":
+            y = args[0] * args[1]
+        elif kind == "concat":
+            y = jnp.concatenate(args, axis=-1)
+        elif kind == "reshape":
+            y = h.reshape(h.shape[0], *layer.shape)
+        elif kind == "rescale":
+            y = h * jnp.asarray(layer.scale, h.dtype) + jnp.asarray(layer.offset, h.dtype)
         elif kind == "flatten":
             y = h.reshape(h.shape[0], -1)
         elif kind == "gap":

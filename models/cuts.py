@@ -6,13 +6,18 @@ import difflib
 import numbers
 from typing import Literal, Sequence
 
-Kind = Literal["input", "pad", "conv", "bn", "relu", "maxpool", "dropout", "add", "flatten", "gap", "dense"]
-WEIGHTED_KINDS = ("conv", "bn", "dense")
+Kind = Literal["input", "pad", "conv", "bn", "relu", "maxpool", "dropout", "add", "flatten", "gap", "dense",
+               "dwconv", "sepconv", "relu6", "swish", "avgpool", "multiply", "concat", "reshape", "rescale", "norm"]
+Activation = Literal["linear", "relu", "swish", "sigmoid"]
+WEIGHTED_KINDS = ("conv", "bn", "dense", "dwconv", "sepconv", "norm")
 KERAS_TYPES = {
     "input": "InputLayer", "pad": "ZeroPadding2D", "conv": "Conv2D", "bn": "BatchNormalization",
     "relu": "Activation", "maxpool": "MaxPooling2D", "dropout": "Dropout", "add": "Add", "flatten": "Flatten",
-    "gap": "GlobalAveragePooling2D", "dense": "Dense",
+    "gap": "GlobalAveragePooling2D", "dense": "Dense", "dwconv": "DepthwiseConv2D", "sepconv": "SeparableConv2D",
+    "relu6": "ReLU", "swish": "Activation", "avgpool": "AveragePooling2D", "multiply": "Multiply",
+    "concat": "Concatenate", "reshape": "Reshape", "rescale": "Rescaling", "norm": "Normalization",
 }
+SPATIAL_KINDS = ("conv", "dwconv", "sepconv", "maxpool", "avgpool")  # kernel/stride/padding set the output size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,15 +27,30 @@ class Layer:
     name: str
     kind: Kind
     inputs: tuple[str, ...] = ()
-    features: int = 0  # conv/dense output channels
-    kernel: int = 1  # conv kernel, maxpool window
+    features: int = 0  # conv/sepconv/dense output channels
+    kernel: int = 1  # conv kernel, pool window
     stride: int = 1
     padding: Literal["SAME", "VALID"] = "VALID"
     pad: int = 0  # zero padding on each side (ZeroPadding2D)
+    pad_for_kernel: int = 0  # ZeroPadding2D(imagenet_utils.correct_pad(x, k)): its amounts depend on the input size
     use_bias: bool = True
-    activation: Literal["linear", "relu"] = "linear"  # dense
+    activation: Activation = "linear"  # dense, conv
     rate: float = 0.0  # dropout
+    per_sample: bool = False  # dropout: noise_shape (None, 1, 1, 1), i.e. drops whole samples (stochastic depth)
     epsilon: float = 1e-3  # bn
+    momentum: float = 0.99  # bn
+    scale: float | tuple[float, ...] = 1.0  # rescale: x * scale + offset (a tuple: one scale per channel)
+    offset: float = 0.0
+    shape: tuple[int, ...] = ()  # reshape target (per image)
+
+
+def pad_amounts(layer: Layer, size: int) -> tuple[int, int]:
+    """(before, after) zero padding of a `pad` layer on an input of `size` pixels (Keras' correct_pad when
+    pad_for_kernel is set: one pixel less before on even sizes, so a stride-2 conv sees TF's SAME windows)."""
+    if layer.pad_for_kernel:
+        half = layer.pad_for_kernel // 2
+        return half - (1 - size % 2), half
+    return layer.pad, layer.pad
 
 
 def check_cut(cut: str, valid: Sequence[str], model: str) -> None:
@@ -81,8 +101,8 @@ def needed_layers(layers: Sequence[Layer], cut: str) -> tuple[Layer, ...]:
 
 def _spatial(size: int, layer: Layer) -> int:
     if layer.kind == "pad":
-        return size + 2 * layer.pad
-    if layer.kind in ("conv", "maxpool"):
+        return size + sum(pad_amounts(layer, size))
+    if layer.kind in SPATIAL_KINDS:
         if layer.padding == "SAME":
             return -(-size // layer.stride)
         return (size - layer.kernel) // layer.stride + 1 if size >= layer.kernel else 0
@@ -99,6 +119,12 @@ def infer_shapes(layers: Sequence[Layer], image_size: int, channels: int, model:
             shape = (n,)
         elif layer.kind == "dense":
             shape = (layer.features,)
+        elif layer.kind == "reshape":
+            shape = tuple(layer.shape)
+        elif layer.kind == "concat":
+            shape = src[:-1] + (sum(shapes[name][-1] for name in layer.inputs),)
+        elif layer.kind == "multiply":  # broadcasts, as the SE excite (H, W, C) * (1, 1, C)
+            shape = tuple(max(dims) for dims in zip(*(shapes[name] for name in layer.inputs)))
         elif len(src) == 3:
             size = _spatial(src[0], layer)
             if size < 1:
@@ -106,7 +132,7 @@ def infer_shapes(layers: Sequence[Layer], image_size: int, channels: int, model:
                     f"image_size {image_size} is too small for {model} up to {layer.name!r}: its "
                     f"{src[0]}x{src[1]} input shrinks to nothing; use a larger image or an earlier cut"
                 )
-            shape = (size, size, layer.features if layer.kind == "conv" else src[-1])
+            shape = (size, size, layer.features if layer.kind in ("conv", "sepconv") else src[-1])
         else:
             shape = src
         shapes[layer.name] = shape
@@ -122,6 +148,13 @@ def layer_params(layer: Layer, in_channels: int) -> tuple[int, int]:
         return in_channels * layer.features + (layer.features if layer.use_bias else 0), 0
     if layer.kind == "bn":
         return 4 * in_channels, 2 * in_channels
+    if layer.kind == "dwconv":
+        return layer.kernel * layer.kernel * in_channels + (in_channels if layer.use_bias else 0), 0
+    if layer.kind == "sepconv":
+        n = layer.kernel * layer.kernel * in_channels + in_channels * layer.features
+        return n + (layer.features if layer.use_bias else 0), 0
+    if layer.kind == "norm":  # mean, variance and the adapt count, all non-trainable
+        return 2 * in_channels + 1, 2 * in_channels + 1
     return 0, 0
 
 

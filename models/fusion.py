@@ -1,4 +1,5 @@
-"""FusionNet: cut the CNN and ResNet50V2 at named layers, per-pixel Dense branches, pool, concat, Dense head."""
+"""FusionNet: cut two backbones (the seed's CNN and ResNet50V2, or any two) at named layers, per-pixel Dense
+branches, pool, concat, Dense head."""
 from __future__ import annotations
 
 import math
@@ -9,9 +10,10 @@ import flax.nnx as nnx
 import jax
 import jax.numpy as jnp
 
+from models.backbone_net import BackboneNet
+from models.backbones import BACKBONES, graph_of
 from models.cnn import TorresCNN
 from models.cuts import check_cut, check_image, check_num_classes, infer_shapes, needed_layers
-from models.graphs import CNN_LAYERS, RESNET50V2_LAYERS, cnn_graph, resnet50v2_graph
 from models.resnet_v2 import ResNet50V2
 from models.spec import FusionSpec
 
@@ -36,12 +38,21 @@ def check_spec(spec: FusionSpec) -> None:
         raise ValueError(f"dropout must be in [0, 1), got {spec.dropout!r}")
     check_num_classes(spec.num_classes)
     check_image(spec.image_size, spec.channels)
-    branches = (("cnn", spec.cnn_cut, CNN_LAYERS, cnn_graph), ("resnet50v2", spec.resnet_cut, RESNET50V2_LAYERS,
-                                                                  resnet50v2_graph))
-    for model, cut, names, graph in branches:  # both branches checked before either is built
+    check_branches(spec)
+    for model, cut in ((spec.backbone_a, spec.cnn_cut), (spec.backbone_b, spec.resnet_cut)):
+        if cut is not None:  # both branches checked before either is built
+            infer_shapes(needed_layers(graph_of(model, spec.num_classes), cut), spec.image_size, spec.channels, model)
+
+
+def check_branches(spec: FusionSpec) -> None:
+    """ValueError for an unknown backbone name or a cut that is not one of its layers (sizes aside)."""
+    valid = ("cnn", *BACKBONES)
+    for field in ("backbone_a", "backbone_b"):
+        if getattr(spec, field) not in valid:
+            raise ValueError(f"{field} must be one of {', '.join(valid)}; got {getattr(spec, field)!r}")
+    for model, cut in ((spec.backbone_a, spec.cnn_cut), (spec.backbone_b, spec.resnet_cut)):
         if cut is not None:
-            check_cut(cut, names, model)
-            infer_shapes(needed_layers(graph(), cut), spec.image_size, spec.channels, model)
+            check_cut(cut, [layer.name for layer in graph_of(model, spec.num_classes)], model)
 
 
 def _activate(x: jax.Array, activation: str) -> jax.Array:
@@ -52,9 +63,22 @@ def _activate(x: jax.Array, activation: str) -> jax.Array:
     return x
 
 
+def cut_backbone(name: str, cut: str, *, num_classes: int, image_size: int, channels: int, input_scaling: str = "unit",
+                 dtype, rngs) -> nnx.Module:
+    """Any backbone cut at `cut` (its output_shape set). `input_scaling` applies to the seed's two backbones; the
+    Keras-application backbones take [0, 1] images as built from scratch."""
+    kwargs = dict(cut=cut, num_classes=num_classes, image_size=image_size, channels=channels, dtype=dtype, rngs=rngs)
+    if name == "cnn":
+        return TorresCNN(input_scaling=input_scaling, **kwargs)
+    if name == "resnet50v2":
+        return ResNet50V2(input_scaling=input_scaling, **kwargs)
+    return BackboneNet(name, **kwargs)
+
+
 class FusionNet(nnx.Module):
-    """The seed's fusion generalised. Attributes: `cnn` / `resnet` (cut backbones or None), `cnn_branch` /
-    `resnet_branch` (per-pixel Dense), `fusion_dense` (relu), `fusion_dropout`, `fusion_predictions` (logits).
+    """The seed's fusion generalised. Attributes for the seed's pair: `cnn` / `resnet` (cut backbones or None),
+    `cnn_branch` / `resnet_branch` (per-pixel Dense); for any other pair `a` / `b` and `a_branch` / `b_branch`;
+    then `fusion_dense` (relu), `fusion_dropout`, `fusion_predictions` (logits).
     A backbone cut at a 1-D layer (e.g. the CNN's `dense`) gets its branch Dense without pooling."""
 
     def __init__(self, spec: FusionSpec = FusionSpec(), *, input_scaling: Mapping[str, str] | None = None, dtype=None,
@@ -66,18 +90,18 @@ class FusionNet(nnx.Module):
         self.spec = spec
         size, ch = spec.image_size, spec.channels
         glorot = nnx.initializers.glorot_uniform()
-        self.cnn = self.cnn_branch = self.resnet = self.resnet_branch = nnx.data(None)  # filled below if used
-        if spec.cnn_cut is not None:
-            self.cnn = TorresCNN(cut=spec.cnn_cut, num_classes=spec.num_classes, image_size=size, channels=ch,
-                                 input_scaling=scaling.get("cnn", "unit"), dtype=dtype, rngs=rngs)
-            self.cnn_branch = nnx.Linear(self.cnn.output_shape[-1], spec.branch_width, kernel_init=glorot,
-                                         dtype=dtype, rngs=rngs)
-        if spec.resnet_cut is not None:
-            self.resnet = ResNet50V2(cut=spec.resnet_cut, num_classes=spec.num_classes, image_size=size, channels=ch,
-                                     input_scaling=scaling.get("resnet50v2", "unit"), dtype=dtype, rngs=rngs)
-            self.resnet_branch = nnx.Linear(self.resnet.output_shape[-1], spec.branch_width, kernel_init=glorot,
-                                            dtype=dtype, rngs=rngs)
-        concat_width = sum(self._pooled_width(b.output_shape) for b in (self.cnn, self.resnet) if b is not None)
+        self.slots = ("cnn", "resnet") if spec.seed_pair else ("a", "b")
+        for slot, name, cut in zip(self.slots, (spec.backbone_a, spec.backbone_b), (spec.cnn_cut, spec.resnet_cut)):
+            net = branch = nnx.data(None)
+            if cut is not None:
+                net = cut_backbone(name, cut, num_classes=spec.num_classes, image_size=size, channels=ch,
+                                   input_scaling=scaling.get(name, "unit"), dtype=dtype, rngs=rngs)
+                branch = nnx.Linear(net.output_shape[-1], spec.branch_width, kernel_init=glorot, dtype=dtype,
+                                    rngs=rngs)
+            setattr(self, slot, net)
+            setattr(self, f"{slot}_branch", branch)
+        nets = [getattr(self, slot) for slot in self.slots]
+        concat_width = sum(self._pooled_width(b.output_shape) for b in nets if b is not None)
         self.fusion_dense = nnx.Linear(concat_width, spec.head_width, kernel_init=glorot, dtype=dtype, rngs=rngs)
         self.fusion_dropout = nnx.Dropout(spec.dropout, rngs=rngs)
         self.fusion_predictions = nnx.Linear(spec.head_width, spec.num_classes, kernel_init=glorot, dtype=dtype,
@@ -96,26 +120,29 @@ class FusionNet(nnx.Module):
         return x.reshape(x.shape[0], -1)
 
     def __call__(self, x: jax.Array, *, resnet_x: jax.Array | None = None) -> jax.Array:
+        """resnet_x: branch b's own input (the seed pair's ResNet scaling), x when None."""
         pooled = []
-        if self.cnn is not None:
-            h = _activate(self.cnn_branch(self.cnn(x)), self.spec.cnn_branch_activation)
-            pooled.append(self._pool(h))
-        if self.resnet is not None:
-            h = self.resnet(x if resnet_x is None else resnet_x)
-            h = _activate(self.resnet_branch(h), self.spec.resnet_branch_activation)
-            pooled.append(self._pool(h))
+        activations = (self.spec.cnn_branch_activation, self.spec.resnet_branch_activation)
+        for slot, inputs, activation in zip(self.slots, (x, x if resnet_x is None else resnet_x), activations):
+            net = getattr(self, slot)
+            if net is not None:
+                pooled.append(self._pool(_activate(getattr(self, f"{slot}_branch")(net(inputs)), activation)))
         h = pooled[0] if len(pooled) == 1 else jnp.concatenate(pooled, axis=-1)
         h = self.fusion_dropout(jax.nn.relu(self.fusion_dense(h)))
         return self.fusion_predictions(h).astype(jnp.float32)
 
     def keras_layers(self) -> dict[str, nnx.Module]:
-        """The backbones' Keras names (CNN block*/dense/predictions and ResNet conv*/post_bn never collide),
-        plus `cnn_branch`, `resnet_branch`, `fusion_dense`, `fusion_predictions`."""
+        """The backbones' Keras names (CNN block*/dense/predictions and ResNet conv*/post_bn never collide;
+        the same backbone twice is prefixed `a/`, `b/`), plus the `<slot>_branch` layers, `fusion_dense`,
+        `fusion_predictions`."""
         layers: dict[str, nnx.Module] = {}
-        for backbone in (self.cnn, self.resnet):
+        same = self.spec.backbone_a == self.spec.backbone_b
+        for slot in self.slots:
+            backbone = getattr(self, slot)
             if backbone is not None:
-                layers.update(backbone.keras_layers())
-        for name in ("cnn_branch", "resnet_branch", "fusion_dense", "fusion_predictions"):
+                layers.update({(f"{slot}/{name}" if same else name): module
+                               for name, module in backbone.keras_layers().items()})
+        for name in (*(f"{slot}_branch" for slot in self.slots), "fusion_dense", "fusion_predictions"):
             if getattr(self, name) is not None:
                 layers[name] = getattr(self, name)
         return layers

@@ -100,9 +100,10 @@ def resnet50v2_graph() -> tuple[Layer, ...]:
     return tuple(layers)
 
 
-def head_graph(head: str, num_classes: int) -> tuple[Layer, ...]:
-    """The seed's head on post_relu: Flatten (or GAP) -> Dense 2048 relu -> Dropout .5 -> Dense classes (logits)."""
-    pool = Layer("flatten", "flatten", ("post_relu",)) if head == "flatten" else Layer("avg_pool", "gap", ("post_relu",))
+def head_graph(head: str, num_classes: int, on: str = "post_relu") -> tuple[Layer, ...]:
+    """The seed's head on `on` (ResNet50V2's post_relu): Flatten (or GAP) -> Dense 2048 relu -> Dropout .5 ->
+    Dense classes (logits)."""
+    pool = Layer("flatten", "flatten", (on,)) if head == "flatten" else Layer("avg_pool", "gap", (on,))
     return (
         pool,
         Layer("dense", "dense", (pool.name,), features=2048, activation="relu"),
@@ -131,11 +132,13 @@ def param_count(name_or_spec: str | FusionSpec, *, image_size: int = 256, channe
 
 def _fusion_params(spec: FusionSpec) -> tuple[int, int]:
     """Both cut backbones, one Dense(branch_width) per branch, Dense(head_width), Dense(classes): as FusionNet."""
+    from models.backbones import graph_of  # imports this module
+
     total = frozen = concat = 0
-    for model, cut, graph in (("cnn", spec.cnn_cut, cnn_graph(spec.num_classes)),
-                              ("resnet50v2", spec.resnet_cut, resnet50v2_graph())):
+    for model, cut in ((spec.backbone_a, spec.cnn_cut), (spec.backbone_b, spec.resnet_cut)):
         if cut is None:
             continue
+        graph = graph_of(model, spec.num_classes)
         shapes = infer_shapes(needed_layers(graph, cut), spec.image_size, spec.channels, model)
         n, f = cumulative_params(graph, shapes, cut, spec.channels)
         total, frozen = total + n, frozen + f

@@ -37,8 +37,11 @@ from models.graphs import cnn_graph, head_graph, resnet50v2_graph
 
 # Keras 3 H5IOStore key base for each nnx module type / cuts.Layer kind (keras.src.utils.naming.to_snake_case).
 # Reading a file (find_layers) loads no JAX: flax and jax load when weights are copied into a model.
-_CLASS_KEY_NAMES = {"Conv": "conv2d", "BatchNorm": "batch_normalization", "Linear": "dense"}
-_KIND_KEY = {"conv": "conv2d", "bn": "batch_normalization", "dense": "dense"}
+_CLASS_KEY_NAMES = {"Conv": "conv2d", "BatchNorm": "batch_normalization", "Linear": "dense",
+                    "DepthwiseConv": "depthwise_conv2d", "SeparableConv": "separable_conv2d",
+                    "Normalization": "normalization"}
+_KIND_KEY = {"conv": "conv2d", "bn": "batch_normalization", "dense": "dense", "dwconv": "depthwise_conv2d",
+             "sepconv": "separable_conv2d", "norm": "normalization"}
 _KERAS3_WEIGHTS_IN_ARCHIVE = "model.weights.h5"
 
 
@@ -144,6 +147,8 @@ def load_keras_weights(model: nnx.Module, path: str | os.PathLike, *, strict: bo
 
 def _module_slots(module: nnx.Module) -> list[tuple[str, nnx.Variable]]:
     """The module's variables in Keras order, with their Keras names."""
+    if hasattr(module, "keras_slots"):  # models.keras_layers: DepthwiseConv, SeparableConv, Normalization
+        return module.keras_slots()
     import flax.nnx as nnx
 
     if isinstance(module, nnx.BatchNorm):
@@ -152,8 +157,8 @@ def _module_slots(module: nnx.Module) -> list[tuple[str, nnx.Variable]]:
     elif isinstance(module, (nnx.Conv, nnx.Linear)):
         slots = [("kernel", module.kernel), ("bias", module.bias)]
     else:
-        raise TypeError(f"keras_layers() holds a {type(module).__name__}; only nnx.Conv, nnx.BatchNorm and "
-                        "nnx.Linear can take Keras weights")
+        raise TypeError(f"keras_layers() holds a {type(module).__name__}; only nnx.Conv, nnx.BatchNorm, "
+                        "nnx.Linear and models.keras_layers' modules can take Keras weights")
     return [(name, var) for name, var in slots if var is not None]
 
 
@@ -337,6 +342,8 @@ def _class_keys(class_names: Iterable[str], snake=True) -> list[str]:
 
 def _full_graph_kinds(model: nnx.Module) -> dict[str, str] | None:
     """Keras layer name -> class key base for the FULL Keras model behind one of our models (None: unknown)."""
+    from models.backbone_net import BackboneNet
+    from models.backbones import backbone
     from models.cnn import TorresCNN
     from models.resnet_v2 import ResNet50V2
 
@@ -344,17 +351,22 @@ def _full_graph_kinds(model: nnx.Module) -> dict[str, str] | None:
         graph = resnet50v2_graph() + head_graph("flatten", 2)
     elif isinstance(model, TorresCNN):
         graph = cnn_graph()
+    elif isinstance(model, BackboneNet):  # keras.applications files come without the top
+        graph = backbone(model.name).graph()
     else:
         return None
     return {layer.name: _KIND_KEY[layer.kind] for layer in graph if layer.kind in _KIND_KEY}
 
 
 def _class_key(module) -> str | None:
-    """The Keras 3 key base of an nnx.Conv / BatchNorm / Linear (None for other modules)."""
+    """The Keras 3 key base of an nnx.Conv / BatchNorm / Linear or a models.keras_layers module (else None)."""
     import flax.nnx as nnx
 
+    from models.keras_layers import DepthwiseConv, Normalization, SeparableConv
+
     kind = type(module)
-    return _CLASS_KEY_NAMES[kind.__name__] if kind in (nnx.Conv, nnx.BatchNorm, nnx.Linear) else None
+    known = (nnx.Conv, nnx.BatchNorm, nnx.Linear, DepthwiseConv, SeparableConv, Normalization)
+    return _CLASS_KEY_NAMES[kind.__name__] if kind in known else None
 
 
 def _saved_order(model, targets: Mapping[str, nnx.Module], order: Sequence[str] | None) -> list[tuple[str, str]]:

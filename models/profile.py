@@ -10,9 +10,10 @@ import flax.nnx as nnx
 import jax
 import jax.numpy as jnp
 
+from models.backbones import BACKBONES, backbone_param_count
 from models.cuts import KERAS_TYPES, check_image, check_num_classes, cumulative_params, infer_shapes
-from models.graphs import cnn_graph, resnet50v2_graph
 from models.conv_kernels import in_phase
+from models.graphs import cnn_graph
 from models.inference_options import inference_compiler_options
 from models.registry import build_model
 from models.spec import FusionSpec
@@ -36,11 +37,12 @@ def count_params(model: nnx.Module) -> ParamCount:
 
 
 def cut_table(backbone: str, *, image_size: int = 256, channels: int = 3, num_classes: int = 2) -> list[dict]:
-    """Every cut point of `backbone` ("cnn" or "resnet50v2") with its Keras type, per-image output shape and
-    the params of the model cut there, counted from the layer specs (instant; tests check it against real builds)."""
+    """Every cut point of `backbone` ("cnn", "resnet50v2", "xception", ...) with its Keras type, per-image output
+    shape and the params of the model cut there, counted from the layer specs (instant; tests check it against real
+    builds)."""
     check_image(image_size, channels)
     check_num_classes(num_classes)
-    graphs = {"cnn": lambda: cnn_graph(num_classes), "resnet50v2": resnet50v2_graph}
+    graphs = {"cnn": lambda: cnn_graph(num_classes), **{name: info.graph for name, info in BACKBONES.items()}}
     if backbone not in graphs:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(graphs)}")
     graph = graphs[backbone]()
@@ -122,4 +124,9 @@ def profile_model(name_or_spec: str | FusionSpec, *, image_size: int = 256, num_
         "latency_ms": latency_ms(build(), batch_shape, repeats=repeats) if latency else None,
         "output_shape": list(output_shape(abstract, batch_shape)),
     }
+    if isinstance(name_or_spec, str) and name_or_spec in BACKBONES:
+        # the keras.applications backbone alone (include_top=False), as Keras counts it; `params` has the head
+        total, non_trainable = backbone_param_count(name_or_spec, image_size=image_size, channels=channels)
+        result.update(backbone_params=total, backbone_trainable_params=total - non_trainable,
+                      backbone_non_trainable_params=non_trainable)
     return result

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure  # drawn headless, without pyplot's global state
 
+from models.backbones import KERAS_BACKBONES
 from sweep.analysis.inputs import stopped_by_scheduler
 from sweep.analysis.tables import config_table
 from sweep.configs.naming import is_seed_fusion
@@ -15,7 +16,9 @@ from sweep.files import write_bytes_atomic
 
 AXIS_WORDS = {"params": "parameters", "flops": "FLOPs per image (forward)", "latency_ms": "latency per image (ms)"}
 STYLE = {"fusion": ("tab:blue", "o", "fusion"), "cnn": ("tab:orange", "s", "CNN parent"),
-         "resnet50v2": ("tab:red", "D", "ResNet50V2 parent")}
+         "resnet50v2": ("tab:red", "D", "ResNet50V2 parent"),
+         **{name: (color, "^", f"{name} parent")  # parents of sweeps over other backbones (run --backbones)
+            for name, color in zip(KERAS_BACKBONES, ("tab:green", "tab:purple", "tab:brown", "tab:olive"))}}
 
 
 def plot_accuracy_vs(trials, size: str, path: str | Path, *, result: dict | None = None,

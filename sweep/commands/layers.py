@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import argparse
 
-from models.registry import PARENT_NAMES
+from models.registry import BACKBONE_NAMES
 from sweep.commands.common import usage_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("backbone", choices=PARENT_NAMES, help="which parent network")
+    parser.add_argument("backbone", choices=BACKBONE_NAMES, help="which backbone network")
     parser.add_argument("--image-size", type=int, default=256, help="square input size in pixels (default 256)")
     parser.add_argument("--channels", type=int, default=3, help="input channels, 1 or 3 (default 3)")
     parser.add_argument("--num-classes", type=int, default=2, help="classes of the CNN's head (default 2)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from models.registry import MODEL_NAMES
+from models.registry import BUILDABLE_NAMES
 from models.spec import FusionSpec
 from sweep import UsageError
 from sweep.commands.common import usage_errors
@@ -15,7 +15,7 @@ def _cut(value: str) -> str | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", choices=MODEL_NAMES, default="fusion",
+    parser.add_argument("--model", choices=BUILDABLE_NAMES, default="fusion",
                         help="which model (default fusion, the seed's when no other option is given)")
     parser.add_argument("--cnn-cut", type=_cut, default=argparse.SUPPRESS,
                         help="fusion: CNN layer to cut after, or 'none' for no CNN branch (default block3_drop)")
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head-width", type=int, default=argparse.SUPPRESS, help="fusion: head Dense width")
     parser.add_argument("--pool", choices=("gap", "flatten"), default=argparse.SUPPRESS, help="fusion: branch pooling")
     parser.add_argument("--resnet-head", choices=("flatten", "gap"), default="flatten",
-                        help="resnet50v2: the seed's Flatten head or GAP (default flatten)")
+                        help="resnet50v2 and other backbones: the seed's Flatten head or GAP (default flatten)")
     parser.add_argument("--image-size", type=int, default=256, help="square input size in pixels (default 256)")
     parser.add_argument("--num-classes", type=int, default=2, help="number of classes (default 2)")
     parser.add_argument("--channels", type=int, default=3, help="input channels, 1 or 3 (default 3)")
@@ -77,5 +77,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"non-trainable    {result['non_trainable_params']:,}")
     print(f"forward FLOPs    {result['flops'] / 1e9:.3f} GFLOPs per image")
     print(f"latency          {latency}")
+    if "backbone_params" in result:
+        print(f"backbone params  {result['backbone_params']:,} (include_top=False, "
+              f"{result['backbone_non_trainable_params']:,} non-trainable)")
     print(f"output shape     {result['output_shape']}")
     return 0

@@ -23,7 +23,12 @@ from sweep.runtime import git_state
 DATA_FLAGS = under("train.", train_command.DATA_FLAGS, "--data-dir", "--data", "--image-size", "--num-images",
                    "--difficulty", "--subset")
 TRAINING_FLAGS = under("train.", train_command.TRAINING_FLAGS, "--epochs", "--batch-size")
-SPACE_FLAGS = (*by_field("space.cnn_cuts", "space.resnet_cuts", "space.branch_widths", "space.head_widths"),
+SPACE_FLAGS = (Shorthand("--backbones", "space.backbones", "the two backbones A,B (default cnn,resnet50v2); another "
+                         "pair gets linear branches and, unless --cuts-a/--cuts-b, its default cuts"),
+               *by_field("space.cnn_cuts", "space.resnet_cuts"),
+               Shorthand("--cuts-a", "space.cnn_cuts", "the first backbone's cuts (--cnn-cuts for the seed pair)"),
+               Shorthand("--cuts-b", "space.resnet_cuts", "the second backbone's cuts (--resnet-cuts for the seed pair)"),
+               *by_field("space.branch_widths", "space.head_widths"),
                Shorthand("--no-parents", "space.include_parents", "do not train the CNN and ResNet50V2 parents", "false"))
 TUNE_FLAGS = by_field("seeds", "parent_seeds", "seed_mode", "search", "num_samples", "scheduler", "cpus_per_trial",
                       "gpus_per_trial", "max_concurrent", "max_failures", "checkpoint_every")
@@ -90,7 +95,7 @@ def build_sweep(args) -> SweepConfig:
     from sweep.init_sources import parse_init
 
     base = manifest_sweep(args.from_manifest) if args.from_manifest else get_preset(args.preset or "quick")
-    sweep = build_config(base, args, RUN_FLAGS)
+    sweep = build_config(base, args, RUN_FLAGS, special={"backbones": backbone_space})
     sweep = sweep.replace(train=sweep.train.replace(init=parse_init(getattr(args, "init", []) or [], sweep.train.init)))
     return with_around(with_externals(sweep, args.external), args)
 
@@ -108,6 +113,21 @@ def with_around(sweep: SweepConfig, args) -> SweepConfig:
              or any(s.startswith(("space.cnn_cuts", "space.resnet_cuts")) for s in getattr(args, "set", []) or [])
              or bool(getattr(args, "from_manifest", None)))
     return sweep.replace(space=star_space(sweep.space, reference, given_cuts=given))
+
+
+def backbone_space(text: str) -> list[str]:
+    """--backbones A,B: the pair, and for a pair other than the seed's each backbone's default cuts (its stage
+    outputs nearest 1/4, 1/2, 3/4 depth; --cuts-a / --cuts-b, applied after, override them)."""
+    from models.backbones import default_cuts
+    from models.spec import SEED_BACKBONES
+    from sweep.commands.train import backbone_settings
+
+    names = tuple(setting.partition("=")[2] for setting in backbone_settings(text)[:2])  # checked there
+    settings = [f"space.backbones={','.join(names)}"]
+    if names != SEED_BACKBONES:
+        settings += [f"space.cnn_cuts={','.join(default_cuts(names[0]))}",
+                     f"space.resnet_cuts={','.join(default_cuts(names[1]))}"]
+    return settings
 
 
 def with_externals(sweep: SweepConfig, items: list[str]) -> SweepConfig:

@@ -5,7 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from models.registry import MODEL_NAMES
+from models.registry import BUILDABLE_NAMES
+from sweep import UsageError
 from sweep.commands.common import (RUNS_ROOT, Shorthand, add_init_argument, add_runtime_arguments, add_set_argument,
                                    add_shorthands, build_config, by_field, check_data, setup_runtime, usage_errors)
 from sweep.configs.presets import PRESETS, get_preset
@@ -14,9 +15,13 @@ from sweep.configs.schema import TrainConfig
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
 
-MODEL_FLAGS = (Shorthand("--model", "model", f"one of {', '.join(MODEL_NAMES)}"),
-               *by_field("fusion.cnn_cut", "fusion.resnet_cut", "fusion.branch_width", "fusion.head_width",
-                         "fusion.dropout", "resnet_head"))
+MODEL_FLAGS = (Shorthand("--model", "model", f"one of {', '.join(BUILDABLE_NAMES)}"),
+               Shorthand("--backbones", "fusion.backbone_a", "fusion: the two backbones A,B (default cnn,resnet50v2); "
+                         "another pair gets linear branches and its middle default cuts"),
+               *by_field("fusion.cnn_cut", "fusion.resnet_cut"),
+               Shorthand("--cut-a", "fusion.cnn_cut", "fusion: backbone A's cut (--cnn-cut for the seed pair)"),
+               Shorthand("--cut-b", "fusion.resnet_cut", "fusion: backbone B's cut (--resnet-cut for the seed pair)"),
+               *by_field("fusion.branch_width", "fusion.head_width", "fusion.dropout", "resnet_head"))
 DATA_FLAGS = (Shorthand("--data-dir", "data.data_dir", "radiography: the dataset folder", also=("data.source=radiography",)),
               Shorthand("--data", "data.source", "--data-dir alone means radiography"),
               *by_field("data.classes", "data.image_size", "data.subset", "data.num_images", "data.difficulty",
@@ -31,9 +36,27 @@ TRAINING_FLAGS = (Shorthand("--optimizer", "optim.name"), Shorthand("--lr", "opt
                   Shorthand("--bn-momentum", "bn_momentum", "none: Keras' 0.99; runs of a few hundred steps want 0.9"),
                   *by_field("precision"))
 TRAIN_FLAGS = MODEL_FLAGS + DATA_FLAGS + TRAINING_FLAGS
+def backbone_settings(text: str) -> list[str]:
+    """--backbones A,B: the pair, and for a pair other than the seed's, linear branches and each backbone's
+    middle default cut (--cut-a / --cut-b, applied after, override them)."""
+    from models.backbones import BACKBONES, default_cuts
+    from models.spec import SEED_BACKBONES
+
+    names = tuple(name.strip() for name in text.split(","))
+    valid = ("cnn", *BACKBONES)
+    if len(names) != 2 or any(name not in valid for name in names):
+        raise UsageError(f"--backbones takes two of {', '.join(valid)} as A,B; got {text!r}")
+    settings = [f"fusion.backbone_a={names[0]}", f"fusion.backbone_b={names[1]}"]
+    if names != SEED_BACKBONES:
+        settings += ["fusion.cnn_branch_activation=linear", "fusion.resnet_branch_activation=linear",
+                     f"fusion.cnn_cut={default_cuts(names[0])[1]}", f"fusion.resnet_cut={default_cuts(names[1])[1]}"]
+    return settings
+
+
 SPECIAL_FLAGS = {  # --patience 0 is no early stopping at all
     "patience": lambda text: ["early_stopping=none"] if text.strip() in ("0", "none") else
     [f"early_stopping.patience={text}"],
+    "backbones": backbone_settings,
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from models.spec import FusionSpec, fusion_label
+from models.spec import SEED_BACKBONES, FusionSpec, fusion_label
 
 CONFIG_KEYS = ("model", "cnn_cut", "resnet_cut", "branch_width", "head_width")
 _SEED = FusionSpec()  # its defaults are the seed's fusion
@@ -22,13 +22,23 @@ def config_label(config: Mapping[str, Any]) -> str:
     if config["model"] != "fusion":
         return str(config["model"])
     return fusion_label(_cut(config.get("cnn_cut")), _cut(config.get("resnet_cut")), _width(config["branch_width"]),
-                        _width(config["head_width"]))
+                        _width(config["head_width"]), backbone_a=backbones_of(config)[0],
+                        backbone_b=backbones_of(config)[1])
+
+
+def backbones_of(config: Mapping[str, Any]) -> tuple[str, str]:
+    """The fused pair of a configuration row: its backbone_a/backbone_b (fusions of other pairs), else the seed's."""
+    a, b = config.get("backbone_a"), config.get("backbone_b")
+    if a is None or str(a) in ("", "nan", "<NA>", "None"):  # a seed-pair row of a table read back (NaN, pd.NA)
+        return SEED_BACKBONES
+    return str(a), str(b)
 
 
 def is_seed_fusion(config: Mapping[str, Any]) -> bool:
     """Whether a trials/config row is the seed's own fusion (widths may come back from CSV as floats)."""
     try:
-        return (config.get("model") == "fusion" and _cut(config.get("cnn_cut")) == SEED_FUSION["cnn_cut"]
+        return (config.get("model") == "fusion" and backbones_of(config) == SEED_BACKBONES
+                and _cut(config.get("cnn_cut")) == SEED_FUSION["cnn_cut"]
                 and _cut(config.get("resnet_cut")) == SEED_FUSION["resnet_cut"]
                 and _width(config.get("branch_width")) == SEED_FUSION["branch_width"]
                 and _width(config.get("head_width")) == SEED_FUSION["head_width"])
@@ -41,8 +51,15 @@ def config_of(train) -> dict[str, Any]:
     if train.model != "fusion":
         return {"model": train.model, "cnn_cut": None, "resnet_cut": None, "branch_width": None, "head_width": None}
     spec = train.fusion
-    return {"model": "fusion", "cnn_cut": spec.cnn_cut, "resnet_cut": spec.resnet_cut,
-            "branch_width": spec.branch_width, "head_width": spec.head_width}
+    config = {"model": "fusion", "cnn_cut": spec.cnn_cut, "resnet_cut": spec.resnet_cut,
+              "branch_width": spec.branch_width, "head_width": spec.head_width}
+    return config if spec.seed_pair else {**config, **pair_columns(spec.backbone_a, spec.backbone_b, config)}
+
+
+def pair_columns(backbone_a: str, backbone_b: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """trials.csv's columns of a fusion of another pair than the seed's (CONTRACT.md)."""
+    return {"backbone_a": backbone_a, "backbone_b": backbone_b, "cut_a": config.get("cnn_cut"),
+            "cut_b": config.get("resnet_cut")}
 
 
 def _width(value) -> int:

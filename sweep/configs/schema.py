@@ -71,6 +71,8 @@ class SearchSpace:
     resnet_cuts: tuple[str | None, ...] = ("conv2_block3_out", SEED_RESNET_CUT, "conv4_block6_out")
     branch_widths: tuple[int, ...] = (256, 2048)
     head_widths: tuple[int, ...] = (256, 2048)
+    # the two backbones fused (cnn_cuts / resnet_cuts are the cuts of the first / second); see docs/backbones.md
+    backbones: tuple[str, ...] = ("cnn", "resnet50v2")
     include_parents: bool = True  # the CNN alone and ResNet50V2 alone as reference points
     include_seed_fusion: bool = True  # add the seed's own fusion when the grid lacks it (off in quick: time budget)
 

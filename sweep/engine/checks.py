@@ -2,7 +2,7 @@
 the engine checks the same way again where it starts training."""
 from __future__ import annotations
 
-from models.registry import MODEL_NAMES
+from models.registry import BUILDABLE_NAMES
 from sweep import UsageError
 from sweep.configs.schema import PRECISIONS, OptimConfig, TrainConfig
 
@@ -27,8 +27,15 @@ def check_optim(optim: OptimConfig) -> None:
 def check_config(config: TrainConfig) -> None:
     """Fail fast with a UsageError naming the value and the valid choices, on configs that cannot work (the
     config alone: files it names, data or --init weights, are checked by the commands that read them)."""
-    if config.model not in MODEL_NAMES:
-        raise UsageError(f"unknown model {config.model!r}; choose one of: {', '.join(MODEL_NAMES)}")
+    if config.model not in BUILDABLE_NAMES:
+        raise UsageError(f"unknown model {config.model!r}; choose one of: {', '.join(BUILDABLE_NAMES)}")
+    if config.model == "fusion":
+        from models.fusion import check_branches
+
+        try:
+            check_branches(config.fusion)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
     check_optim(config.optim)
     if config.precision not in PRECISIONS:
         raise UsageError(f"unknown precision {config.precision!r}; choose one of: {', '.join(PRECISIONS)}")

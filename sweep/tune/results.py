@@ -21,6 +21,7 @@ BASE_COLUMNS = (
     "best_epoch", "weights_epoch", "train_seconds", "val_accuracy", "test_n", "test_accuracy",
     "test_balanced_accuracy", "test_auc", "collapsed",
 )
+PAIR_COLUMNS = ("backbone_a", "backbone_b", "cut_a", "cut_b")
 # metric key in train_and_evaluate's Result.metrics -> trials.csv column, where they differ
 RENAMES = {"epochs_run": "epochs"}
 
@@ -31,6 +32,9 @@ def trial_row(trial_id: str, status: str, trial: dict[str, Any], metrics: dict[s
     row: dict[str, Any] = {"trial_id": trial_id, "status": status}
     for key in (*CONFIG_KEYS, "seed"):
         row[key] = trial.get(key)
+    for key in PAIR_COLUMNS:  # fusions of another pair than the seed's
+        if key in trial:
+            row[key] = trial[key]
     for key, value in metrics.items():
         column = RENAMES.get(key, key)
         if column.startswith("test_recall_") or column.startswith("test_precision_"):
@@ -58,7 +62,8 @@ def write_trials(frame, out_dir: str | os.PathLike) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     csv_path = write_text_atomic(out_dir / "trials.csv", frame.to_csv(index=False))
     buffer = io.BytesIO()
-    frame.astype({c: "string" for c in ("cnn_cut", "resnet_cut") if c in frame}).to_parquet(buffer, index=False)
+    frame.astype({c: "string" for c in ("cnn_cut", "resnet_cut", "cut_a", "cut_b") if c in frame}).to_parquet(
+        buffer, index=False)
     parquet_path = write_bytes_atomic(out_dir / "trials.parquet", buffer.getvalue())
     return csv_path, parquet_path
 

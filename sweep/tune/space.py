@@ -5,11 +5,10 @@ import itertools
 import random
 from typing import Any
 
-from models.graphs import CNN_LAYERS, RESNET50V2_LAYERS
-from models.registry import PARENT_NAMES
-from models.spec import FusionSpec
+from models.backbones import BACKBONES, graph_of
+from models.spec import SEED_BACKBONES, FusionSpec
 from sweep import UsageError
-from sweep.configs.naming import SEED_FUSION
+from sweep.configs.naming import SEED_FUSION, pair_columns
 from sweep.configs.schema import SearchSpace, SweepConfig, TrainConfig
 from sweep.configs.star import MIN_SEEDS, Star, parse_label, star
 
@@ -37,10 +36,18 @@ def _check_widths(field: str, widths: tuple) -> None:
             raise UsageError(f"{field} contains {width!r}; widths are powers of two from 1 to {MAX_WIDTH}")
 
 
+def _layer_names(backbone: str) -> tuple[str, ...]:
+    return tuple(layer.name for layer in graph_of(backbone))
+
+
 def validate_space(space: SearchSpace) -> None:
     """Raise ValueError naming the bad field and the valid choices. Cheap: no JAX, no Ray."""
-    _check_cuts("cnn_cuts", tuple(space.cnn_cuts), CNN_LAYERS, "cnn")
-    _check_cuts("resnet_cuts", tuple(space.resnet_cuts), RESNET50V2_LAYERS, "resnet50v2")
+    valid = ("cnn", *BACKBONES)
+    backbones = tuple(space.backbones)
+    if len(backbones) != 2 or any(name not in valid for name in backbones):
+        raise UsageError(f"backbones must be two of {', '.join(valid)}; got {','.join(map(str, backbones))!r}")
+    _check_cuts("cnn_cuts", tuple(space.cnn_cuts), _layer_names(backbones[0]), backbones[0])
+    _check_cuts("resnet_cuts", tuple(space.resnet_cuts), _layer_names(backbones[1]), backbones[1])
     _check_widths("branch_widths", tuple(space.branch_widths))
     _check_widths("head_widths", tuple(space.head_widths))
     if all(c is None for c in space.cnn_cuts) and all(c is None for c in space.resnet_cuts):
@@ -87,26 +94,31 @@ def validate_sweep(sweep: SweepConfig) -> None:
 def fusion_configs(space: SearchSpace) -> list[dict[str, Any]]:
     """Every fusion configuration of the grid (branches that are both None are skipped)."""
     configs = []
+    pair = tuple(space.backbones)
     for cnn_cut, resnet_cut, branch, head in itertools.product(
             space.cnn_cuts, space.resnet_cuts, space.branch_widths, space.head_widths):
         if cnn_cut is None and resnet_cut is None:
             continue
-        configs.append({"model": "fusion", "cnn_cut": cnn_cut, "resnet_cut": resnet_cut,
-                        "branch_width": int(branch), "head_width": int(head)})
+        config = {"model": "fusion", "cnn_cut": cnn_cut, "resnet_cut": resnet_cut,
+                  "branch_width": int(branch), "head_width": int(head)}
+        configs.append(config if pair == SEED_BACKBONES else {**config, **pair_columns(*pair, config)})
     return configs
 
 
-def parent_configs() -> list[dict[str, Any]]:
-    """The two parents as reference points: the CNN alone and ResNet50V2 alone, with the seed's heads."""
+def parent_configs(space: SearchSpace | None = None) -> list[dict[str, Any]]:
+    """The two parents as reference points: each backbone alone (the CNN and ResNet50V2 for the seed's pair),
+    with the seed's heads; the same backbone twice is one parent."""
+    backbones = tuple(dict.fromkeys(space.backbones if space is not None else SEED_BACKBONES))
     return [{"model": model, "cnn_cut": None, "resnet_cut": None, "branch_width": None,
-             "head_width": FusionSpec().head_width} for model in PARENT_NAMES]
+             "head_width": FusionSpec().head_width} for model in backbones]
 
 
 def _cost_rank(config: dict[str, Any]) -> tuple:
-    """Sort key putting the costliest configurations first (deeper ResNet50V2 branch, then deeper CNN branch, then
+    """Sort key putting the costliest configurations first (deeper second branch, then deeper first branch, then
     wider): with trials in parallel, the short ones fill the gaps at the end instead of one long trial running alone."""
-    resnet = RESNET50V2_LAYERS.index(config["resnet_cut"]) + 1 if config["resnet_cut"] is not None else 0
-    cnn = CNN_LAYERS.index(config["cnn_cut"]) + 1 if config["cnn_cut"] is not None else 0
+    a, b = config.get("backbone_a", SEED_BACKBONES[0]), config.get("backbone_b", SEED_BACKBONES[1])
+    resnet = _layer_names(b).index(config["resnet_cut"]) + 1 if config["resnet_cut"] is not None else 0
+    cnn = _layer_names(a).index(config["cnn_cut"]) + 1 if config["cnn_cut"] is not None else 0
     return (-resnet, -cnn, -int(config["branch_width"]), -int(config["head_width"]))
 
 
@@ -118,11 +130,12 @@ def configurations(sweep: SweepConfig) -> list[dict[str, Any]]:
     grid = fusion_configs(sweep.space)
     if sweep.search == "random" and sweep.num_samples < len(grid):
         grid = random.Random(0).sample(grid, sweep.num_samples)
-    if sweep.space.include_seed_fusion and SEED_FUSION not in grid:
+    seed_pair = tuple(sweep.space.backbones) == SEED_BACKBONES
+    if sweep.space.include_seed_fusion and seed_pair and SEED_FUSION not in grid:
         grid.append(dict(SEED_FUSION))
     grid.sort(key=_cost_rank)
     if sweep.space.include_parents:  # the ResNet50V2 parent first: the costliest trial of a CPU sweep
-        grid = sorted(parent_configs(), key=lambda c: c["model"] != "resnet50v2") + grid
+        grid = sorted(parent_configs(sweep.space), key=lambda c: c["model"] != "resnet50v2") + grid
     return grid
 
 
@@ -157,4 +170,8 @@ def train_config_for(trial: dict[str, Any], base: TrainConfig) -> TrainConfig:
         changes["fusion"] = base.fusion.replace(cnn_cut=trial["cnn_cut"], resnet_cut=trial["resnet_cut"],
                                                 branch_width=int(trial["branch_width"]),
                                                 head_width=int(trial["head_width"]))
+        if "backbone_a" in trial:  # another pair than the seed's: linear branches (FusionSpec.of)
+            changes["fusion"] = changes["fusion"].replace(
+                backbone_a=trial["backbone_a"], backbone_b=trial["backbone_b"], cnn_branch_activation="linear",
+                resnet_branch_activation="linear")
     return base.replace(**changes)

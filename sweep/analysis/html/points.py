@@ -25,6 +25,8 @@ def role_of(row) -> str:
         return "CNN parent"
     if row["model"] == "resnet50v2":
         return "ResNet50V2 parent"
+    if row["model"] != "fusion":  # a parent of a sweep over other backbones (run --backbones)
+        return f"{row['model']} parent"
     return "seed's fusion" if is_seed_fusion(row) else "fusion"
 
 

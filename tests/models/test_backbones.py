@@ -1,0 +1,203 @@
+"""Tests for the Keras-application backbones (models/backbones, models/backbone_net.py): counts, cuts, and outputs
+equal to keras.applications' for the same weights file and input."""
+from __future__ import annotations
+
+import flax.nnx as nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from models.backbone_net import BackboneNet
+from models.backbones import BACKBONES, KERAS_BACKBONES, backbone, backbone_param_count
+from models.cuts import KERAS_TYPES
+from models.keras_weights import load_keras_weights
+from models.profile import count_params, cut_table, profile_model
+from models.registry import build_model
+
+# Keras 3.15's model.summary() at 224x224x3, include_top=False: total, trainable, non-trainable
+KERAS_COUNTS = {
+    "xception": (20_861_480, 20_806_952, 54_528),
+    "densenet121": (7_037_504, 6_953_856, 83_648),
+    "mobilenetv2": (2_257_984, 2_223_872, 34_112),
+    "efficientnetb0": (4_049_571, 4_007_548, 42_023),
+}
+
+
+@pytest.mark.parametrize("name", KERAS_BACKBONES)
+def test_backbone_params_from_the_graph_equal_keras_counts(name):
+    total, non_trainable = backbone_param_count(name, image_size=224)
+    assert (total, total - non_trainable, non_trainable) == KERAS_COUNTS[name]
+
+
+@pytest.mark.parametrize("name", KERAS_BACKBONES)
+def test_built_backbone_holds_the_params_its_graph_counts(name):
+    """The nnx modules (traced only) hold exactly what the graph counts, so profile's two numbers agree."""
+    model = nnx.eval_shape(lambda: BackboneNet(name, head=None, image_size=96, rngs=nnx.Rngs(0)))
+    assert tuple(count_params(model)) == KERAS_COUNTS[name]
+
+
+def test_profile_reports_backbone_params_beside_the_model_with_the_seeds_head():
+    result = profile_model("mobilenetv2", image_size=224, flops=False, latency=False)
+    assert (result["backbone_params"], result["backbone_trainable_params"],
+            result["backbone_non_trainable_params"]) == KERAS_COUNTS["mobilenetv2"]
+    # the seed's head: Flatten(7x7x1280) -> Dense 2048 -> Dense 2
+    head = 7 * 7 * 1280 * 2048 + 2048 + 2048 * 2 + 2
+    assert result["params"] == KERAS_COUNTS["mobilenetv2"][0] + head
+    assert result["output_shape"] == [1, 2]
+
+
+@pytest.mark.parametrize("name", KERAS_BACKBONES)
+def test_every_layer_is_a_cut_point_and_stages_are_layers(name):
+    info = backbone(name)
+    rows = cut_table(name, image_size=224)
+    names = [row["layer"] for row in rows]
+    assert names == [layer.name for layer in info.graph()] and len(set(names)) == len(names)
+    assert names[-1] == info.output and rows[-1]["cumulative_params"] == KERAS_COUNTS[name][0]
+    assert set(info.stages) <= set(names)
+    depth = {n: i for i, n in enumerate(names)}
+    assert [depth[s] for s in info.stages] == sorted(depth[s] for s in info.stages)
+
+
+def test_a_cut_backbone_returns_that_layers_output():
+    model = BackboneNet("efficientnetb0", cut="block1a_se_excite", image_size=32, rngs=nnx.Rngs(0))
+    model.eval()
+    x = jax.random.uniform(jax.random.key(0), (1, 32, 32, 3)) * 255
+    features = model.features(x)
+    assert model.output_shape == (16, 16, 32) and list(features)[-1] == "block1a_se_excite"
+    np.testing.assert_allclose(model(x), features["block1a_se_excite"], rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown xception cut 'block2_sepconv9'; closest: block2_sepconv2, block2_sepconv1"):
+        BackboneNet("xception", cut="block2_sepconv9", image_size=96, rngs=nnx.Rngs(0))
+
+
+def test_build_model_gives_a_backbone_the_seeds_head():
+    model = nnx.eval_shape(lambda: build_model("densenet121", image_size=64, resnet_head="gap", rngs=nnx.Rngs(0)))
+    assert isinstance(model, BackboneNet) and model.output_shape == (2,)
+    assert {"dense", "predictions", "conv1_conv", "bn"} <= set(model.keras_layers())
+
+
+def test_cli_layers_lists_a_new_backbones_cut_points(capsys):
+    from sweep.cli import main
+
+    assert main(["layers", "xception", "--image-size", "96"]) == 0
+    out = capsys.readouterr().out
+    assert "xception at 96x96x3: 132 cut points" in out
+    assert "block2_sepconv1" in out and "SeparableConv2D" in out
+
+
+# ---------------------------------------------------------------- against Keras itself
+
+KERAS_CASES = [  # (backbone, image size): the smallest sizes keras.applications accepts, Xception >= 71
+    pytest.param("mobilenetv2", 32, id="mobilenetv2-32"),
+    pytest.param("efficientnetb0", 33, id="efficientnetb0-33", marks=pytest.mark.slow),  # odd: other correct_pad
+    pytest.param("densenet121", 32, id="densenet121-32", marks=pytest.mark.slow),
+    pytest.param("xception", 96, id="xception-96", marks=pytest.mark.slow),
+]
+
+
+@pytest.fixture(scope="module")
+def keras(request):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("KERAS_BACKEND", "jax")  # read at first import only; keras may lack TensorFlow
+    request.addfinalizer(mp.undo)
+    return pytest.importorskip("keras")
+
+
+def _randomise_statistics(keras, model, rng) -> None:
+    """BatchNorm / Normalization weights away from their 0/1 initial values, so a mix-up shows."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape),
+                               rng.normal(0, 0.5, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+        elif isinstance(layer, keras.layers.Normalization):
+            mean, var, count = layer.get_weights()
+            layer.set_weights([rng.normal(0, 0.5, mean.shape), rng.uniform(0.5, 1.5, var.shape), count])
+            layer.finalize_state()
+
+
+@pytest.mark.parametrize("name,size", KERAS_CASES)
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras' own, under numpy 2
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_outputs_equal_keras_applications_for_the_same_weights(keras, tmp_path, name, size):
+    """Keras builds the application (include_top=False), saves .weights.h5; ours loads it and, on the same
+    pixels scaled as our InputScaling data says, gives Keras' output on keras' own preprocess_input."""
+    info = backbone(name)
+    keras.backend.clear_session()  # Keras' automatic names (conv2d, add_3, ...) as in a fresh session
+    source = getattr(keras.applications, info.keras_app)(include_top=False, weights=None,
+                                                         input_shape=(size, size, 3))
+    _randomise_statistics(keras, source, np.random.default_rng(0))
+    assert [layer.name for layer in source.layers] == [layer.name for layer in info.graph()]
+    assert [type(layer).__name__ for layer in source.layers] == [KERAS_TYPES[layer.kind] for layer in info.graph()]
+
+    pixels = np.random.default_rng(1).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
+    preprocess = getattr(keras.applications, info.keras_module).preprocess_input
+    expected = np.asarray(source(preprocess(pixels.copy()), training=False))
+    path, legacy = tmp_path / f"{name}.weights.h5", tmp_path / f"{name}.h5"
+    source.save_weights(path)
+    source.save(legacy)  # legacy HDF5 (the layout of keras.applications' imagenet files: depthwise_kernel:0, ...)
+
+    model = BackboneNet(name, head=None, image_size=size, rngs=nnx.Rngs(0))
+    report = load_keras_weights(model, path)
+    assert len(report.loaded) == len(model.keras_layers())
+    model.eval()
+    scaling = info.input_scaling
+    x = pixels * np.float32(scaling.scale) + np.float32(scaling.offset)
+    graphdef, state = nnx.split(model)
+    forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
+    got = forward(state, jnp.asarray(x))
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(np.asarray(got), expected, atol=1e-4 * np.abs(expected).max())
+
+    fresh = BackboneNet(name, head=None, image_size=size, rngs=nnx.Rngs(1))
+    assert load_keras_weights(fresh, legacy).format == "legacy-h5"
+    fresh.eval()
+    np.testing.assert_allclose(np.asarray(forward(nnx.state(fresh), jnp.asarray(x))), expected,
+                               atol=1e-4 * np.abs(expected).max())
+
+
+def test_every_backbone_but_resnet50v2_has_a_keras_case():
+    assert {case.values[0] for case in KERAS_CASES} == set(KERAS_BACKBONES) and "resnet50v2" in BACKBONES
+
+
+# ---------------------------------------------------------------- fusing any two backbones
+
+def test_any_two_backbones_fuse_with_the_params_their_graphs_count():
+    from models.fusion import FusionNet
+    from models.graphs import param_count
+    from models.profile import output_shape
+    from models.spec import FusionSpec
+
+    spec = FusionSpec.of("xception", "mobilenetv2", "add_1", "block_5_add", image_size=96, branch_width=8,
+                         head_width=16)
+    assert spec.label == "xception:add_1+mobilenetv2:block_5_add/b8/h16"
+    assert (spec.cnn_branch_activation, spec.resnet_branch_activation) == ("linear", "linear")
+    model = nnx.eval_shape(lambda: FusionNet(spec, rngs=nnx.Rngs(0)))
+    assert tuple(count_params(model))[::2] == param_count(spec)
+    assert output_shape(model, (2, 96, 96, 3)) == (2, 2)
+    assert FusionSpec().label == "cnn:block3_drop+rn:conv3_block4_2_relu/b2048/h2048"  # the seed pair's form
+
+
+def test_the_same_backbone_twice_is_named_a_and_b():
+    from models.fusion import FusionNet
+    from models.spec import FusionSpec
+
+    spec = FusionSpec.of("mobilenetv2", "mobilenetv2", "block_2_add", "block_5_add", image_size=32,
+                         branch_width=4, head_width=4)
+    model = nnx.eval_shape(lambda: FusionNet(spec, rngs=nnx.Rngs(0)))
+    layers = model.keras_layers()
+    assert {"a/Conv1", "b/Conv1", "b/block_5_project", "a_branch", "b_branch"} <= set(layers)
+    assert "a/block_5_project" not in layers
+    with pytest.raises(ValueError, match="backbone_b must be one of cnn, resnet50v2, xception"):
+        FusionNet(FusionSpec.of("cnn", "xcepton", "block1_drop", "add"), rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("name", ["cnn", *BACKBONES])
+def test_default_cuts_are_stage_outputs_spread_over_the_depth(name):
+    from models.backbones import default_cuts, graph_of
+
+    names = [layer.name for layer in graph_of(name)]
+    cuts = default_cuts(name)
+    assert len(cuts) == 3 and len(set(cuts)) == 3
+    depths = [names.index(cut) / (len(names) - 1) for cut in cuts]
+    assert depths == sorted(depths) and depths[0] < 0.5 < depths[-1]
