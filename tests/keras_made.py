@@ -23,6 +23,14 @@ LOADER_FORMAT = {"legacy-notop": "legacy-h5", "legacy-full": "legacy-h5", "weigh
 RESNET_STAGES = ((64, 3), (128, 4), (256, 6), (512, 3))
 
 
+def table_rows(path) -> list[dict]:
+    """The rows of a layer table (csv) as Keras wrote it: the reference the Keras-parity tests compare with."""
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def keras():
     import keras as keras_module
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from sweep import UsageError
 from sweep.analysis.clusters import bootstrap_weights, patient_codes
+from sweep.analysis.compare import holm
 from sweep.analysis.inputs import InputError, select
 from sweep.configs.naming import config_label
 from sweep.configs.star import FACTORS, depth, parse_label
@@ -78,18 +79,6 @@ def levels(factor: str, configs: dict[str, dict]) -> list:
     if factor in ("cnn_cut", "resnet_cut"):
         return sorted(values, key=lambda cut: depth(factor, cut))
     return sorted(values)
-
-
-def holm(p: np.ndarray) -> np.ndarray:
-    """Holm's step-down adjustment of a family of p-values (same order as given)."""
-    p = np.asarray(p, float)
-    order = np.argsort(p)
-    adjusted = np.empty_like(p)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p) - rank) * p[i]))
-        adjusted[i] = running
-    return adjusted
 
 
 def paired_deltas(correct: dict[str, np.ndarray], codes: np.ndarray, reference: str, others: list[str], *,

@@ -1,8 +1,6 @@
 """The seed's CNN: every Keras layer's cumulative params and shape, Keras numerics, train/eval behaviour."""
 from __future__ import annotations
 
-import csv
-
 import flax.nnx as nnx
 import jax
 import jax.numpy as jnp
@@ -11,6 +9,7 @@ import pytest
 
 from models.cnn import CNN_LAYERS, TorresCNN
 from models.profile import count_params
+from tests.keras_made import table_rows
 
 
 # the first test of a session may wait for Keras to make the reference (tens of seconds on a loaded machine;
@@ -21,14 +20,12 @@ pytestmark = pytest.mark.timeout(600)
 @pytest.fixture(scope="module")
 def rows(keras_tables) -> list[dict]:
     """Keras's own table of the model (tests/keras_made.py), made at test time and cached between sessions."""
-    with open(keras_tables / "torres_cnn_layers.csv", newline="") as f:
-        return list(csv.DictReader(f))
+    return table_rows(keras_tables / "torres_cnn_layers.csv")
 
 
 def test_the_table_keras_gives_is_the_shared_reference(rows, reference_dir):
     """Cross-check where ../shared/reference is present: its table was made by Keras 3.15 with TensorFlow."""
-    with open(reference_dir / "torres_cnn_layers.csv", newline="") as f:
-        assert rows == list(csv.DictReader(f))
+    assert rows == table_rows(reference_dir / "torres_cnn_layers.csv")
 
 
 def shape_str(shape) -> str:

@@ -1,8 +1,6 @@
 """ResNet50V2: every Keras layer's cumulative params and shape, Keras structure and numerics, heads."""
 from __future__ import annotations
 
-import csv
-
 import flax.nnx as nnx
 import jax
 import jax.numpy as jnp
@@ -11,6 +9,7 @@ import pytest
 
 from models.profile import count_params
 from models.resnet_v2 import RESNET50V2_LAYERS, ResNet50V2
+from tests.keras_made import table_rows
 
 # the first test of a session may wait for Keras to make the reference (tens of seconds on a loaded machine;
 # cached afterwards in pytest's cache)
@@ -23,14 +22,12 @@ HEAD_TAIL = 2048 * 2 + 2  # Dropout -> Dense(2)
 @pytest.fixture(scope="module")
 def rows(keras_tables) -> list[dict]:
     """Keras's own table of the model (tests/keras_made.py), made at test time and cached between sessions."""
-    with open(keras_tables / "resnet50v2_layers.csv", newline="") as f:
-        return list(csv.DictReader(f))
+    return table_rows(keras_tables / "resnet50v2_layers.csv")
 
 
 def test_the_table_keras_gives_is_the_shared_reference(rows, reference_dir):
     """Cross-check where ../shared/reference is present: its table was made by Keras 3.15 with TensorFlow."""
-    with open(reference_dir / "resnet50v2_layers.csv", newline="") as f:
-        assert rows == list(csv.DictReader(f))
+    assert rows == table_rows(reference_dir / "resnet50v2_layers.csv")
 
 
 def shape_str(shape) -> str:
