@@ -5,8 +5,7 @@ models/build.py into nnx modules.
 """
 from __future__ import annotations
 
-from models.cuts import Layer, cumulative_params, infer_shapes, needed_layers
-from models.spec import FusionSpec
+from models.cuts import Layer
 
 CNN_BN_EPSILON = 1e-3  # Keras BatchNormalization default
 RESNET_BN_EPSILON = 1.001e-5  # keras.applications ResNetV2
@@ -113,37 +112,3 @@ def head_graph(head: str, num_classes: int, on: str = "post_relu") -> tuple[Laye
 
 
 RESNET50V2_LAYERS: tuple[str, ...] = tuple(layer.name for layer in resnet50v2_graph())
-
-
-def param_count(name_or_spec: str | FusionSpec, *, image_size: int = 256, channels: int = 3, num_classes: int = 2,
-                resnet_head: str = "flatten") -> tuple[int, int]:
-    """(total, non-trainable) params of a model counted from its layer graph, without building it (no JAX):
-    'cnn', 'resnet50v2' (with `resnet_head`) or a FusionSpec (its own image size, channels and classes)."""
-    if isinstance(name_or_spec, FusionSpec):
-        return _fusion_params(name_or_spec)
-    if name_or_spec == "cnn":
-        graph, model = cnn_graph(num_classes), "cnn"
-    elif name_or_spec == "resnet50v2":
-        graph, model = resnet50v2_graph() + head_graph(resnet_head, num_classes), "resnet50v2"
-    else:
-        raise ValueError(f"param_count: unknown model {name_or_spec!r}; choose cnn, resnet50v2 or a FusionSpec")
-    return cumulative_params(graph, infer_shapes(graph, image_size, channels, model), "predictions", channels)
-
-
-def _fusion_params(spec: FusionSpec) -> tuple[int, int]:
-    """Both cut backbones, one Dense(branch_width) per branch, Dense(head_width), Dense(classes): as FusionNet."""
-    from models.backbones import graph_of  # imports this module
-
-    total = frozen = concat = 0
-    for model, cut in ((spec.backbone_a, spec.cnn_cut), (spec.backbone_b, spec.resnet_cut)):
-        if cut is None:
-            continue
-        graph = graph_of(model, spec.num_classes)
-        shapes = infer_shapes(needed_layers(graph, cut), spec.image_size, spec.channels, model)
-        n, f = cumulative_params(graph, shapes, cut, spec.channels)
-        total, frozen = total + n, frozen + f
-        total += shapes[cut][-1] * spec.branch_width + spec.branch_width
-        flattened = len(shapes[cut]) == 3 and spec.pool == "flatten"
-        concat += shapes[cut][0] * shapes[cut][1] * spec.branch_width if flattened else spec.branch_width
-    total += concat * spec.head_width + spec.head_width + spec.head_width * spec.num_classes + spec.num_classes
-    return total, frozen

@@ -10,7 +10,7 @@ are None ("not transcribed"), never guessed. The seed's training recipe is the `
 from __future__ import annotations
 
 from data.spec import SEED_CLASSES
-from models.graphs import param_count
+from models.param_count import param_count
 from models.registry import MODEL_NAMES
 from models.spec import FusionSpec
 

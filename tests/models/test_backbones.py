@@ -164,7 +164,7 @@ def test_every_backbone_but_resnet50v2_has_a_keras_case():
 
 def test_any_two_backbones_fuse_with_the_params_their_graphs_count():
     from models.fusion import FusionNet
-    from models.graphs import param_count
+    from models.param_count import param_count
     from models.profile import output_shape
     from models.spec import FusionSpec
 
