@@ -73,13 +73,6 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def reference_dir() -> Path:
-    if not REFERENCE_DIR.is_dir():
-        pytest.skip(f"{REFERENCE_DIR} is absent")
-    return REFERENCE_DIR
-
-
-@pytest.fixture(scope="session")
 def real_dev_dir() -> Path:
     if not REAL_DEV_DIR.is_dir():
         pytest.skip(f"{REAL_DEV_DIR} is absent")
