@@ -119,3 +119,20 @@ def test_the_checks_see_a_circle_and_a_function_level_import():
     assert imports_of(tree, {"sweep.cli"}) == [("os", True), ("sweep.cli", False)]
     assert find_circle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_circle({"a": {"b"}, "b": {"c"}}) is None
+
+
+def test_a_bad_command_line_is_refused_without_loading_jax():
+    """The checks that run before any work (config, fusion spec, --init files) are plain Python: a refusal costs a
+    fraction of a second, not JAX's multi-second import."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from sweep.cli import main\n"
+            "code = main(['run', '--init', 'resnet50v2=imagenet', '--cnn-cuts', 'block2_drop'])\n"
+            "assert code == 2, code\n"
+            "loaded = [m for m in ('jax', 'flax', 'ray') if m in sys.modules]\n"
+            "assert not loaded, loaded\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "weights fetch resnet50v2" in result.stderr

@@ -30,7 +30,7 @@ def check_config(config: TrainConfig) -> None:
     if config.model not in BUILDABLE_NAMES:
         raise UsageError(f"unknown model {config.model!r}; choose one of: {', '.join(BUILDABLE_NAMES)}")
     if config.model == "fusion":
-        from models.fusion import check_branches
+        from models.fusion_checks import check_branches
 
         try:
             check_branches(config.fusion)
