@@ -65,14 +65,13 @@ def _activate(x: jax.Array, activation: str) -> jax.Array:
 
 def cut_backbone(name: str, cut: str, *, num_classes: int, image_size: int, channels: int, input_scaling: str = "unit",
                  dtype, rngs) -> nnx.Module:
-    """Any backbone cut at `cut` (its output_shape set). `input_scaling` applies to the seed's two backbones; the
-    Keras-application backbones take [0, 1] images as built from scratch."""
+    """Any backbone cut at `cut` (its output_shape set); `input_scaling`: what it does to its [0, 1] input first."""
     kwargs = dict(cut=cut, num_classes=num_classes, image_size=image_size, channels=channels, dtype=dtype, rngs=rngs)
     if name == "cnn":
         return TorresCNN(input_scaling=input_scaling, **kwargs)
     if name == "resnet50v2":
         return ResNet50V2(input_scaling=input_scaling, **kwargs)
-    return BackboneNet(name, **kwargs)
+    return BackboneNet(name, input_scaling=input_scaling, **kwargs)
 
 
 class FusionNet(nnx.Module):
@@ -83,8 +82,8 @@ class FusionNet(nnx.Module):
 
     def __init__(self, spec: FusionSpec = FusionSpec(), *, input_scaling: Mapping[str, str] | None = None, dtype=None,
                  rngs: nnx.Rngs):
-        """`input_scaling`: backbone name (cnn, resnet50v2) -> what that branch does to the [0, 1] input where the
-        branches split ("unit" or "symmetric", models.cuts.INPUT_SCALINGS; default unit)."""
+        """`input_scaling`: backbone name -> what that branch does to the [0, 1] input where the branches split
+        (models.cuts.INPUT_SCALINGS: "unit", the default, "symmetric", "torch", "pixels")."""
         check_spec(spec)
         scaling = dict(input_scaling or {})
         self.spec = spec

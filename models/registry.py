@@ -31,7 +31,7 @@ def build_model(name_or_spec: str | FusionSpec, *, num_classes: int = 2, image_s
     `dtype` is the compute dtype (e.g. jnp.bfloat16); params stay float32 and logits are float32.
     `bn_momentum` overrides Keras' BatchNorm momentum of 0.99 (which needs ~500 steps before the moving
     statistics forget their initial values: short CPU runs want a lower value). `input_scaling`: backbone name ->
-    "unit" or "symmetric", what that backbone (or branch) does to the [0, 1] input first. `rngs`: an nnx.Rngs."""
+    models.cuts.INPUT_SCALINGS, what that backbone (or branch) does to the [0, 1] input first. `rngs`: an nnx.Rngs."""
     # flax loads here, not at import: MODEL_NAMES must stay importable where JAX may not load (analysis, configs)
     import flax.nnx as nnx
 
@@ -65,6 +65,7 @@ def _build(name_or_spec, *, num_classes, image_size, channels, resnet_head, dtyp
         raise ValueError(f"resnet_head must be one of {', '.join(HEADS)}, got {resnet_head!r}")
     if name_or_spec in KERAS_BACKBONES:
         return BackboneNet(name_or_spec, head=resnet_head, num_classes=num_classes, image_size=image_size,
-                           channels=channels, dtype=dtype, rngs=rngs)
+                           channels=channels, input_scaling=input_scaling.get(name_or_spec, "unit"), dtype=dtype,
+                           rngs=rngs)
     return ResNet50V2(head=resnet_head, num_classes=num_classes, image_size=image_size, channels=channels,
                       input_scaling=input_scaling.get("resnet50v2", "unit"), dtype=dtype, rngs=rngs)

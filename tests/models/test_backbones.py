@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 from models.backbone_net import BackboneNet
-from models.backbones import BACKBONES, KERAS_BACKBONES, backbone, backbone_param_count
+from models.backbones import BACKBONES, KERAS_BACKBONES, backbone, backbone_param_count, pretrained_scaling
 from models.cuts import KERAS_TYPES
 from models.keras_weights import load_keras_weights
 from models.profile import count_params, cut_table, profile_model
+from models.pretrained import load_backbone
 from models.registry import build_model
+from tests.keras_made import save
 
 # Keras 3.15's model.summary() at 224x224x3, include_top=False: total, trainable, non-trainable
 KERAS_COUNTS = {
@@ -149,10 +151,18 @@ def test_outputs_equal_keras_applications_for_the_same_weights(keras, tmp_path, 
     assert got.shape == expected.shape
     np.testing.assert_allclose(np.asarray(got), expected, atol=1e-4 * np.abs(expected).max())
 
-    fresh = BackboneNet(name, head=None, image_size=size, rngs=nnx.Rngs(1))
-    assert load_keras_weights(fresh, legacy).format == "legacy-h5"
-    fresh.eval()
-    np.testing.assert_allclose(np.asarray(forward(nnx.state(fresh), jnp.asarray(x))), expected,
+    # load_backbone (CONTRACT.md "Pretrained backbones") on every layout, the notop one of keras.applications' files
+    notop = tmp_path / f"{name}_notop.h5"
+    save(source, notop, "legacy-notop")
+    for file, fmt in ((path, "keras3-h5"), (legacy, "legacy-h5"), (notop, "legacy-h5")):
+        loaded = load_backbone(name, file, size)
+        assert loaded.report.format == fmt and loaded.scaling == pretrained_scaling(name)
+        np.testing.assert_allclose(np.asarray(loaded(x)), expected, atol=1e-4 * np.abs(expected).max())
+    # the same scaling inside the model (`auto` from a Keras file) on [0, 1] images gives Keras's output too
+    inside = BackboneNet(name, head=None, image_size=size, input_scaling=pretrained_scaling(name), rngs=nnx.Rngs(1))
+    load_keras_weights(inside, notop)
+    inside.eval()
+    np.testing.assert_allclose(np.asarray(forward(nnx.state(inside), jnp.asarray(pixels / 255))), expected,
                                atol=1e-4 * np.abs(expected).max())
 
 
