@@ -73,6 +73,9 @@ class SearchSpace:
     head_widths: tuple[int, ...] = (256, 2048)
     # the two backbones fused (cnn_cuts / resnet_cuts are the cuts of the first / second); see docs/backbones.md
     backbones: tuple[str, ...] = ("cnn", "resnet50v2")
+    # how the fusions join their two backbones (models.spec.FusionSpec.merge): the seed's "branches", or "concat"
+    # (Rahimzadeh & Attar 2020; the concat-xception-resnet preset)
+    merge: Literal["branches", "concat"] = "branches"
     include_parents: bool = True  # the CNN alone and ResNet50V2 alone as reference points
     include_seed_fusion: bool = True  # add the seed's own fusion when the grid lacks it (off in quick: time budget)
 
