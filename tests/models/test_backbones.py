@@ -2,7 +2,10 @@
 equal to keras.applications' for the same weights file and input."""
 from __future__ import annotations
 
+import shutil
+
 import flax.nnx as nnx
+import h5py
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -221,6 +224,16 @@ def test_init_takes_a_keras_file_for_any_backbone_into_both_branches(keras_made)
     check_init(init, [trial])
     with pytest.raises(UsageError, match=r"--init xception=.*does not fit xception: layer 'block1_conv1'"):
         check_init({"xception": str(made.notop)}, None)
+    deeper = made.notop.with_name("deeper_notop.h5")  # a layer MobileNetV2 lacks (blocks 0..16): another network's
+    shutil.copyfile(made.notop, deeper)
+    with h5py.File(deeper, "r+") as f:
+        names = [n if isinstance(n, bytes) else n.encode() for n in f.attrs["layer_names"]]
+        f.attrs["layer_names"] = [*names, b"block_17_project"]
+        group = f.create_group("block_17_project")
+        group.attrs["weight_names"] = [b"block_17_project/kernel"]
+        group["block_17_project/kernel"] = np.zeros((1, 1, 960, 320), np.float32)
+    with pytest.raises(UsageError, match="the file has a layer 'block_17_project' that mobilenetv2 lacks"):
+        check_init({"mobilenetv2": str(deeper)}, [trial])
     labels = init_labels(init)
     assert row_init_columns(trial, labels)["init_mobilenetv2"] == labels["init_mobilenetv2"] != "scratch"
     assert row_init_columns(trial, labels)["init_cnn"] is None
