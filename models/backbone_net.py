@@ -17,15 +17,16 @@ class BackboneNet(nnx.Module):
     """A keras.applications backbone by name (`xception`, `densenet121`, ...). cut=None: the backbone + the
     seed's `head` (logits), or its include_top=False output when head is None. With a cut: that layer's output.
     `input_scaling` (models.cuts.INPUT_AFFINE): what it does to its [0, 1] input first, e.g. its preprocess_input
-    ("symmetric" for Xception) when it starts from a Keras file; "unit" (as built from scratch) passes input as is."""
+    ("symmetric" for Xception) when it starts from a Keras file; "unit" (as built from scratch) passes input as is.
+    imagenet: the graph keras.applications builds with weights="imagenet" (EfficientNet: one more rescaling)."""
 
     def __init__(self, name: str, *, cut: str | None = None, head: Literal["flatten", "gap"] | None = "flatten",
                  num_classes: int = 2, image_size: int = 224, channels: int = 3, input_scaling: str = "unit",
-                 dtype=None, rngs: nnx.Rngs):
+                 imagenet: bool = False, dtype=None, rngs: nnx.Rngs):
         info = backbone(name)
         self.input_scaling = check_scaling(input_scaling)
         check_image(image_size, channels)
-        graph = info.graph()
+        graph = info.layers(imagenet)
         if cut is not None:
             check_cut(cut, [layer.name for layer in graph], name)
             last = cut

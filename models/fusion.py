@@ -69,14 +69,15 @@ def _activate(x: jax.Array, activation: str) -> jax.Array:
 
 
 def cut_backbone(name: str, cut: str, *, num_classes: int, image_size: int, channels: int, input_scaling: str = "unit",
-                 dtype, rngs) -> nnx.Module:
-    """Any backbone cut at `cut` (its output_shape set); `input_scaling`: what it does to its [0, 1] input first."""
+                 imagenet: bool = False, dtype, rngs) -> nnx.Module:
+    """Any backbone cut at `cut` (its output_shape set); `input_scaling`: what it does to its [0, 1] input first;
+    `imagenet`: a Keras-application backbone as Keras builds it with weights="imagenet" (BackboneNet)."""
     kwargs = dict(cut=cut, num_classes=num_classes, image_size=image_size, channels=channels, dtype=dtype, rngs=rngs)
     if name == "cnn":
         return TorresCNN(input_scaling=input_scaling, **kwargs)
     if name == "resnet50v2":
         return ResNet50V2(input_scaling=input_scaling, **kwargs)
-    return BackboneNet(name, input_scaling=input_scaling, **kwargs)
+    return BackboneNet(name, input_scaling=input_scaling, imagenet=imagenet, **kwargs)
 
 
 class FusionNet(nnx.Module):
@@ -88,10 +89,11 @@ class FusionNet(nnx.Module):
     channel-wise, then `fusion_conv` (1x1, head_width, linear), Flatten, Dropout, `fusion_predictions`; maps of
     different sizes are each averaged over space, concatenated, Dropout, `fusion_predictions`."""
 
-    def __init__(self, spec: FusionSpec = FusionSpec(), *, input_scaling: Mapping[str, str] | None = None, dtype=None,
-                 rngs: nnx.Rngs):
+    def __init__(self, spec: FusionSpec = FusionSpec(), *, input_scaling: Mapping[str, str] | None = None,
+                 imagenet: tuple[str, ...] = (), dtype=None, rngs: nnx.Rngs):
         """`input_scaling`: backbone name -> what that branch does to the [0, 1] input where the branches split
-        (models.cuts.INPUT_SCALINGS: "unit", the default, "symmetric", "torch", "pixels")."""
+        (models.cuts.INPUT_SCALINGS: "unit", the default, "symmetric", "torch", "pixels"). `imagenet`: backbone
+        names built as keras.applications builds them with weights="imagenet"."""
         check_spec(spec)
         scaling = dict(input_scaling or {})
         self.spec = spec
@@ -102,7 +104,8 @@ class FusionNet(nnx.Module):
             net = branch = nnx.data(None)
             if cut is not None:
                 net = cut_backbone(name, cut, num_classes=spec.num_classes, image_size=size, channels=ch,
-                                   input_scaling=scaling.get(name, "unit"), dtype=dtype, rngs=rngs)
+                                   input_scaling=scaling.get(name, "unit"), imagenet=name in imagenet, dtype=dtype,
+                                   rngs=rngs)
                 if spec.merge == "branches":
                     branch = nnx.Linear(net.output_shape[-1], spec.branch_width, kernel_init=glorot, dtype=dtype,
                                         rngs=rngs)

@@ -261,8 +261,9 @@ def load_backbone(name: str, weights: str | os.PathLike, image_size: int, *,
     elif name == "resnet50v2":
         build = lambda: ResNet50V2(cut=last, image_size=image_size, channels=channels, rngs=nnx.Rngs(0))  # noqa: E731
     else:
+        imagenet = source_kind(name, source) == "published"  # Keras's imagenet graph (EfficientNet's rescaling_1)
         build = lambda: BackboneNet(name, cut=last, image_size=image_size, channels=channels,  # noqa: E731
-                                    rngs=nnx.Rngs(0))
+                                    imagenet=imagenet, rngs=nnx.Rngs(0))
     module = nnx.eval_shape(build)  # shapes only: every weight comes from the file
     report = load_sources(module, {name: path})[name]
     unset = [n for n, m in module.keras_layers().items() if n not in report.loaded]

@@ -39,8 +39,7 @@ class PublishedWeights:
 
 _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 # scaling: the models.cuts.INPUT_AFFINE name of the application's preprocess_input. MobileNetV2's files (one per
-# input size, no hash in Keras's source) and EfficientNet's (whose model gains a layer with weights="imagenet")
-# are not listed.
+# input size, no hash in Keras's source) are not listed.
 PUBLISHED: dict[str, PublishedWeights] = {w.key: w for w in (
     # ResNet50V2(include_top=False, weights="imagenet"); keras.applications.resnet_v2.preprocess_input: x/127.5 - 1
     PublishedWeights("resnet50v2", "imagenet", "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
@@ -54,6 +53,11 @@ PUBLISHED: dict[str, PublishedWeights] = {w.key: w for w in (
     PublishedWeights("densenet121", "imagenet", "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
                      _KERAS_APPS + "densenet/densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
                      "30ee3e1110167f948a6b9946edeeb738", "torch"),
+    # keras/src/applications/efficientnet.py: BASE_WEIGHTS_PATH + "efficientnetb0_notop.h5", WEIGHTS_HASHES["b0"][1];
+    # it scales inside (preprocess_input does nothing) and, with these weights, Keras adds `rescaling_1`
+    PublishedWeights("efficientnetb0", "imagenet", "efficientnetb0_notop.h5",
+                     "https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5",
+                     "50bc09e76180e00e4465e1a485ddc09d", "pixels"),
 )}
 
 

@@ -115,6 +115,12 @@ def branch_scaling(init: Mapping[str, str], normalization: str) -> dict[str, str
     return {backbone: expected_scaling(backbone, init.get(backbone, SCRATCH)) for backbone in BACKBONES}
 
 
+def published_backbones(init: Mapping[str, str]) -> tuple[str, ...]:
+    """The backbones `init` starts from a published file (imagenet): built as keras.applications builds them then."""
+    return tuple(name for name, source in init.items()
+                 if name in BACKBONES and source_kind(name, source) == "published")
+
+
 def worker_init(init: Mapping[str, str]) -> dict[str, str]:
     """`init` as workers see it: file paths absolute (any working directory); published names stay names."""
     out = {}

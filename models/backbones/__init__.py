@@ -47,6 +47,12 @@ class Backbone:
     input_scaling: InputScaling
     min_size: int  # keras.applications' smallest accepted input
     stages: tuple[str, ...]  # stage outputs, shallow to deep: the natural cut points
+    # the graph keras.applications builds with weights="imagenet" when it differs (EfficientNet's rescaling_1)
+    imagenet_graph: Callable[[], tuple[Layer, ...]] | None = None
+
+    def layers(self, imagenet: bool = False) -> tuple[Layer, ...]:
+        """graph(), or the graph Keras builds with weights="imagenet" (the same for most applications)."""
+        return (self.imagenet_graph or self.graph)() if imagenet else self.graph()
 
 
 BACKBONES: dict[str, Backbone] = {b.name: b for b in (
@@ -62,7 +68,7 @@ BACKBONES: dict[str, Backbone] = {b.name: b for b in (
               "out_relu")),
     Backbone("efficientnetb0", "EfficientNetB0", "efficientnet", efficientnet_graph, "top_activation", NO_SCALING, 32,
              ("stem_activation", "block2b_add", "block3b_add", "block4c_add", "block5c_add", "block6d_add",
-              "top_activation")),
+              "top_activation"), imagenet_graph=lambda: efficientnet_graph(imagenet_rescaling=True)),
 )}
 KERAS_BACKBONES = tuple(name for name in BACKBONES if name != "resnet50v2")  # beyond the seed's two parents
 

@@ -206,6 +206,39 @@ def test_outputs_equal_keras_applications_for_the_same_weights(keras_made, name,
     close_to(nnx.jit(lambda m, x: m(x))(inside, jnp.asarray(unit)), made.expected)
 
 
+@pytest.mark.slow  # Keras builds EfficientNetB0 twice (tens of seconds)
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_efficientnet_from_imagenet_is_the_graph_keras_builds_with_imagenet_weights(keras_made, monkeypatch):
+    """weights="imagenet" makes Keras add `rescaling_1`; `load_backbone(..., "imagenet")` and `--init
+    efficientnetb0=imagenet` build that graph. Keras's download is replaced by a file Keras wrote (no network),
+    and so is the cache lookup (its MD5 is not the published one)."""
+    import keras
+    from keras.src.applications import efficientnet
+
+    import models.pretrained as pretrained
+
+    made = keras_made("efficientnetb0", 33)
+    monkeypatch.setattr(efficientnet.file_utils, "get_file", lambda *args, **kwargs: str(made.notop))
+    keras.backend.clear_session()
+    source = keras.applications.EfficientNetB0(include_top=False, weights="imagenet", input_shape=(33, 33, 3))
+    assert "rescaling_1" in [layer.name for layer in source.layers]
+    expected = np.asarray(source(made.pixels, training=False))  # preprocess_input does nothing for EfficientNet
+    assert np.abs(expected - made.expected).max() > 1e-3 * np.abs(expected).max()  # the extra layer matters
+
+    monkeypatch.setattr(pretrained, "resolve", lambda backbone, source, cache_dir: made.notop)
+    loaded = load_backbone("efficientnetb0", "imagenet", 33, cache_dir="unused")
+    assert loaded.scaling == "pixels"
+    close_to(loaded(made.pixels), expected)
+
+    from sweep.init_sources import published_backbones
+
+    assert published_backbones({"efficientnetb0": "imagenet", "mobilenetv2": "x.h5"}) == ("efficientnetb0",)
+    model = build_model("efficientnetb0", image_size=33, input_scaling={"efficientnetb0": "pixels"},
+                        imagenet=("efficientnetb0",), rngs=nnx.Rngs(0))
+    assert "rescaling_1" in [layer.name for layer in model.graph]
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_init_takes_a_keras_file_for_any_backbone_into_both_branches(keras_made):
