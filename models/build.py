@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from models.conv_kernels import conv2d, form_for, layer_key
-from models.cuts import WEIGHTED_KINDS, Layer, pad_amounts
+from models.cuts import INPUT_AFFINE, WEIGHTED_KINDS, Layer, pad_amounts
 from models.keras_layers import DepthwiseConv, Normalization, SeparableConv
 
 
@@ -92,8 +92,15 @@ def max_pool(x: jax.Array, kernel: int, stride: int) -> jax.Array:
 
 
 def scale_input(x: jax.Array, scaling: str) -> jax.Array:
-    """The backbone's own input scaling (models.cuts.INPUT_SCALINGS) of [0, 1] images."""
-    return x * 2.0 - 1.0 if scaling == "symmetric" else x
+    """The backbone's own input scaling (models.cuts.INPUT_AFFINE) of [0, 1] images."""
+    if scaling == "unit":
+        return x
+    if scaling == "symmetric":
+        return x * 2.0 - 1.0
+    scale, offset = INPUT_AFFINE[scaling]
+    if x.shape[-1] != len(scale):  # one grey channel: the channels' mean map
+        scale, offset = (sum(scale) / len(scale),), (sum(offset) / len(offset),)
+    return x * jnp.asarray(scale, x.dtype) + jnp.asarray(offset, x.dtype)
 
 
 def activate(x: jax.Array, activation: str) -> jax.Array:

@@ -64,9 +64,19 @@ def check_cut(cut: str, valid: Sequence[str], model: str) -> None:
     )
 
 
-# what a backbone does to its input before its first layer: "unit" keeps the [0, 1] images, "symmetric" maps them to
-# [-1, 1] (keras.applications' ResNetV2 preprocess_input: x / 127.5 - 1 of 0..255 pixels)
-INPUT_SCALINGS = ("unit", "symmetric")
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+# what a backbone does to its [0, 1] input before its first layer, as x * scale + offset per RGB channel: each is a
+# keras.applications preprocess_input (of 0..255 pixels) rewritten for [0, 1] images. "unit" keeps them (from scratch,
+# the seed's CNN); "symmetric" maps them to [-1, 1] (mode "tf": ResNetV2, Xception, MobileNetV2); "torch" subtracts
+# ImageNet's mean and divides by its std (DenseNet); "pixels" gives 0..255 (mode "none": EfficientNet scales inside)
+INPUT_AFFINE: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "unit": ((1.0,) * 3, (0.0,) * 3),
+    "symmetric": ((2.0,) * 3, (-1.0,) * 3),
+    "torch": (tuple(1 / s for s in IMAGENET_STD_RGB), tuple(-m / s for m, s in zip(IMAGENET_MEAN_RGB, IMAGENET_STD_RGB))),
+    "pixels": ((255.0,) * 3, (0.0,) * 3),
+}
+INPUT_SCALINGS = tuple(INPUT_AFFINE)
 
 
 def check_scaling(scaling: str) -> str:

@@ -9,6 +9,7 @@ from models.spec import FusionSpec
 
 ACTIVATIONS = ("linear", "relu", "softmax")
 POOLS = ("gap", "flatten")
+MERGES = ("branches", "concat")
 
 
 def check_spec(spec: FusionSpec) -> None:
@@ -22,6 +23,10 @@ def check_spec(spec: FusionSpec) -> None:
     for field in ("cnn_branch_activation", "resnet_branch_activation"):
         if getattr(spec, field) not in ACTIVATIONS:
             raise ValueError(f"{field} must be one of {', '.join(ACTIVATIONS)}; got {getattr(spec, field)!r}")
+    if spec.merge not in MERGES:
+        raise ValueError(f"merge must be one of {', '.join(MERGES)}; got {spec.merge!r}")
+    if spec.merge == "concat" and (spec.cnn_cut is None or spec.resnet_cut is None):
+        raise ValueError("merge 'concat' joins two backbones: cnn_cut and resnet_cut must both be set")
     if spec.pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {spec.pool!r}")
     if not 0.0 <= spec.dropout < 1.0:

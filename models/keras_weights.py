@@ -81,13 +81,15 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def find_layers(path: str | os.PathLike, *, root: str | None = None,
-                order: Sequence[str] | None = None) -> dict[str, tuple[tuple[int, ...], ...]]:
-    """Layer name (or class-based key when no name is known) -> weight shapes, for every layer with weights."""
+def find_layers(path: str | os.PathLike, *, root: str | None = None, order: Sequence[str] | None = None,
+                kinds: Mapping[str, str] | None = None) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """Layer name (or class-based key when no name is known) -> weight shapes, for every layer with weights.
+    `kinds`: layer name -> models.cuts kind for names of `order` whose Keras class their suffix does not tell."""
     with _open(path) as (f, config):
         fmt, layers = _read_layers(f, config, path, root)
         if fmt != "legacy-h5" and order is not None:
-            layers = _rename_by_order(layers, _order_with_classes(order, None))
+            classes = {name: _KIND_KEY[kind] for name, kind in (kinds or {}).items()}
+            layers = _rename_by_order(layers, _order_with_classes(order, classes))
         return {layer.name: layer.shapes for layer in layers.values()}
 
 

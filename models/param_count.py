@@ -25,6 +25,7 @@ def param_count(name_or_spec: str | FusionSpec, *, image_size: int = 256, channe
 def _fusion_params(spec: FusionSpec) -> tuple[int, int]:
     """Both cut backbones, one Dense(branch_width) per branch, Dense(head_width), Dense(classes): as FusionNet."""
     total = frozen = concat = 0
+    maps = []
     for model, cut in ((spec.backbone_a, spec.cnn_cut), (spec.backbone_b, spec.resnet_cut)):
         if cut is None:
             continue
@@ -32,8 +33,17 @@ def _fusion_params(spec: FusionSpec) -> tuple[int, int]:
         shapes = infer_shapes(needed_layers(graph, cut), spec.image_size, spec.channels, model)
         n, f = cumulative_params(graph, shapes, cut, spec.channels)
         total, frozen = total + n, frozen + f
+        maps.append(shapes[cut])
+        if spec.merge == "concat":
+            continue
         total += shapes[cut][-1] * spec.branch_width + spec.branch_width
         flattened = len(shapes[cut]) == 3 and spec.pool == "flatten"
         concat += shapes[cut][0] * shapes[cut][1] * spec.branch_width if flattened else spec.branch_width
+    if spec.merge == "concat":  # as FusionNet's concat head
+        channels = sum(shape[-1] for shape in maps)
+        if len(maps[0]) == len(maps[1]) == 3 and maps[0][:2] == maps[1][:2]:
+            conv = channels * spec.head_width + spec.head_width
+            return total + conv + maps[0][0] * maps[0][1] * spec.head_width * spec.num_classes + spec.num_classes, frozen
+        return total + channels * spec.num_classes + spec.num_classes, frozen
     total += concat * spec.head_width + spec.head_width + spec.head_width * spec.num_classes + spec.num_classes
     return total, frozen

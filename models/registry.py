@@ -24,19 +24,22 @@ def check_model_name(name: str) -> None:
 
 def build_model(name_or_spec: str | FusionSpec, *, num_classes: int = 2, image_size: int = 256, channels: int = 3,
                 resnet_head: str = "flatten", dtype=None, bn_momentum: float | None = None,
-                input_scaling: dict[str, str] | None = None, rngs):
+                input_scaling: dict[str, str] | None = None, imagenet: tuple[str, ...] = (), rngs):
     """Build a model with fresh (glorot-uniform) weights; call it as model(x, resnet_x=None) -> logits (B, classes).
     A backbone beyond the seed's two (xception, densenet121, ...) gets the seed's head, `resnet_head`, as ResNet50V2.
     "fusion" is FusionSpec() with the given num_classes/image_size/channels; a FusionSpec is used as given.
     `dtype` is the compute dtype (e.g. jnp.bfloat16); params stay float32 and logits are float32.
     `bn_momentum` overrides Keras' BatchNorm momentum of 0.99 (which needs ~500 steps before the moving
     statistics forget their initial values: short CPU runs want a lower value). `input_scaling`: backbone name ->
-    "unit" or "symmetric", what that backbone (or branch) does to the [0, 1] input first. `rngs`: an nnx.Rngs."""
+    models.cuts.INPUT_SCALINGS, what that backbone (or branch) does to the [0, 1] input first. `imagenet`: backbones
+    built as keras.applications builds them with weights="imagenet" (EfficientNet gains a rescaling layer).
+    `rngs`: an nnx.Rngs."""
     # flax loads here, not at import: MODEL_NAMES must stay importable where JAX may not load (analysis, configs)
     import flax.nnx as nnx
 
     model = _build(name_or_spec, num_classes=num_classes, image_size=image_size, channels=channels,
-                   resnet_head=resnet_head, dtype=dtype, input_scaling=dict(input_scaling or {}), rngs=rngs)
+                   resnet_head=resnet_head, dtype=dtype, input_scaling=dict(input_scaling or {}),
+                   imagenet=tuple(imagenet), rngs=rngs)
     if bn_momentum is not None:
         if not 0.0 <= bn_momentum < 1.0:
             raise ValueError(f"bn_momentum must be in [0, 1), got {bn_momentum!r}")
@@ -46,18 +49,18 @@ def build_model(name_or_spec: str | FusionSpec, *, num_classes: int = 2, image_s
     return model
 
 
-def _build(name_or_spec, *, num_classes, image_size, channels, resnet_head, dtype, input_scaling, rngs):
+def _build(name_or_spec, *, num_classes, image_size, channels, resnet_head, dtype, input_scaling, imagenet, rngs):
     from models.backbone_net import BackboneNet
     from models.cnn import TorresCNN
     from models.fusion import FusionNet
     from models.resnet_v2 import ResNet50V2
 
     if isinstance(name_or_spec, FusionSpec):
-        return FusionNet(name_or_spec, input_scaling=input_scaling, dtype=dtype, rngs=rngs)
+        return FusionNet(name_or_spec, input_scaling=input_scaling, imagenet=imagenet, dtype=dtype, rngs=rngs)
     check_model_name(name_or_spec)
     if name_or_spec == "fusion":
         spec = FusionSpec(num_classes=num_classes, image_size=image_size, channels=channels)
-        return FusionNet(spec, input_scaling=input_scaling, dtype=dtype, rngs=rngs)
+        return FusionNet(spec, input_scaling=input_scaling, imagenet=imagenet, dtype=dtype, rngs=rngs)
     if name_or_spec == "cnn":
         return TorresCNN(num_classes=num_classes, image_size=image_size, channels=channels,
                          input_scaling=input_scaling.get("cnn", "unit"), dtype=dtype, rngs=rngs)
@@ -65,6 +68,7 @@ def _build(name_or_spec, *, num_classes, image_size, channels, resnet_head, dtyp
         raise ValueError(f"resnet_head must be one of {', '.join(HEADS)}, got {resnet_head!r}")
     if name_or_spec in KERAS_BACKBONES:
         return BackboneNet(name_or_spec, head=resnet_head, num_classes=num_classes, image_size=image_size,
-                           channels=channels, dtype=dtype, rngs=rngs)
+                           channels=channels, input_scaling=input_scaling.get(name_or_spec, "unit"),
+                           imagenet=name_or_spec in imagenet, dtype=dtype, rngs=rngs)
     return ResNet50V2(head=resnet_head, num_classes=num_classes, image_size=image_size, channels=channels,
                       input_scaling=input_scaling.get("resnet50v2", "unit"), dtype=dtype, rngs=rngs)

@@ -31,6 +31,10 @@ class FusionSpec:
     channels: int = 3
     backbone_a: str = SEED_BACKBONES[0]
     backbone_b: str = SEED_BACKBONES[1]
+    # "branches": per-pixel Dense per branch, pool, concat, Dense head (the seed's). "concat": Rahimzadeh & Attar's
+    # (2020) head: the two maps concatenated channel-wise, a 1x1 conv of head_width, Flatten, Dropout, Dense
+    # (maps of different sizes: each pooled, concatenated, Dropout, Dense); branch_width unused
+    merge: Literal["branches", "concat"] = "branches"
 
     @classmethod
     def of(cls, backbone_a: str, backbone_b: str, cut_a: str | None, cut_b: str | None, **fields) -> "FusionSpec":
@@ -59,14 +63,16 @@ class FusionSpec:
     def label(self) -> str:
         """A short human-readable name, e.g. 'cnn:block3_drop+rn:conv3_block4_2_relu/b2048/h2048'."""
         return fusion_label(self.cnn_cut, self.resnet_cut, self.branch_width, self.head_width,
-                            backbone_a=self.backbone_a, backbone_b=self.backbone_b)
+                            backbone_a=self.backbone_a, backbone_b=self.backbone_b, merge=self.merge)
 
 
 def fusion_label(cnn_cut: str | None, resnet_cut: str | None, branch_width: int, head_width: int, *,
-                 backbone_a: str = SEED_BACKBONES[0], backbone_b: str = SEED_BACKBONES[1]) -> str:
+                 backbone_a: str = SEED_BACKBONES[0], backbone_b: str = SEED_BACKBONES[1], merge: str = "branches") -> str:
     """The ONE short name of a fusion configuration, e.g. 'cnn:block3_drop+rn:conv3_block4_2_relu/b2048/h2048'
-    (the seed's pair), 'xception:add_1+mobilenetv2:block_5_add/b64/h128' (any other)."""
+    (the seed's pair), 'xception:add_1+mobilenetv2:block_5_add/b64/h128' (any other), 'xception:...+resnet50v2:
+    post_relu/concat/h1024' (merge "concat": no branch width)."""
     names = ("cnn", "rn") if (backbone_a, backbone_b) == SEED_BACKBONES else (backbone_a, backbone_b)
     parts = [f"{names[0]}:{cnn_cut}"] if cnn_cut else []
     parts += [f"{names[1]}:{resnet_cut}"] if resnet_cut else []
-    return "+".join(parts) + f"/b{int(branch_width)}/h{int(head_width)}"
+    middle = "concat" if merge == "concat" else f"b{int(branch_width)}"
+    return "+".join(parts) + f"/{middle}/h{int(head_width)}"

@@ -37,12 +37,27 @@ class PublishedWeights:
         return f"{self.backbone}:{self.source}"
 
 
-_KERAS_RESNET = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+_KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+# scaling: the models.cuts.INPUT_AFFINE name of the application's preprocess_input. MobileNetV2's files (one per
+# input size, no hash in Keras's source) are not listed.
 PUBLISHED: dict[str, PublishedWeights] = {w.key: w for w in (
     # ResNet50V2(include_top=False, weights="imagenet"); keras.applications.resnet_v2.preprocess_input: x/127.5 - 1
     PublishedWeights("resnet50v2", "imagenet", "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                     _KERAS_RESNET + "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                     _KERAS_APPS + "resnet/resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
                      "fac2f116257151a9d068a22e544a4917", "symmetric"),
+    # keras/src/applications/xception.py: WEIGHTS_PATH_NO_TOP and its file_hash; preprocess_input mode "tf"
+    PublishedWeights("xception", "imagenet", "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                     _KERAS_APPS + "xception/xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                     "b0042744bf5b25fce3cb969f33bebb97", "symmetric"),
+    # keras/src/applications/densenet.py: DENSENET121_WEIGHT_PATH_NO_TOP and its file_hash; mode "torch"
+    PublishedWeights("densenet121", "imagenet", "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                     _KERAS_APPS + "densenet/densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                     "30ee3e1110167f948a6b9946edeeb738", "torch"),
+    # keras/src/applications/efficientnet.py: BASE_WEIGHTS_PATH + "efficientnetb0_notop.h5", WEIGHTS_HASHES["b0"][1];
+    # it scales inside (preprocess_input does nothing) and, with these weights, Keras adds `rescaling_1`
+    PublishedWeights("efficientnetb0", "imagenet", "efficientnetb0_notop.h5",
+                     "https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5",
+                     "50bc09e76180e00e4465e1a485ddc09d", "pixels"),
 )}
 
 

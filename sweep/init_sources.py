@@ -16,6 +16,8 @@ from models.pretrained import (BACKBONES, SCRATCH, check_file, expected_scaling,
 from models.weights_store import file_digests
 from sweep import UsageError
 
+SEED_PARTS = ("cnn", "resnet50v2")
+
 
 def weights_cache_dir() -> Path:
     """$FUSION_SWEEP_CACHE/weights (or the default cache's)."""
@@ -54,14 +56,21 @@ class Source:
         return self.source if kind in ("scratch", "published") else self.sha256[:12]
 
 
-def resolve_init(init: Mapping[str, str], *, check: bool = True,
-                 cuts: Mapping[str, str | None] | None = None) -> dict[str, Source]:
-    """Every backbone's Source (scratch where `init` names none). check: each file's layers are compared with the
-    backbone's up to `cuts[backbone]` (the deepest cut used; absent or None: the whole backbone): UsageError, one
-    line naming the file or the first layer that does not fit."""
+def parts_in_play(init: Mapping[str, str], backbones: tuple[str, ...] = SEED_PARTS) -> tuple[str, ...]:
+    """The backbones a sweep records starting weights for: those it fuses (and trains as parents) and those `init`
+    names, in BACKBONES order (the seed's sweep: cnn, resnet50v2)."""
+    wanted = {*backbones, *init}
+    return tuple(name for name in BACKBONES if name in wanted)
+
+
+def resolve_init(init: Mapping[str, str], *, check: bool = True, cuts: Mapping[str, str | None] | None = None,
+                 parts: tuple[str, ...] = BACKBONES) -> dict[str, Source]:
+    """The Source of each backbone of `parts` (scratch where `init` names none). check: each file's layers are
+    compared with the backbone's up to `cuts[backbone]` (the deepest cut used; absent or None: the whole
+    backbone): UsageError, one line naming the file or the first layer that does not fit."""
     sources = {}
     cuts = cuts or {}
-    for backbone in BACKBONES:
+    for backbone in parts_in_play(init, parts):
         source = init.get(backbone, SCRATCH)
         try:
             path = source_path(backbone, source, weights_cache_dir())
@@ -76,19 +85,19 @@ def resolve_init(init: Mapping[str, str], *, check: bool = True,
 
 def check_init(init: Mapping[str, str], models: list[Mapping] | None = None) -> None:
     """UsageError before any work when a backbone or source in `init` cannot be used by `models` (dicts with model,
-    cnn_cut, resnet_cut: a sweep's trials; None: whole backbones)."""
+    cnn_cut, resnet_cut and, for another pair than the seed's, backbone_a, backbone_b: a sweep's trials; None:
+    whole backbones)."""
     unknown = [name for name in init if name not in BACKBONES]
     if unknown:
         raise UsageError(f"init names unknown backbone(s) {unknown}; choose from {', '.join(BACKBONES)}")
-    resolve_init(init, cuts=None if models is None else deepest_cuts(models))
+    resolve_init(init, cuts=None if models is None else deepest_cuts(models), parts=tuple(init))
 
 
 def deepest_cuts(models: list[Mapping]) -> dict[str, str | None]:
     """Backbone -> the deepest cut any of `models` uses (None: one uses the whole backbone, a parent)."""
     deepest: dict[str, str | None] = {}
     for model in models:
-        for backbone in parts_of(model.get("model"), model.get("cnn_cut"), model.get("resnet_cut")):
-            cut = model.get("cnn_cut" if backbone == "cnn" else "resnet_cut") if model.get("model") == "fusion" else None
+        for backbone, cut in branches_of(model):
             if backbone in deepest and deepest[backbone] is None:
                 continue
             if cut is None or backbone not in deepest or \
@@ -102,7 +111,14 @@ def branch_scaling(init: Mapping[str, str], normalization: str) -> dict[str, str
     weights expect; with a global value (applied before the model) none ("unit") in the model."""
     if normalization != "auto":
         return {backbone: "unit" for backbone in BACKBONES}
+    # one rule for every backbone: from scratch [0, 1]; from a file or imagenet what its preprocess_input makes
     return {backbone: expected_scaling(backbone, init.get(backbone, SCRATCH)) for backbone in BACKBONES}
+
+
+def published_backbones(init: Mapping[str, str]) -> tuple[str, ...]:
+    """The backbones `init` starts from a published file (imagenet): built as keras.applications builds them then."""
+    return tuple(name for name, source in init.items()
+                 if name in BACKBONES and source_kind(name, source) == "published")
 
 
 def worker_init(init: Mapping[str, str]) -> dict[str, str]:
@@ -114,28 +130,39 @@ def worker_init(init: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def init_labels(init: Mapping[str, str]) -> dict[str, str]:
-    """{'init_<backbone>': label} for every backbone (files hashed here)."""
-    return {f"init_{name}": source.label for name, source in resolve_init(init, check=False).items()}
+def init_labels(init: Mapping[str, str], parts: tuple[str, ...] = BACKBONES) -> dict[str, str]:
+    """{'init_<backbone>': label} for each backbone of `parts` and of `init` (files hashed here)."""
+    return {f"init_{name}": source.label for name, source in resolve_init(init, check=False, parts=parts).items()}
 
 
-def init_record(init: Mapping[str, str], normalization: str) -> dict[str, dict]:
-    """manifest.json's `init`: per backbone its source, file path, full sha256 and the input scaling it got."""
+def init_record(init: Mapping[str, str], normalization: str, parts: tuple[str, ...] = SEED_PARTS) -> dict[str, dict]:
+    """manifest.json's `init`: per backbone in play (parts_in_play) its source, file path, full sha256 and the input
+    scaling it got."""
     scaling = branch_scaling(init, normalization)
     return {name: {"source": s.source, "label": s.label, "path": s.path, "sha256": s.sha256,
                    "input_scaling": normalization if normalization != "auto" else scaling[name]}
-            for name, s in resolve_init(init, check=False).items()}
+            for name, s in resolve_init(init, check=False, parts=parts).items()}
 
 
-def parts_of(model: str, cnn_cut, resnet_cut) -> tuple[str, ...]:
+def _present(value) -> bool:
+    return isinstance(value, str) and value not in ("none", "nan", "")
+
+
+def branches_of(row: Mapping) -> list[tuple[str, str | None]]:
+    """(backbone, cut) of each backbone a trials.csv row's model (or a trial's config) holds; cut None: whole."""
+    if row.get("model") != "fusion":
+        return [(row.get("model"), None)] if row.get("model") in BACKBONES else []
+    names = [row.get(f"backbone_{slot}") for slot in ("a", "b")]
+    names = names if all(_present(n) for n in names) else list(SEED_PARTS)  # the seed's pair (NaN when read back)
+    return [(name, str(cut)) for name, cut in zip(names, (row.get("cnn_cut"), row.get("resnet_cut"))) if _present(cut)]
+
+
+def parts_of(row: Mapping) -> tuple[str, ...]:
     """The backbones a trials.csv row's model holds."""
-    if model == "fusion":
-        return tuple(name for name, cut in (("cnn", cnn_cut), ("resnet50v2", resnet_cut))
-                     if cut is not None and str(cut) not in ("none", "nan", ""))
-    return (model,) if model in BACKBONES else ()
+    return tuple(dict.fromkeys(name for name, _ in branches_of(row)))
 
 
 def row_init_columns(row: Mapping, labels: Mapping[str, str]) -> dict[str, str | None]:
     """The row's init_<backbone> columns: the label for backbones its model holds, empty for the others."""
-    parts = parts_of(row.get("model"), row.get("cnn_cut"), row.get("resnet_cut"))
+    parts = parts_of(row)
     return {column: (label if column[len("init_"):] in parts else None) for column, label in labels.items()}

@@ -12,11 +12,8 @@ from models.backbones.densenet import densenet_graph
 from models.backbones.efficientnet import efficientnet_graph
 from models.backbones.mobilenet_v2 import mobilenet_v2_graph
 from models.backbones.xception import xception_graph
-from models.cuts import Layer, cumulative_params, infer_shapes, needed_layers
+from models.cuts import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, Layer, cumulative_params, infer_shapes, needed_layers
 from models.graphs import resnet50v2_graph
-
-IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
-IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +31,8 @@ TF_SCALING = InputScaling("tf", (1 / 127.5,) * 3, (-1.0,) * 3)
 TORCH_SCALING = InputScaling("torch", tuple(1 / (255 * s) for s in IMAGENET_STD_RGB),
                              tuple(-m / s for m, s in zip(IMAGENET_MEAN_RGB, IMAGENET_STD_RGB)))
 NO_SCALING = InputScaling("none", (1.0,) * 3, (0.0,) * 3)
+# the models.cuts.INPUT_AFFINE name that does a preprocess_input mode to [0, 1] images
+SCALING_OF_MODE = {"tf": "symmetric", "torch": "torch", "none": "pixels"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +47,12 @@ class Backbone:
     input_scaling: InputScaling
     min_size: int  # keras.applications' smallest accepted input
     stages: tuple[str, ...]  # stage outputs, shallow to deep: the natural cut points
+    # the graph keras.applications builds with weights="imagenet" when it differs (EfficientNet's rescaling_1)
+    imagenet_graph: Callable[[], tuple[Layer, ...]] | None = None
+
+    def layers(self, imagenet: bool = False) -> tuple[Layer, ...]:
+        """graph(), or the graph Keras builds with weights="imagenet" (the same for most applications)."""
+        return (self.imagenet_graph or self.graph)() if imagenet else self.graph()
 
 
 BACKBONES: dict[str, Backbone] = {b.name: b for b in (
@@ -63,7 +68,7 @@ BACKBONES: dict[str, Backbone] = {b.name: b for b in (
               "out_relu")),
     Backbone("efficientnetb0", "EfficientNetB0", "efficientnet", efficientnet_graph, "top_activation", NO_SCALING, 32,
              ("stem_activation", "block2b_add", "block3b_add", "block4c_add", "block5c_add", "block6d_add",
-              "top_activation")),
+              "top_activation"), imagenet_graph=lambda: efficientnet_graph(imagenet_rescaling=True)),
 )}
 KERAS_BACKBONES = tuple(name for name in BACKBONES if name != "resnet50v2")  # beyond the seed's two parents
 
@@ -72,6 +77,11 @@ def backbone(name: str) -> Backbone:
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
     return BACKBONES[name]
+
+
+def pretrained_scaling(name: str) -> str:
+    """The models.cuts.INPUT_AFFINE name of what `name`'s preprocess_input does (for [0, 1] images)."""
+    return SCALING_OF_MODE[backbone(name).input_scaling.mode]
 
 
 def backbone_param_count(name: str, *, image_size: int = 224, channels: int = 3) -> tuple[int, int]:

@@ -1,7 +1,8 @@
 """One sentence for report.md and report.html: which weights each model of a sweep started from (manifest's `init`)."""
 from __future__ import annotations
 
-BACKBONE_TITLES = {"cnn": "CNN", "resnet50v2": "ResNet50V2"}
+BACKBONE_TITLES = {"cnn": "CNN", "resnet50v2": "ResNet50V2", "xception": "Xception", "densenet121": "DenseNet121",
+                   "mobilenetv2": "MobileNetV2", "efficientnetb0": "EfficientNetB0"}
 
 
 def starting_weights(manifest: dict) -> str:
@@ -23,4 +24,5 @@ def starting_weights(manifest: dict) -> str:
 
 
 def _scaling(scaling: str | None) -> str:
-    return {"unit": "to [0, 1]", "symmetric": "to [-1, 1]"}.get(scaling or "", str(scaling))
+    return {"unit": "to [0, 1]", "symmetric": "to [-1, 1]", "torch": "by ImageNet's mean and std",
+            "pixels": "to [0, 255]"}.get(scaling or "", str(scaling))

@@ -13,6 +13,9 @@ import sys
 import time
 
 MODELS = ("cnn", "resnet50v2", "fusion")  # models.registry.MODEL_NAMES: this script runs without the project
+# the other keras.applications backbones (models.backbones), each with the seed's Flatten/Dense(2048) head
+APPLICATIONS = {"xception": "Xception", "densenet121": "DenseNet121", "mobilenetv2": "MobileNetV2",
+                "efficientnetb0": "EfficientNetB0"}
 
 
 def _cnn_blocks(x, blocks: int):
@@ -36,18 +39,22 @@ def _head(x, classes: int):
 
 
 def build(name: str, image_size: int, classes: int = 2):
-    """cnn (Torres 2023), resnet50v2 + Flatten/Dense(2048) head, or the seed's fusion, as the seed built them."""
+    """cnn (Torres 2023), resnet50v2 + Flatten/Dense(2048) head, or the seed's fusion, as the seed built them; or
+    another keras.applications backbone (APPLICATIONS) with the same head."""
     import keras
     from keras import layers
 
     inputs = keras.Input((image_size, image_size, 3))
     if name == "cnn":
         return keras.Model(inputs, _head(layers.Flatten()(_cnn_blocks(inputs, 5)), classes))
+    if name in APPLICATIONS:
+        app = getattr(keras.applications, APPLICATIONS[name])(include_top=False, weights=None, input_tensor=inputs)
+        return keras.Model(inputs, _head(layers.Flatten()(app.output), classes))
     resnet = keras.applications.ResNet50V2(include_top=False, weights=None, input_tensor=inputs)
     if name == "resnet50v2":
         return keras.Model(inputs, _head(layers.Flatten()(resnet.output), classes))
     if name != "fusion":
-        raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+        raise ValueError(f"unknown model {name!r}; choose from {MODELS + tuple(APPLICATIONS)}")
     cnn_map = _cnn_blocks(inputs, 3)  # everything before the CNN's 4th conv (the seed's "conv2d_8")
     resnet_map = resnet.get_layer("conv3_block4_2_relu").output
     a = layers.GlobalAveragePooling2D()(layers.Dense(2048)(cnn_map))
@@ -208,9 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         return serve()
     models = [m for m in args.models.split(",") if m]
-    bad = [m for m in models if m not in MODELS]
+    bad = [m for m in models if m not in MODELS and m not in APPLICATIONS]
     if bad:
-        parser.error(f"unknown models {bad}; choose from {MODELS}")
+        parser.error(f"unknown models {bad}; choose from {MODELS + tuple(APPLICATIONS)}")
     session, results = Session(), []
     for size in (int(s) for s in args.sizes.split(",") if s):
         for name in models:

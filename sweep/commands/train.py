@@ -155,7 +155,8 @@ def run(args) -> int:
     out_dir = Path(args.out) if args.out else default_out(config)
     check_out_dir(config, out_dir, args.overwrite)
     check_init(config.init, [{"model": config.model, "cnn_cut": config.fusion.cnn_cut,  # before JAX loads
-                              "resnet_cut": config.fusion.resnet_cut}])
+                              "resnet_cut": config.fusion.resnet_cut, "backbone_a": config.fusion.backbone_a,
+                              "backbone_b": config.fusion.backbone_b}])
     check_data(config.data)
     setup_runtime(args)
     prepared = prepare_data(config.data, progress=not args.no_progress)

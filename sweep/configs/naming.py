@@ -21,9 +21,10 @@ def config_label(config: Mapping[str, Any]) -> str:
     """A short name: 'cnn', 'resnet50v2', or the fusion's label ('cnn:block3_drop+rn:.../b2048/h2048')."""
     if config["model"] != "fusion":
         return str(config["model"])
+    merge = "concat" if config.get("merge") == "concat" else "branches"
     return fusion_label(_cut(config.get("cnn_cut")), _cut(config.get("resnet_cut")), _width(config["branch_width"]),
                         _width(config["head_width"]), backbone_a=backbones_of(config)[0],
-                        backbone_b=backbones_of(config)[1])
+                        backbone_b=backbones_of(config)[1], merge=merge)
 
 
 def backbones_of(config: Mapping[str, Any]) -> tuple[str, str]:
@@ -53,6 +54,8 @@ def config_of(train) -> dict[str, Any]:
     spec = train.fusion
     config = {"model": "fusion", "cnn_cut": spec.cnn_cut, "resnet_cut": spec.resnet_cut,
               "branch_width": spec.branch_width, "head_width": spec.head_width}
+    if spec.merge == "concat":
+        config["merge"] = "concat"
     return config if spec.seed_pair else {**config, **pair_columns(spec.backbone_a, spec.backbone_b, config)}
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 from typing import Callable
 
 from sweep import UsageError
-from sweep.configs import cpu_real, paper, quick
+from sweep.configs import concat_xception_resnet, cpu_real, paper, quick
 from sweep.configs.schema import SweepConfig
 
 PRESETS: dict[str, Callable[[], SweepConfig]] = {"quick": quick.get_config, "cpu-real": cpu_real.get_config,
-                                                 "paper": paper.get_config}
+                                                 "paper": paper.get_config,
+                                                 "concat-xception-resnet": concat_xception_resnet.get_config}
 
 
 def get_preset(name: str) -> SweepConfig:

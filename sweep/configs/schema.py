@@ -53,8 +53,8 @@ class TrainConfig:
     # None keeps Keras' 0.99; with only tens of steps per run the moving statistics would still be mostly
     # their initial values (0.99**100 = 0.37) and eval-mode outputs collapse, so short runs use e.g. 0.9.
     bn_momentum: float | None = None
-    # backbone (cnn, resnet50v2) -> where its weights start: "scratch" (the default for a backbone not named),
-    # "imagenet" (resnet50v2: Keras's ImageNet file from the weights cache) or a Keras file (.h5, .weights.h5,
+    # backbone (any of models.pretrained.BACKBONES) -> where its weights start: "scratch" (the default for a backbone
+    # not named), "imagenet" (a published file from the weights cache) or a Keras file (.h5, .weights.h5,
     # .keras). A cut backbone takes its layers up to the cut; branches, heads and layers past a cut start fresh.
     init: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -73,6 +73,9 @@ class SearchSpace:
     head_widths: tuple[int, ...] = (256, 2048)
     # the two backbones fused (cnn_cuts / resnet_cuts are the cuts of the first / second); see docs/backbones.md
     backbones: tuple[str, ...] = ("cnn", "resnet50v2")
+    # how the fusions join their two backbones (models.spec.FusionSpec.merge): the seed's "branches", or "concat"
+    # (Rahimzadeh & Attar 2020; the concat-xception-resnet preset)
+    merge: Literal["branches", "concat"] = "branches"
     include_parents: bool = True  # the CNN alone and ResNet50V2 alone as reference points
     include_seed_fusion: bool = True  # add the seed's own fusion when the grid lacks it (off in quick: time budget)
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 
 from models.registry import build_model
 from sweep.configs.schema import TrainConfig
-from sweep.init_sources import SCRATCH, branch_scaling, weights_cache_dir
+from sweep.init_sources import SCRATCH, branch_scaling, published_backbones, weights_cache_dir
 
 
 def init_model(config: TrainConfig, num_classes: int, image_size: int):
@@ -18,7 +18,8 @@ def init_model(config: TrainConfig, num_classes: int, image_size: int):
                        resnet_head=config.resnet_head, rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1),
                        dtype=jnp.bfloat16 if config.precision == "bfloat16" else None,
                        bn_momentum=config.bn_momentum,
-                       input_scaling=branch_scaling(config.init, config.pipeline.normalization))
+                       input_scaling=branch_scaling(config.init, config.pipeline.normalization),
+                       imagenet=published_backbones(config.init))
 
 
 def load_init_weights(model, config: TrainConfig) -> None:

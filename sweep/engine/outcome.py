@@ -113,5 +113,6 @@ def final_metrics(seed: "SeedRun", status: str, weights_epoch: int, test: SplitP
 
 def init_columns(config) -> dict:
     """init_<backbone> of the backbones the model holds: scratch, imagenet or the file's sha256 prefix."""
-    row = {"model": config.model, "cnn_cut": config.fusion.cnn_cut, "resnet_cut": config.fusion.resnet_cut}
+    row = {"model": config.model, "cnn_cut": config.fusion.cnn_cut, "resnet_cut": config.fusion.resnet_cut,
+           "backbone_a": config.fusion.backbone_a, "backbone_b": config.fusion.backbone_b}
     return {k: v for k, v in row_init_columns(row, init_labels(config.init)).items() if v is not None}

@@ -186,7 +186,7 @@ def run_sweep(sweep: SweepConfig, trials: list[dict], *, out: Path, address: str
 
     workers_sweep, prepared, eval_sets = _prepare_data(sweep, say)
     workers_sweep = workers_sweep.replace(train=workers_sweep.train.replace(init=worker_init(sweep.train.init)))
-    init = init_record(sweep.train.init, sweep.train.pipeline.normalization)
+    init = init_record(sweep.train.init, sweep.train.pipeline.normalization, parts=tuple(sweep.space.backbones))
     for backbone, record in init.items():
         where = f" ({record['path']})" if record["path"] and record["path"] != record["source"] else ""
         digest = f", sha256 {record['sha256'][:12]}" if record["sha256"] else ""

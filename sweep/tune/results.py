@@ -21,7 +21,7 @@ BASE_COLUMNS = (
     "best_epoch", "weights_epoch", "train_seconds", "val_accuracy", "test_n", "test_accuracy",
     "test_balanced_accuracy", "test_auc", "collapsed",
 )
-PAIR_COLUMNS = ("backbone_a", "backbone_b", "cut_a", "cut_b")
+PAIR_COLUMNS = ("backbone_a", "backbone_b", "cut_a", "cut_b", "merge")  # merge: only `concat` sweeps have it
 # metric key in train_and_evaluate's Result.metrics -> trials.csv column, where they differ
 RENAMES = {"epochs_run": "epochs"}
 

@@ -52,6 +52,10 @@ def validate_space(space: SearchSpace) -> None:
     _check_widths("head_widths", tuple(space.head_widths))
     if all(c is None for c in space.cnn_cuts) and all(c is None for c in space.resnet_cuts):
         raise UsageError("search space has no branch at all: cnn_cuts and resnet_cuts are both only None")
+    if space.merge not in ("branches", "concat"):
+        raise UsageError(f"merge must be branches or concat, got {space.merge!r}")
+    if space.merge == "concat" and None in (*space.cnn_cuts, *space.resnet_cuts):
+        raise UsageError("merge concat joins both backbones: cnn_cuts and resnet_cuts may not hold none")
 
 
 def validate_sweep(sweep: SweepConfig) -> None:
@@ -85,6 +89,9 @@ def validate_sweep(sweep: SweepConfig) -> None:
     if sweep.explain_images and sweep.explain_max_evals < 3:
         raise UsageError(f"explain_max_evals must be >= 3, got {sweep.explain_max_evals}")
     if sweep.around is not None:
+        if sweep.space.merge == "concat":
+            raise UsageError("--around steps the seed's branch fusions; a concat sweep (merge concat) lists its cuts "
+                             "with --cuts-a / --cuts-b instead")
         parse_label(sweep.around)
         if sweep.seeds < MIN_SEEDS:
             raise UsageError(f"a star design (--around) needs at least {MIN_SEEDS} seeds per configuration to "
@@ -101,6 +108,8 @@ def fusion_configs(space: SearchSpace) -> list[dict[str, Any]]:
             continue
         config = {"model": "fusion", "cnn_cut": cnn_cut, "resnet_cut": resnet_cut,
                   "branch_width": int(branch), "head_width": int(head)}
+        if space.merge == "concat":
+            config["merge"] = "concat"
         configs.append(config if pair == SEED_BACKBONES else {**config, **pair_columns(*pair, config)})
     return configs
 
@@ -174,4 +183,6 @@ def train_config_for(trial: dict[str, Any], base: TrainConfig) -> TrainConfig:
             changes["fusion"] = changes["fusion"].replace(
                 backbone_a=trial["backbone_a"], backbone_b=trial["backbone_b"], cnn_branch_activation="linear",
                 resnet_branch_activation="linear")
+        if trial.get("merge") == "concat":
+            changes["fusion"] = changes["fusion"].replace(merge="concat")
     return base.replace(**changes)

@@ -262,3 +262,43 @@ def test_bench_autotune_rebuilds_the_table_for_the_bench_programs_and_prints_it(
     assert seen == {"keys": ["cnn@32px_b2_float32", "cnn@48px_b2_float32"], "rebuild": True, "budget_s": 60.0}
     out = capsys.readouterr().out
     assert "b2_8x8x4_k3x3x4x4_s1_SAME_float32" in out and "im2col" in out and "family 1 model 2" in out
+
+
+def test_peer_models_may_name_other_backbones_which_are_then_measured_here_too(monkeypatch):
+    """`bench --peer-models xception,mobilenetv2`: both are timed here (the seed's head) beside the seed's models,
+    so their ratios to the Keras peer exist; an unknown name is refused before any work."""
+    import sweep.bench.runner as runner
+    from sweep.cli import main
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(options, **_):
+        seen["options"] = options
+        raise Stop
+
+    monkeypatch.setattr(runner, "run_bench", capture)
+    with pytest.raises(Stop):
+        main(["bench", "--peer-models", "xception,mobilenetv2", "--models", "cnn"])
+    assert seen["options"].models == ("cnn", "xception", "mobilenetv2")
+    assert seen["options"].peer_models == ("xception", "mobilenetv2")
+    assert main(["bench", "--peer-models", "vgg16"]) == 2 and "options" in seen
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_the_keras_peer_builds_another_backbone_with_our_trainable_params(monkeypatch):
+    import flax.nnx as nnx
+    import numpy as np
+
+    monkeypatch.setenv("KERAS_BACKEND", "jax")  # read at Keras's first import only
+    pytest.importorskip("keras")
+    from models.profile import count_params
+    from sweep.bench.keras_peer import build
+    from sweep.bench.steps import build_bench_model
+
+    ours = nnx.eval_shape(lambda: build_bench_model("mobilenetv2", 32))
+    theirs = build("mobilenetv2", 32)
+    trainable = sum(int(np.prod(w.shape)) for w in theirs.trainable_weights)
+    assert trainable == count_params(ours)[1]

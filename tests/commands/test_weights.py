@@ -216,4 +216,4 @@ def test_the_manifest_records_each_backbones_source_and_scaling(keras_files):
                              "input_scaling": "unit"}
     # an explicit global value is applied before the model, to every branch, and recorded as such
     assert init_record({"resnet50v2": str(path)}, "unit")["resnet50v2"]["input_scaling"] == "unit"
-    assert branch_scaling({"resnet50v2": "imagenet"}, "symmetric") == {"cnn": "unit", "resnet50v2": "unit"}
+    assert set(branch_scaling({"resnet50v2": "imagenet"}, "symmetric").values()) == {"unit"}

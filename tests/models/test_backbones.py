@@ -2,18 +2,24 @@
 equal to keras.applications' for the same weights file and input."""
 from __future__ import annotations
 
+import shutil
+
 import flax.nnx as nnx
+import h5py
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from models.backbone_net import BackboneNet
-from models.backbones import BACKBONES, KERAS_BACKBONES, backbone, backbone_param_count
+from models.backbones import BACKBONES, KERAS_BACKBONES, backbone, backbone_param_count, pretrained_scaling
+from models.build import scale_input
 from models.cuts import KERAS_TYPES
 from models.keras_weights import load_keras_weights
 from models.profile import count_params, cut_table, profile_model
+from models.pretrained import load_backbone
 from models.registry import build_model
+from tests.keras_made import save
 
 # Keras 3.15's model.summary() at 224x224x3, include_top=False: total, trainable, non-trainable
 KERAS_COUNTS = {
@@ -116,44 +122,166 @@ def _randomise_statistics(keras, model, rng) -> None:
             layer.finalize_state()
 
 
+class KerasMade:
+    """One keras.applications backbone Keras built (include_top=False, statistics randomised) and saved in three
+    layouts, with pixels in [0, 255] and Keras's output on its own preprocess_input of them."""
+
+    def __init__(self, keras, folder, name: str, size: int):
+        info = backbone(name)
+        keras.backend.clear_session()  # Keras' automatic names (conv2d, add_3, ...) as in a fresh session
+        self.source = getattr(keras.applications, info.keras_app)(include_top=False, weights=None,
+                                                                  input_shape=(size, size, 3))
+        _randomise_statistics(keras, self.source, np.random.default_rng(0))
+        self.pixels = np.random.default_rng(1).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
+        self.preprocess = getattr(keras.applications, info.keras_module).preprocess_input
+        self.expected = np.asarray(self.source(self.preprocess(self.pixels.copy()), training=False))
+        self.path, self.legacy, self.notop = (folder / f"{name}{suffix}" for suffix in (".weights.h5", ".h5",
+                                                                                          "_notop.h5"))
+        self.source.save_weights(self.path)
+        self.source.save(self.legacy)  # legacy HDF5 full model
+        save(self.source, self.notop, "legacy-notop")  # the layout of keras.applications' imagenet files
+
+    def at(self, layer: str) -> np.ndarray:
+        """Keras's output at `layer` for the same pixels."""
+        import keras
+
+        cut = keras.Model(self.source.inputs, self.source.get_layer(layer).output)
+        return np.asarray(cut(self.preprocess(self.pixels.copy()), training=False))
+
+
+@pytest.fixture(scope="module")
+def keras_made(keras, tmp_path_factory):
+    """KerasMade(name, size), made once per module."""
+    made = {}
+
+    def make(name: str, size: int) -> KerasMade:
+        if (name, size) not in made:
+            made[name, size] = KerasMade(keras, tmp_path_factory.mktemp(name), name, size)
+        return made[name, size]
+
+    return make
+
+
+def close_to(got, expected) -> None:
+    """CONTRACT.md "Pretrained backbones": to 1e-4 of the output's largest magnitude."""
+    got = np.asarray(got)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
+
+
 @pytest.mark.parametrize("name,size", KERAS_CASES)
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras' own, under numpy 2
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_outputs_equal_keras_applications_for_the_same_weights(keras, tmp_path, name, size):
+def test_outputs_equal_keras_applications_for_the_same_weights(keras_made, name, size):
     """Keras builds the application (include_top=False), saves .weights.h5; ours loads it and, on the same
     pixels scaled as our InputScaling data says, gives Keras' output on keras' own preprocess_input."""
     info = backbone(name)
-    keras.backend.clear_session()  # Keras' automatic names (conv2d, add_3, ...) as in a fresh session
-    source = getattr(keras.applications, info.keras_app)(include_top=False, weights=None,
-                                                         input_shape=(size, size, 3))
-    _randomise_statistics(keras, source, np.random.default_rng(0))
-    assert [layer.name for layer in source.layers] == [layer.name for layer in info.graph()]
-    assert [type(layer).__name__ for layer in source.layers] == [KERAS_TYPES[layer.kind] for layer in info.graph()]
-
-    pixels = np.random.default_rng(1).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
-    preprocess = getattr(keras.applications, info.keras_module).preprocess_input
-    expected = np.asarray(source(preprocess(pixels.copy()), training=False))
-    path, legacy = tmp_path / f"{name}.weights.h5", tmp_path / f"{name}.h5"
-    source.save_weights(path)
-    source.save(legacy)  # legacy HDF5 (the layout of keras.applications' imagenet files: depthwise_kernel:0, ...)
+    made = keras_made(name, size)
+    assert [layer.name for layer in made.source.layers] == [layer.name for layer in info.graph()]
+    assert [type(layer).__name__ for layer in made.source.layers] == \
+        [KERAS_TYPES[layer.kind] for layer in info.graph()]
 
     model = BackboneNet(name, head=None, image_size=size, rngs=nnx.Rngs(0))
-    report = load_keras_weights(model, path)
+    report = load_keras_weights(model, made.path)
     assert len(report.loaded) == len(model.keras_layers())
     model.eval()
     scaling = info.input_scaling
-    x = pixels * np.float32(scaling.scale) + np.float32(scaling.offset)
+    x = made.pixels * np.float32(scaling.scale) + np.float32(scaling.offset)
     graphdef, state = nnx.split(model)
     forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
-    got = forward(state, jnp.asarray(x))
-    assert got.shape == expected.shape
-    np.testing.assert_allclose(np.asarray(got), expected, atol=1e-4 * np.abs(expected).max())
+    close_to(forward(state, jnp.asarray(x)), made.expected)
 
-    fresh = BackboneNet(name, head=None, image_size=size, rngs=nnx.Rngs(1))
-    assert load_keras_weights(fresh, legacy).format == "legacy-h5"
-    fresh.eval()
-    np.testing.assert_allclose(np.asarray(forward(nnx.state(fresh), jnp.asarray(x))), expected,
-                               atol=1e-4 * np.abs(expected).max())
+    # load_backbone (CONTRACT.md "Pretrained backbones") on every layout
+    for file, fmt in ((made.path, "keras3-h5"), (made.legacy, "legacy-h5"), (made.notop, "legacy-h5")):
+        loaded = load_backbone(name, file, size)
+        assert loaded.report.format == fmt and loaded.scaling == pretrained_scaling(name)
+        close_to(loaded(x), made.expected)
+    # `auto` from a Keras file: the branch's own scaling of [0, 1] images is Keras's preprocess_input of the pixels
+    unit = made.pixels / np.float32(255)
+    np.testing.assert_allclose(np.asarray(scale_input(jnp.asarray(unit), pretrained_scaling(name))),
+                               made.preprocess(made.pixels.copy()), rtol=1e-5, atol=1e-5)
+    inside = BackboneNet(name, head=None, image_size=size, input_scaling=pretrained_scaling(name), rngs=nnx.Rngs(1))
+    load_keras_weights(inside, made.notop)
+    inside.eval()
+    close_to(nnx.jit(lambda m, x: m(x))(inside, jnp.asarray(unit)), made.expected)
+
+
+@pytest.mark.slow  # Keras builds EfficientNetB0 twice (tens of seconds)
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_efficientnet_from_imagenet_is_the_graph_keras_builds_with_imagenet_weights(keras_made, monkeypatch):
+    """weights="imagenet" makes Keras add `rescaling_1`; `load_backbone(..., "imagenet")` and `--init
+    efficientnetb0=imagenet` build that graph. Keras's download is replaced by a file Keras wrote (no network),
+    and so is the cache lookup (its MD5 is not the published one)."""
+    import keras
+    from keras.src.applications import efficientnet
+
+    import models.pretrained as pretrained
+
+    made = keras_made("efficientnetb0", 33)
+    monkeypatch.setattr(efficientnet.file_utils, "get_file", lambda *args, **kwargs: str(made.notop))
+    keras.backend.clear_session()
+    source = keras.applications.EfficientNetB0(include_top=False, weights="imagenet", input_shape=(33, 33, 3))
+    assert "rescaling_1" in [layer.name for layer in source.layers]
+    expected = np.asarray(source(made.pixels, training=False))  # preprocess_input does nothing for EfficientNet
+    assert np.abs(expected - made.expected).max() > 1e-3 * np.abs(expected).max()  # the extra layer matters
+
+    monkeypatch.setattr(pretrained, "resolve", lambda backbone, source, cache_dir: made.notop)
+    loaded = load_backbone("efficientnetb0", "imagenet", 33, cache_dir="unused")
+    assert loaded.scaling == "pixels"
+    close_to(loaded(made.pixels), expected)
+
+    from sweep.init_sources import published_backbones
+
+    assert published_backbones({"efficientnetb0": "imagenet", "mobilenetv2": "x.h5"}) == ("efficientnetb0",)
+    model = build_model("efficientnetb0", image_size=33, input_scaling={"efficientnetb0": "pixels"},
+                        imagenet=("efficientnetb0",), rngs=nnx.Rngs(0))
+    assert "rescaling_1" in [layer.name for layer in model.graph]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_init_takes_a_keras_file_for_any_backbone_into_both_branches(keras_made):
+    """`--init mobilenetv2=FILE` on a fusion of MobileNetV2 twice: checked up to the deepest cut, loaded into both
+    branches, each scaling [0, 1] images as preprocess_input does ('auto'), giving Keras's output at its cut."""
+    from models.fusion import FusionNet
+    from models.pretrained import load_sources, materialise
+    from models.spec import FusionSpec
+    from sweep import UsageError
+    from sweep.init_sources import branch_scaling, check_init, init_labels, parse_init, row_init_columns
+
+    made = keras_made("mobilenetv2", 32)
+    init = parse_init([f"mobilenetv2={made.notop}"], {})
+    trial = {"model": "fusion", "cnn_cut": "block_2_add", "resnet_cut": "block_5_add", "backbone_a": "mobilenetv2",
+             "backbone_b": "mobilenetv2"}
+    check_init(init, [trial])
+    with pytest.raises(UsageError, match=r"--init xception=.*does not fit xception: layer 'block1_conv1'"):
+        check_init({"xception": str(made.notop)}, None)
+    deeper = made.notop.with_name("deeper_notop.h5")  # a layer MobileNetV2 lacks (blocks 0..16): another network's
+    shutil.copyfile(made.notop, deeper)
+    with h5py.File(deeper, "r+") as f:
+        names = [n if isinstance(n, bytes) else n.encode() for n in f.attrs["layer_names"]]
+        f.attrs["layer_names"] = [*names, b"block_17_project"]
+        group = f.create_group("block_17_project")
+        group.attrs["weight_names"] = [b"block_17_project/kernel"]
+        group["block_17_project/kernel"] = np.zeros((1, 1, 960, 320), np.float32)
+    with pytest.raises(UsageError, match="the file has a layer 'block_17_project' that mobilenetv2 lacks"):
+        check_init({"mobilenetv2": str(deeper)}, [trial])
+    labels = init_labels(init)
+    assert row_init_columns(trial, labels)["init_mobilenetv2"] == labels["init_mobilenetv2"] != "scratch"
+    assert row_init_columns(trial, labels)["init_cnn"] is None
+    scaling = branch_scaling(init, "auto")
+    assert scaling["mobilenetv2"] == "symmetric" and scaling["xception"] == "unit"  # scratch: [0, 1]
+
+    spec = FusionSpec.of("mobilenetv2", "mobilenetv2", "block_2_add", "block_5_add", image_size=32,
+                         branch_width=4, head_width=4)
+    model = nnx.eval_shape(lambda: FusionNet(spec, input_scaling=scaling, rngs=nnx.Rngs(0)))
+    reports = load_sources(model, {"mobilenetv2": made.notop})
+    assert set(reports) == {"a/mobilenetv2", "b/mobilenetv2"}
+    materialise(model)
+    model.eval()
+    got = nnx.jit(lambda m, x: m.b(x))(model, jnp.asarray(made.pixels / 255))
+    close_to(got, made.at("block_5_add"))
 
 
 def test_every_backbone_but_resnet50v2_has_a_keras_case():

@@ -93,6 +93,17 @@ def test_sources_and_the_scaling_they_expect():
     assert [expected_scaling("resnet50v2", s) for s in ("scratch", "imagenet", "a.h5")] == \
         ["unit", "symmetric", "symmetric"]
     assert expected_scaling("cnn", "seed_cnn.h5") == "unit"
+    # each keras.applications backbone from a file: what its preprocess_input makes, for [0, 1] images
+    assert [expected_scaling(name, "a.h5") for name in ("xception", "densenet121", "mobilenetv2", "efficientnetb0")] \
+        == ["symmetric", "torch", "symmetric", "pixels"]
+    assert expected_scaling("densenet121", "scratch") == "unit"
+    # a sibling's layers are recognised as the backbone's kind: EfficientNetB1's third block-2 layer, DenseNet169's
+    # 25th block of stage 4; Keras's automatic names only as they are
+    from models.pretrained import _name_pattern
+
+    assert _name_pattern("efficientnetb0").fullmatch("block2c_expand_conv")
+    assert _name_pattern("densenet121").fullmatch("conv4_block25_1_conv")
+    assert not _name_pattern("xception").fullmatch("conv2d_9") and not _name_pattern("xception").fullmatch("dense")
     assert layers_up_to("resnet50v2", "pool1_pool") == ("conv1_conv",)
     assert len(layers_up_to("resnet50v2", None)) == 102 and BACKBONE_OUTPUT["resnet50v2"] == "post_relu"
 
