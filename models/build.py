@@ -174,3 +174,33 @@ def run_layers(owner: nnx.Module, layers: Sequence[Layer], x: jax.Array, *, keep
 def weighted_modules(owner: nnx.Module, layers: Sequence[Layer]) -> dict[str, nnx.Module]:
     """Keras layer name -> the nnx.Conv / nnx.BatchNorm / nnx.Linear holding its weights."""
     return {layer.name: getattr(owner, layer.name) for layer in layers if layer.kind in WEIGHTED_KINDS}
+
+
+class GraphModel(nnx.Module):
+    """A Keras-named layer graph as one nnx module (the CNN, ResNet50V2, every other backbone): its layers up to
+    `last` built by name, run on [0, 1] images after the model's own input scaling. Subclasses check their
+    arguments, pick the graph and call build_graph; `returns_logits` says whether the output is the head's."""
+
+    def build_graph(self, graph: Sequence[Layer], last: str, *, model: str, image_size: int, channels: int,
+                    input_scaling: str, returns_logits: bool, rngs: nnx.Rngs, dtype=None) -> None:
+        from models.cuts import check_scaling, infer_shapes, needed_layers
+
+        self.input_scaling = check_scaling(input_scaling)  # what the model does to its [0, 1] input first
+        self.returns_logits = returns_logits
+        self.graph = needed_layers(graph, last)
+        shapes = infer_shapes(self.graph, image_size, channels, model)
+        self.output_shape = shapes[last]  # per image
+        build_layers(self, self.graph, shapes, channels, rngs, dtype)
+
+    def __call__(self, x: jax.Array, *, resnet_x: jax.Array | None = None) -> jax.Array:
+        y = run_layers(self, self.graph, scale_input(x, self.input_scaling))
+        return y.astype(jnp.float32) if self.returns_logits else y
+
+    def features(self, x: jax.Array) -> dict[str, jax.Array]:
+        """Every built layer's output by Keras name (for inspection and tests)."""
+        return run_layers(self, self.graph, scale_input(x, self.input_scaling), keep_all=True)
+
+    def keras_layers(self) -> dict[str, nnx.Module]:
+        """Keras layer name -> nnx module holding its weights, named as in the Keras model (+ the seed head's
+        `dense` and `predictions` when built)."""
+        return weighted_modules(self, self.graph)

@@ -4,15 +4,13 @@ from __future__ import annotations
 from typing import Literal
 
 import flax.nnx as nnx
-import jax
-import jax.numpy as jnp
 
-from models.build import build_layers, run_layers, scale_input, weighted_modules
-from models.cuts import check_cut, check_scaling, check_image, check_num_classes, infer_shapes, needed_layers
+from models.build import GraphModel
+from models.cuts import check_cut, check_image, check_num_classes
 from models.graphs import HEADS, RESNET50V2_LAYERS, head_graph, resnet50v2_graph
 
 
-class ResNet50V2(nnx.Module):
+class ResNet50V2(GraphModel):
     """ResNet50V2. cut=None: backbone + `head` (logits), or the post_relu map when head is None.
     With a cut: the output of that named layer (the head is not built)."""
 
@@ -32,23 +30,7 @@ class ResNet50V2(nnx.Module):
             graph = resnet50v2_graph() + head_graph(head, num_classes)
             last = "predictions"
         self.cut = cut
-        self.input_scaling = check_scaling(input_scaling)  # what the model does to its [0, 1] input first
         self.head = head if cut is None else None
         self.num_classes = num_classes
-        self.graph = needed_layers(graph, last)
-        shapes = infer_shapes(self.graph, image_size, channels, "resnet50v2")
-        self.output_shape = shapes[last]  # per image
-        build_layers(self, self.graph, shapes, channels, rngs, dtype)
-
-    def __call__(self, x: jax.Array, *, resnet_x: jax.Array | None = None) -> jax.Array:
-        y = run_layers(self, self.graph, scale_input(x, self.input_scaling))
-        return y.astype(jnp.float32) if self.head is not None else y
-
-    def features(self, x: jax.Array) -> dict[str, jax.Array]:
-        """Every built layer's output by Keras name (for inspection and tests)."""
-        return run_layers(self, self.graph, scale_input(x, self.input_scaling), keep_all=True)
-
-    def keras_layers(self) -> dict[str, nnx.Module]:
-        """Keras layer name -> nnx module holding its weights: backbone names as in Keras' ResNet50V2
-        (conv1_conv, conv2_block1_preact_bn, ..., post_bn) plus the head's `dense` and `predictions`."""
-        return weighted_modules(self, self.graph)
+        self.build_graph(graph, last, model="resnet50v2", image_size=image_size, channels=channels,
+                         input_scaling=input_scaling, returns_logits=self.head is not None, rngs=rngs, dtype=dtype)

@@ -31,6 +31,16 @@ def table_rows(path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def add_legacy_layer(path, name: str, kernel_shape: tuple[int, ...]) -> None:
+    """Append a layer with one zero kernel to a legacy-layout .h5 (a layer of another, bigger network)."""
+    with h5py.File(path, "r+") as f:
+        names = [n if isinstance(n, bytes) else n.encode() for n in f.attrs["layer_names"]]
+        f.attrs["layer_names"] = [*names, name.encode()]
+        group = f.create_group(name)
+        group.attrs["weight_names"] = [f"{name}/kernel".encode()]
+        group[f"{name}/kernel"] = np.zeros(kernel_shape, np.float32)
+
+
 def keras():
     import keras as keras_module
 

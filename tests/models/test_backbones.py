@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 
 import flax.nnx as nnx
-import h5py
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,7 +18,7 @@ from models.keras_weights import load_keras_weights
 from models.profile import count_params, cut_table, profile_model
 from models.pretrained import load_backbone
 from models.registry import build_model
-from tests.keras_made import save
+from tests.keras_made import add_legacy_layer, save
 
 # Keras 3.15's model.summary() at 224x224x3, include_top=False: total, trainable, non-trainable
 KERAS_COUNTS = {
@@ -259,12 +258,7 @@ def test_init_takes_a_keras_file_for_any_backbone_into_both_branches(keras_made)
         check_init({"xception": str(made.notop)}, None)
     deeper = made.notop.with_name("deeper_notop.h5")  # a layer MobileNetV2 lacks (blocks 0..16): another network's
     shutil.copyfile(made.notop, deeper)
-    with h5py.File(deeper, "r+") as f:
-        names = [n if isinstance(n, bytes) else n.encode() for n in f.attrs["layer_names"]]
-        f.attrs["layer_names"] = [*names, b"block_17_project"]
-        group = f.create_group("block_17_project")
-        group.attrs["weight_names"] = [b"block_17_project/kernel"]
-        group["block_17_project/kernel"] = np.zeros((1, 1, 960, 320), np.float32)
+    add_legacy_layer(deeper, "block_17_project", (1, 1, 960, 320))
     with pytest.raises(UsageError, match="the file has a layer 'block_17_project' that mobilenetv2 lacks"):
         check_init({"mobilenetv2": str(deeper)}, [trial])
     labels = init_labels(init)

@@ -15,7 +15,7 @@ from models.pretrained import (BACKBONE_OUTPUT, check_file, expected_scaling, la
 from models.registry import build_model
 from models.resnet_v2 import ResNet50V2
 from models.spec import FusionSpec
-from tests.keras_made import FILE_NAMES, FORMATS, IMAGE_SIZE, LOADER_FORMAT, RESNET_CUTS
+from tests.keras_made import FILE_NAMES, FORMATS, IMAGE_SIZE, LOADER_FORMAT, RESNET_CUTS, add_legacy_layer
 
 # the first test of a session may wait for Keras to make the reference (tens of seconds on a loaded machine;
 # cached afterwards in pytest's cache)
@@ -147,12 +147,7 @@ def test_wrong_shapes_and_extra_backbone_layers_are_named(keras_files, tmp_path)
         check_file("resnet50v2", path, needed=layers_up_to("resnet50v2", "pool1_pool"))
     extra = tmp_path / "deeper.h5"
     shutil.copyfile(keras_files / FILE_NAMES["legacy-notop"].format("resnet"), extra)
-    with h5py.File(extra, "r+") as f:  # ResNet101V2 has a conv4_block7; ResNet50V2 does not
-        names = [n if isinstance(n, bytes) else n.encode() for n in f.attrs["layer_names"]]
-        f.attrs["layer_names"] = [*names, b"conv4_block7_1_conv"]
-        group = f.create_group("conv4_block7_1_conv")
-        group.attrs["weight_names"] = [b"conv4_block7_1_conv/kernel"]
-        group["conv4_block7_1_conv/kernel"] = np.zeros((1, 1, 1024, 256), np.float32)
+    add_legacy_layer(extra, "conv4_block7_1_conv", (1, 1, 1024, 256))  # ResNet101V2's; ResNet50V2 lacks it
     with pytest.raises(ValueError, match="layer 'conv4_block7_1_conv' that resnet50v2 lacks"):
         check_file("resnet50v2", extra, needed=layers_up_to("resnet50v2", "pool1_pool"))
 
