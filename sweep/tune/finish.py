@@ -117,8 +117,16 @@ def _print_summary(out: Path, wall: float) -> None:
     print(summary_table(out))
     print()
     print(scaling_headline(out))
-    print(f"\nresults in {out}/: trials.csv, trials.parquet, pareto.csv, plots/, report.md, report.html, manifest.json"
-          + (", explanations/" if (out / "explanations").is_dir() else "") + f"  ({wall:.0f} s)")
+    print(f"\nresults in {out}/: {', '.join(written_outputs(out))}  ({wall:.0f} s)")
+
+
+SUMMARY_OUTPUTS = ("report.html", "report.md", "trials.csv", "trials.parquet", "predictions.parquet", "scaling.json",
+                   "effects.json", "shift.json", "pareto.csv", "plots", "explanations", "manifest.json")
+
+
+def written_outputs(out: Path) -> list[str]:
+    """The run's outputs that exist in `out`, report first (folders with a trailing /): what the last line names."""
+    return [name + ("/" if (out / name).is_dir() else "") for name in SUMMARY_OUTPUTS if (out / name).exists()]
 
 
 def prune_ray_checkpoints(experiment: str) -> int:

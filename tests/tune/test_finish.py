@@ -122,3 +122,12 @@ def test_the_ray_experiment_is_recorded_where_the_user_put_it(storage, expected)
     from sweep.tune.driver import recorded_experiment
 
     assert recorded_experiment(storage) == expected
+
+
+def test_the_last_line_names_every_output_the_run_wrote_and_only_those(tmp_path):
+    from sweep.tune.finish import written_outputs
+
+    for name in ("trials.csv", "effects.json", "report.html", "manifest.json"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "plots").mkdir()
+    assert written_outputs(tmp_path) == ["report.html", "trials.csv", "effects.json", "plots/", "manifest.json"]
